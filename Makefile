@@ -1,0 +1,27 @@
+# The two commands: `make test` and `make demo`; each creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint venv clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) examples/demo.py --out runs/demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pyro_flowzoo tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,265 @@
+"""``Flow``: a base distribution (held in buffers) plus an ordered list of transforms (latent -> data)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence, Union
+
+import pyro.distributions as dist
+import torch
+from pyro.distributions.conditional import ConditionalTransform, ConditionalTransformedDistribution
+from torch import Tensor, nn
+from torch.distributions import Transform
+
+from .transforms.base import _FlowTransformMixin
+
+__all__ = ["Flow", "BaseDistribution", "StandardNormal", "StandardLogistic", "StandardUniform"]
+
+Shape = Union[torch.Size, Sequence[int]]
+
+
+class BaseDistribution(nn.Module):
+    """A fixed base distribution whose parameters are buffers, so ``.to()``/``.double()`` move them.
+
+    Subclasses give :meth:`dist`; ``temperature`` scales the spread (the standard deviation for
+    location-scale families).
+    """
+
+    def __init__(self, event_shape: Shape) -> None:
+        super().__init__()
+        self.event_shape = torch.Size(event_shape)
+        self.register_buffer("loc", torch.zeros(self.event_shape))
+        self.register_buffer("scale", torch.ones(self.event_shape))
+
+    def dist(self, temperature: float = 1.0) -> dist.TorchDistribution:
+        raise NotImplementedError
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.dist().log_prob(z)
+
+    def sample(self, sample_shape: Shape = (), temperature: float = 1.0) -> Tensor:
+        return self.dist(temperature).rsample(torch.Size(sample_shape))
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}"
+
+
+class StandardNormal(BaseDistribution):
+    """Standard normal base, ``N(0, I)``; ``temperature`` T samples ``N(0, T^2 I)``."""
+
+    def dist(self, temperature: float = 1.0) -> dist.TorchDistribution:
+        return dist.Normal(self.loc, self.scale * temperature).to_event(len(self.event_shape))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        # Same value as Normal(0, 1).log_prob summed, without Pyro's per-call validation overhead.
+        d = self.event_shape.numel()
+        return -0.5 * z.pow(2).reshape(z.shape[: z.dim() - len(self.event_shape)] + (-1,)).sum(-1) \
+            - 0.5 * d * math.log(2 * math.pi)
+
+
+class StandardLogistic(BaseDistribution):
+    """Standard logistic base (NICE): density ``exp(-z) / (1 + exp(-z))^2`` per entry."""
+
+    def dist(self, temperature: float = 1.0) -> dist.TorchDistribution:
+        return dist.Logistic(self.loc, self.scale * temperature).to_event(len(self.event_shape))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        lp = -z - 2 * nn.functional.softplus(-z)
+        return lp.reshape(z.shape[: z.dim() - len(self.event_shape)] + (-1,)).sum(-1)
+
+
+class StandardUniform(BaseDistribution):
+    """Uniform base on the unit cube ``(0, 1)^D`` (mixture-CDF autoregressive flows)."""
+
+    def dist(self, temperature: float = 1.0) -> dist.TorchDistribution:
+        if temperature != 1.0:
+            raise ValueError("a uniform base has no temperature; use temperature=1.0")
+        return dist.Uniform(self.loc, self.scale).to_event(len(self.event_shape))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        inside = ((z >= 0) & (z <= 1)).reshape(z.shape[: z.dim() - len(self.event_shape)] + (-1,)).all(-1)
+        return torch.where(inside, 0.0, -math.inf).to(z.dtype)
+
+
+TransformLike = Union[Transform, ConditionalTransform]
+
+
+class Flow(nn.Module):
+    r"""A normalizing flow ``x = T_K(... T_1(z))`` with ``z`` from a base distribution.
+
+    .. math:: \log p(x) = \log p_Z(T^{-1}(x)) - \sum_k \log|\det J_{T_k}|
+
+    ``transforms`` run from latent to data, as in Pyro's ``TransformedDistribution``; conditional
+    transforms (``ConditionalTransformModule``) get the ``context`` passed to ``log_prob``/``sample``.
+    ``flow.dist`` is a fresh Pyro distribution for use in models and guides; ``flow.log_prob`` is the
+    same density computed without Pyro's caches (safe to call on the same tensor every step).
+
+    Args:
+        base: the base distribution (e.g. :class:`StandardNormal`).
+        transforms: transforms from latent to data.
+        context_shape: shape of one context for conditional flows (None: unconditional).
+
+    Example:
+        >>> from pyro_flowzoo.transforms import Scaling
+        >>> flow = Flow(StandardNormal((2,)), [Scaling((2,))])
+        >>> flow.log_prob(torch.zeros(5, 2)).shape
+        torch.Size([5])
+    """
+
+    def __init__(self, base: BaseDistribution, transforms: Sequence[TransformLike],
+                 context_shape: Optional[Shape] = None) -> None:
+        super().__init__()
+        self.base = base
+        self.transforms = nn.ModuleList([t for t in transforms if isinstance(t, nn.Module)])
+        # The ordered list (plain torch transforms included); deepcopy and pickle keep identities.
+        self._transforms = list(transforms)
+        self.context_shape = None if context_shape is None else torch.Size(context_shape)
+        self.is_conditional = any(isinstance(t, ConditionalTransform) for t in transforms)
+        if self.is_conditional and self.context_shape is None:
+            raise ValueError("a flow with conditional transforms needs context_shape")
+        shape = torch.Size(base.event_shape)
+        for t in self._transforms:
+            shape = torch.Size(t.forward_shape(shape))
+        self.event_shape = shape
+        self.validate = True
+        self.builder: Optional[str] = None
+        self.hparams: dict[str, Any] = {}
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _parts(self, context: Optional[Tensor]) -> list[Transform]:
+        parts = []
+        for t in self._transforms:
+            if isinstance(t, ConditionalTransform):
+                if context is None:
+                    raise ValueError("this flow is conditional: pass context=")
+                t = t.condition(context)
+            parts.append(t)
+        return parts
+
+    def clear_cache(self) -> None:
+        """Forgets every transform's cached pair (Pyro's cache and ours)."""
+        for t in self.transforms.modules():
+            if isinstance(t, _FlowTransformMixin):
+                t._memo.clear()
+            if isinstance(t, Transform) and getattr(t, "_cache_size", 0) == 1:
+                t._cached_x_y = None, None
+
+    def _check_context(self, context: Optional[Tensor]) -> None:
+        if context is None:
+            if self.is_conditional:
+                raise ValueError(f"this flow is conditional: pass context= of shape (..., {tuple(self.context_shape)})")
+            return
+        if self.context_shape is None:
+            raise ValueError("this flow is not conditional: do not pass context=")
+        n = len(self.context_shape)
+        if context.shape[context.dim() - n:] != self.context_shape:
+            raise ValueError(
+                f"expected context of shape (..., {', '.join(map(str, self.context_shape))}), "
+                f"got {tuple(context.shape)}"
+            )
+
+    def _check_data(self, x: Tensor) -> None:
+        n = len(self.event_shape)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < n or x.shape[x.dim() - n:] != self.event_shape:
+            raise ValueError(
+                f"expected data of shape (..., {', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}"
+            )
+        if self.validate and not bool(torch.isfinite(x).all()):
+            raise ValueError("data passed to log_prob contain NaN or inf")
+
+    # -- density ------------------------------------------------------------------------------
+    def to_latent(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """Maps data to the latent: returns ``(z, sum of log|det dT/dz|)``, batch-shaped."""
+        self._check_data(x)
+        self._check_context(context)
+        batch = x.shape[: x.dim() - len(self.event_shape)]
+        total = x.new_zeros(())
+        for t in reversed(self._parts(context)):
+            if isinstance(t, _FlowTransformMixin):
+                y, (x, ld) = x, t.inverse_and_log_det(x)
+            else:
+                y = x
+                x = t.inv(y)
+                ld = t.log_abs_det_jacobian(x, y)
+                if getattr(t, "_cache_size", 0) == 1:
+                    t._cached_x_y = None, None
+            if ld.dim() > len(batch):
+                ld = ld.reshape(ld.shape[: len(batch)] + (-1,)).sum(-1)
+            total = total + ld
+        return x, total.expand(batch) if total.dim() < len(batch) else total
+
+    def log_prob(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+        """Exact log-density of ``x`` (shape ``x.shape[:-len(event_shape)]``)."""
+        z, log_det = self.to_latent(x, context)
+        return self.base.log_prob(z) - log_det
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+        """Same as :meth:`log_prob` (so DistributedDataParallel can wrap a flow)."""
+        return self.log_prob(x, context)
+
+    # -- sampling -----------------------------------------------------------------------------
+    def _sample_shape(self, sample_shape: Shape, context: Optional[Tensor]) -> torch.Size:
+        shape = torch.Size(sample_shape)
+        if context is not None:
+            shape = shape + context.shape[: context.dim() - len(self.context_shape)]
+        return shape
+
+    def from_latent(self, z: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """Maps latent to data: returns ``(x, sum of log|det dT/dz|)``."""
+        self._check_context(context)
+        batch = z.shape[: z.dim() - len(self.base.event_shape)]
+        total = z.new_zeros(())
+        for t in self._parts(context):
+            if isinstance(t, _FlowTransformMixin):
+                z, ld = t.forward_and_log_det(z)
+            else:
+                x = t(z)
+                ld = t.log_abs_det_jacobian(z, x)
+                z = x
+            if ld.dim() > len(batch):
+                ld = ld.reshape(ld.shape[: len(batch)] + (-1,)).sum(-1)
+            total = total + ld
+        return z, total.expand(batch) if total.dim() < len(batch) else total
+
+    def rsample_and_log_prob(self, sample_shape: Shape = (), temperature: float = 1.0,
+                             context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """Reparametrised samples with their log-density (under the untempered flow)."""
+        self._check_context(context)
+        z = self.base.sample(self._sample_shape(sample_shape, context), temperature)
+        x, log_det = self.from_latent(z, context)
+        return x, self.base.log_prob(z) - log_det
+
+    def rsample(self, sample_shape: Shape = (), temperature: float = 1.0,
+                context: Optional[Tensor] = None) -> Tensor:
+        """Reparametrised samples of shape ``sample_shape (+ context batch) + event_shape``."""
+        self._check_context(context)
+        z = self.base.sample(self._sample_shape(sample_shape, context), temperature)
+        return self.from_latent(z, context)[0]
+
+    @torch.no_grad()
+    def sample(self, sample_shape: Shape = (), temperature: float = 1.0,
+               context: Optional[Tensor] = None) -> Tensor:
+        """Samples (no gradient); ``temperature`` scales the base's standard deviation."""
+        return self.rsample(sample_shape, temperature, context)
+
+    # -- Pyro distributions -------------------------------------------------------------------
+    @property
+    def dist(self) -> Union[dist.TransformedDistribution, ConditionalTransformedDistribution]:
+        """A fresh Pyro distribution over data (conditional flows: one with ``.condition(context)``)."""
+        self.clear_cache()
+        parts = list(self._transforms)
+        if self.is_conditional:
+            return ConditionalTransformedDistribution(self.base.dist(), parts)
+        return dist.TransformedDistribution(self.base.dist(), parts)
+
+    def condition(self, context: Tensor) -> dist.TransformedDistribution:
+        """The Pyro distribution of data given ``context``."""
+        self._check_context(context)
+        self.clear_cache()
+        return dist.TransformedDistribution(self.base.dist(), self._parts(context))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

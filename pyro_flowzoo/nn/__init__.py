@@ -1,0 +1,5 @@
+"""Conditioner networks (they never import transforms)."""
+
+from .mlp import MLP
+
+__all__ = ["MLP"]

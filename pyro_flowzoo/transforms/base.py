@@ -1,0 +1,178 @@
+"""Base classes shared by every pyro_flowzoo transform.
+
+Pyro's transforms compute the log-determinant either from a cache (which goes stale when the same
+data tensor is scored on every optimizer step) or by recomputing the whole pass. Ours compute the
+pair ``(output, log_det)`` in one pass and remember the last pair by identity only, so
+``log_abs_det_jacobian`` is exact whether or not the pair came from the last call, and nothing is
+reused across calls with different tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pyro.distributions.conditional import ConditionalTransformModule
+from pyro.distributions.torch_transform import TransformModule
+from torch import Tensor
+from torch.distributions import Transform, constraints
+
+__all__ = ["FlowTransform", "ConditionalFlowTransform", "ConditionedTransform", "sum_rightmost"]
+
+
+def sum_rightmost(value: Tensor, dim: int) -> Tensor:
+    """Sums the ``dim`` rightmost dimensions of ``value``."""
+    return value.reshape(value.shape[: value.dim() - dim] + (-1,)).sum(-1) if dim > 0 else value
+
+
+class _PairMemo:
+    """Remembers the last ``(x, y, log_det)`` by tensor identity (never by value)."""
+
+    __slots__ = ("x", "y", "log_det")
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.x: Optional[Tensor] = None
+        self.y: Optional[Tensor] = None
+        self.log_det: Optional[Tensor] = None
+
+    def store(self, x: Tensor, y: Tensor, log_det: Tensor) -> None:
+        self.x, self.y, self.log_det = x, y, log_det
+
+    def lookup(self, x: Tensor, y: Tensor) -> Optional[Tensor]:
+        if self.x is x and self.y is y:
+            return self.log_det
+        return None
+
+
+class _FlowTransformMixin:
+    """The pair-computing protocol shared by plain and conditioned transforms."""
+
+    bijective = True
+
+    def _setup(self, event_dim: int, codomain_event_dim: Optional[int] = None) -> None:
+        self.domain = constraints.independent(constraints.real, event_dim)
+        self.codomain = constraints.independent(
+            constraints.real, event_dim if codomain_event_dim is None else codomain_event_dim
+        )
+        self.__dict__["_memo"] = _PairMemo()
+
+    # -- to implement -------------------------------------------------------------------------
+    def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns ``(y, log|dy/dx|)``; the log-det has shape ``x.shape[:-event_dim]``."""
+        raise NotImplementedError
+
+    def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns ``(x, log|dy/dx|)`` with ``x = T^{-1}(y)`` (the *forward* log-det at ``x``)."""
+        raise NotImplementedError
+
+    # -- torch.distributions.Transform protocol ----------------------------------------------
+    def _call(self, x: Tensor) -> Tensor:
+        y, log_det = self.forward_and_log_det(x)
+        self._memo.store(x, y, log_det)
+        return y
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        x, log_det = self.inverse_and_log_det(y)
+        self._memo.store(x, y, log_det)
+        return x
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
+        log_det = self._memo.lookup(x, y)
+        if log_det is None:
+            _, log_det = self.forward_and_log_det(x)
+        return log_det
+
+    def clear_cache(self) -> None:
+        """Forgets the remembered pair (and Pyro's cache, where one is used)."""
+        self._memo.clear()
+        if getattr(self, "_cache_size", 0) == 1:
+            self._cached_x_y = None, None
+
+    def __getstate__(self) -> dict:
+        state = Transform.__getstate__(self)
+        state["_memo"] = _PairMemo()
+        if "_cached_x_y" in state:
+            state["_cached_x_y"] = None, None
+        return state
+
+
+class FlowTransform(_FlowTransformMixin, TransformModule):
+    """A Pyro ``TransformModule`` that computes its output and log-determinant in one pass.
+
+    Subclasses implement :meth:`forward_and_log_det` and :meth:`inverse_and_log_det`; the
+    ``torch.distributions.Transform`` methods (``_call``, ``_inverse``, ``log_abs_det_jacobian``)
+    follow from them. ``event_dim`` is 1 for vectors and 3 for ``(C, H, W)`` images.
+
+    Args:
+        event_dim: number of rightmost dimensions the transform acts on jointly.
+        cache_size: Pyro's cache size (0 by default: the pair memo already avoids recomputation,
+            and a cache would go stale when the same tensor is scored after a parameter update).
+    """
+
+    def __init__(self, event_dim: int = 1, cache_size: int = 0,
+                 codomain_event_dim: Optional[int] = None) -> None:
+        super().__init__(cache_size=cache_size)
+        self._setup(event_dim, codomain_event_dim)
+
+    def with_cache(self, cache_size: int = 1) -> FlowTransform:
+        if cache_size == self._cache_size:
+            return self
+        raise NotImplementedError(
+            "pyro_flowzoo transforms remember their last pair already; use cache_size=0"
+        )
+
+
+class ConditionedTransform(_FlowTransformMixin, Transform):
+    """A conditional transform bound to one context (what ``.condition(context)`` returns)."""
+
+    def __init__(self, parent: ConditionalFlowTransform, context: Tensor) -> None:
+        super().__init__(cache_size=0)
+        self._setup(parent.event_dim, parent.codomain_event_dim)
+        self.parent = parent
+        self.context = context
+
+    def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.parent.forward_and_log_det(x, self.context)
+
+    def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self.parent.inverse_and_log_det(y, self.context)
+
+    def forward_shape(self, shape):
+        return self.parent.forward_shape(shape)
+
+    def inverse_shape(self, shape):
+        return self.parent.inverse_shape(shape)
+
+
+class ConditionalFlowTransform(ConditionalTransformModule):
+    """A Pyro ``ConditionalTransformModule`` whose ``condition(context)`` is a :class:`FlowTransform`.
+
+    Subclasses implement ``forward_and_log_det(x, context)`` and ``inverse_and_log_det(y, context)``;
+    the context's batch dimensions broadcast against the input's batch dimensions.
+    """
+
+    bijective = True
+
+    def __init__(self, event_dim: int = 1, context_shape: tuple[int, ...] = (),
+                 codomain_event_dim: Optional[int] = None) -> None:
+        super().__init__()
+        self.event_dim = event_dim
+        self.codomain_event_dim = event_dim if codomain_event_dim is None else codomain_event_dim
+        self.context_shape = tuple(context_shape)
+
+    def condition(self, context: Tensor) -> ConditionedTransform:
+        return ConditionedTransform(self, context)
+
+    def forward_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def inverse_and_log_det(self, y: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward_shape(self, shape):
+        return shape
+
+    def inverse_shape(self, shape):
+        return shape

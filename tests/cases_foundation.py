@@ -1,0 +1,45 @@
+"""Battery cases for the foundation: couplings, scaling, permutations, NICE and RealNVP on vectors."""
+
+import torch
+from registry import FlowCase, TransformCase
+
+from pyro_flowzoo.nn import MLP
+from pyro_flowzoo.transforms import (
+    AdditiveCoupling,
+    AffineCoupling,
+    ConditionalAdditiveCoupling,
+    ConditionalAffineCoupling,
+    Permute,
+    Reverse,
+    Scaling,
+    even_odd_mask,
+    half_mask,
+)
+
+TRANSFORMS = [
+    TransformCase("AdditiveCoupling", lambda: AdditiveCoupling(even_odd_mask(3), MLP(3, 3, (8,))), (3,)),
+    TransformCase("AffineCoupling", lambda: AffineCoupling(half_mask(4), MLP(4, 8, (8,))), (4,)),
+    TransformCase("AffineCoupling-odd", lambda: AffineCoupling(even_odd_mask(3, False), MLP(3, 6, (8,))), (3,)),
+    TransformCase(
+        "ConditionalAffineCoupling",
+        lambda: ConditionalAffineCoupling(half_mask(3), MLP(3, 6, (8,), context_features=2), (2,)),
+        (3,),
+        context_shape=(2,),
+    ),
+    TransformCase(
+        "ConditionalAdditiveCoupling",
+        lambda: ConditionalAdditiveCoupling(half_mask(2, False), MLP(2, 2, (8,), context_features=2), (2,)),
+        (2,),
+        context_shape=(2,),
+    ),
+    TransformCase("Scaling", lambda: Scaling((3,)), (3,)),
+    TransformCase("Permute", lambda: Permute(torch.tensor([2, 0, 3, 1])), (4,)),
+    TransformCase("Reverse", lambda: Reverse(3), (3,)),
+]
+
+FLOWS = [
+    FlowCase("nice", (2,), {"hidden_dims": (8, 8)}),
+    FlowCase("nice", (5,), {"hidden_dims": (8,), "mask": "half"}),
+    FlowCase("realnvp", (2,), {"num_layers": 4, "hidden_dims": (8, 8)}),
+    FlowCase("realnvp", (5,), {"num_layers": 3, "hidden_dims": (8,), "mask": "even_odd"}),
+]
