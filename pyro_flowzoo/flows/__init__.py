@@ -1,6 +1,9 @@
-"""Flow builders and the ``FLOWS`` registry (name -> ``builder(event_shape, **hparams) -> Flow``)."""
+"""Flow builders and the ``FLOWS`` registry (name -> ``builder(event_shape, **hparams) -> Flow``).
 
-from . import vector  # noqa: F401  (registers nice, realnvp)
-from .registry import FLOWS, build, register
+Each family module registers its builders with ``@register(name)`` when imported here.
+"""
 
-__all__ = ["FLOWS", "build", "register"]
+from . import autoregressive, image, vector  # noqa: F401  (importing registers the builders)
+from .registry import FLOWS, build, check_event_shape, register
+
+__all__ = ["FLOWS", "build", "register", "check_event_shape"]

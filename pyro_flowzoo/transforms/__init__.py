@@ -1,30 +1,40 @@
-"""Every pyro_flowzoo transform: each a Pyro ``TransformModule`` (or ``ConditionalTransformModule``)."""
+"""Every pyro_flowzoo transform: each a Pyro ``TransformModule`` (or ``ConditionalTransformModule``).
 
-from .base import ConditionalFlowTransform, ConditionedTransform, FlowTransform
-from .coupling import (
-    AdditiveCoupling,
-    AffineCoupling,
-    ConditionalAdditiveCoupling,
-    ConditionalAffineCoupling,
-    alternating_masks,
-    even_odd_mask,
-    half_mask,
+One family per module; each module lists its public names in ``__all__`` and they are re-exported
+here (the property battery checks that every exported transform class has a test case).
+"""
+
+from . import (
+    autoregressive,
+    base,
+    conv,
+    coupling,
+    elementwise,
+    mixture_cdf,
+    multiscale,
+    normalization,
+    permute,
+    pixelcnn,
+    planar_radial,
+    reshape,
+    spline,
 )
-from .normalization import Scaling
-from .permute import Permute, Reverse
+from .autoregressive import *  # noqa: F403
+from .base import ConditionalFlowTransform, ConditionedTransform, FlowTransform
+from .conv import *  # noqa: F403
+from .coupling import *  # noqa: F403
+from .elementwise import *  # noqa: F403
+from .mixture_cdf import *  # noqa: F403
+from .multiscale import *  # noqa: F403
+from .normalization import *  # noqa: F403
+from .permute import *  # noqa: F403
+from .pixelcnn import *  # noqa: F403
+from .planar_radial import *  # noqa: F403
+from .reshape import *  # noqa: F403
+from .spline import *  # noqa: F403
 
-__all__ = [
-    "FlowTransform",
-    "ConditionalFlowTransform",
-    "ConditionedTransform",
-    "AdditiveCoupling",
-    "AffineCoupling",
-    "ConditionalAdditiveCoupling",
-    "ConditionalAffineCoupling",
-    "alternating_masks",
-    "even_odd_mask",
-    "half_mask",
-    "Scaling",
-    "Permute",
-    "Reverse",
-]
+__all__ = ["FlowTransform", "ConditionalFlowTransform", "ConditionedTransform"]
+for _module in (coupling, normalization, permute, conv, reshape, elementwise, multiscale, mixture_cdf,
+                autoregressive, spline, planar_radial, pixelcnn):
+    __all__ += _module.__all__
+del _module

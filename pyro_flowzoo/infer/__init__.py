@@ -1,0 +1,3 @@
+"""Flows as Pyro guides (variational inference): to be written."""
+
+__all__: list[str] = []
