@@ -1,8 +1,9 @@
 """pyro_flowzoo: the family of normalizing flows as Pyro transforms."""
 
-from . import nn, transforms
+from . import data, flows, infer, metrics, nn, train, transforms
 from .flow import BaseDistribution, Flow, StandardLogistic, StandardNormal, StandardUniform
 from .flows import FLOWS, build
+from .metrics import bits_per_dim, nats_per_dim
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,13 @@ __all__ = [
     "StandardUniform",
     "FLOWS",
     "build",
+    "bits_per_dim",
+    "nats_per_dim",
+    "data",
+    "flows",
+    "infer",
+    "metrics",
     "nn",
+    "train",
     "transforms",
 ]

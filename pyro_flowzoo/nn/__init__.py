@@ -1,5 +1,13 @@
-"""Conditioner networks (they never import transforms)."""
+"""Conditioner networks (they never import transforms). One module per family, re-exported here."""
 
-from .mlp import MLP
+from . import glow, made, mlp, pixelcnn, resnet
+from .glow import *  # noqa: F403
+from .made import *  # noqa: F403
+from .mlp import *  # noqa: F403
+from .pixelcnn import *  # noqa: F403
+from .resnet import *  # noqa: F403
 
-__all__ = ["MLP"]
+__all__: list[str] = []
+for _module in (mlp, made, pixelcnn, resnet, glow):
+    __all__ += _module.__all__
+del _module
