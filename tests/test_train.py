@@ -47,7 +47,8 @@ def test_svi_and_torch_paths_match(weight_decay, clip_grad):
         flow = _flow()
         losses = []
         res = fit(flow, train, valid, steps=12, batch_size=64, lr=3e-3, method=method, seed=5,
-                  weight_decay=weight_decay, clip_grad=clip_grad, callback=lambda i: losses.append(i["loss"]))
+                  weight_decay=weight_decay, clip_grad=clip_grad,
+                  callback=lambda i, losses=losses: losses.append(i["loss"]))
         out[method] = (_params(flow), losses, res)
     (pt, lt, rt), (ps, ls, rs) = out["torch"], out["svi"]
     assert len(lt) == len(ls) == 12
