@@ -1,0 +1,293 @@
+"""CPU speed and accuracy of pyro_flowzoo against zuko, nflows and normflows (issue 7, part 1).
+
+One process, one thread (``torch.set_num_threads(1)``), fixed seeds, identical architectures
+(``benchmarks/peers.py``). For each architecture every library trains on the same batches; the
+libraries take turns in interleaved rounds (A, B, C, D, A, B, ...), each round timing
+``--steps`` training steps (zero_grad, ``-log_prob(x).mean()``, backward, Adam step) per library
+after a warm-up. Reported: the median step time, the ratio ours/peer per round (median and range
+over rounds: the meaningful figure on a shared machine), the test NLL after the same number of
+steps on the same data, and the time to draw ``--n-eval`` samples and to evaluate ``log_prob`` on
+``--n-eval`` points without gradients (interleaved the same way).
+
+Data: 2-D moons (``pyro_flowzoo.data.sample_moons``, noise 0.1) for RealNVP; for the 8-D flows a
+fixed random mixture of 8 Gaussians with random full covariances (seed 1234, see :func:`mog8`),
+whose exact test NLL is printed as the floor. Train: 20,000 points; test: 10,000 fresh points.
+
+    python benchmarks/speed_cpu.py                  # full run (~3 min on 2 shared cores)
+    python benchmarks/speed_cpu.py --quick          # smoke run, seconds
+    python benchmarks/speed_cpu.py --profile realnvp   # torch.profiler: one of our steps vs zuko's
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import platform
+import statistics
+import sys
+import time
+from functools import partial
+from importlib.metadata import version
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
+
+CONFIGS = {
+    # arch: (dim, num_layers, hidden, data)
+    "realnvp": (2, 8, (64, 64), "moons"),
+    "maf": (8, 5, (128, 128), "mog8"),
+    "nsf_ar": (8, 5, (128, 128), "mog8"),
+    "nsf_coupling": (8, 5, (128, 128), "mog8"),
+}
+
+
+# -- data ------------------------------------------------------------------------------------------
+def mog8(n: int, generator: torch.Generator) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """A fixed 8-D mixture of 8 Gaussians (means ~ N(0, 2^2 I), covariances A A^T / 8 + 0.05 I).
+
+    The mixture itself is drawn from seed 1234 whatever ``generator`` is; ``generator`` draws the points.
+    Returns the points and the exact log-density.
+    """
+    g = torch.Generator().manual_seed(1234)
+    k, d = 8, 8
+    means = 2.0 * torch.randn(k, d, generator=g, dtype=torch.float64)
+    a = torch.randn(k, d, d, generator=g, dtype=torch.float64) / math.sqrt(8)
+    cov = a @ a.transpose(-1, -2) + 0.05 * torch.eye(d, dtype=torch.float64)
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(k, dtype=torch.float64)),
+        torch.distributions.MultivariateNormal(means, cov),
+    )
+    comp = torch.randint(k, (n,), generator=generator)
+    eps = torch.randn(n, d, generator=generator, dtype=torch.float64)
+    x = means[comp] + (torch.linalg.cholesky(cov)[comp] @ eps.unsqueeze(-1)).squeeze(-1)
+    return x.float(), lambda y: mix.log_prob(y.double())
+
+
+def make_data(kind: str, n_train: int, n_test: int) -> tuple[Tensor, Tensor, float]:
+    g = torch.Generator().manual_seed(0)
+    if kind == "moons":
+        from pyro_flowzoo.data import moons_log_prob, sample_moons
+
+        train, test = sample_moons(n_train, generator=g), sample_moons(n_test, generator=g)
+        floor = -moons_log_prob(test.double()).mean().item()
+    else:
+        train, log_p = mog8(n_train, g)
+        test, _ = mog8(n_test, g)
+        floor = -log_p(test).mean().item()
+    return train, test, floor
+
+
+# -- timing ----------------------------------------------------------------------------------------
+def train_steps(model: peers.Model, opt: torch.optim.Optimizer, batches: list[Tensor]) -> list[float]:
+    times = []
+    for x in batches:
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = -model.log_prob(x).mean()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+        if not math.isfinite(loss.item()):
+            model.extra["nan"] = True
+    return times
+
+
+@torch.no_grad()
+def timed(fn: Callable[[], object], repeat: int = 1) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t0) / repeat
+
+
+@torch.no_grad()
+def test_nll(model: peers.Model, test: Tensor) -> float:
+    return -torch.cat([model.log_prob(x) for x in test.split(5000)]).mean().item()
+
+
+def fmt_ms(s: float) -> str:
+    return f"{1e3 * s:.2f}" if s < 1 else f"{1e3 * s:.0f}"
+
+
+def ratio_cell(ours: list[float], peer: list[float]) -> str:
+    r = [a / b for a, b in zip(ours, peer)]
+    return f"{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
+
+
+def bench_arch(arch: str, libs: list[str], args: argparse.Namespace) -> list[str]:
+    dim, num_layers, hidden, data = CONFIGS[arch]
+    train, test, floor = make_data(data, args.n_train, args.n_test)
+    models, opts = {}, {}
+    for lib in libs:
+        try:
+            models[lib] = peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound,
+                                      seed=args.seed)
+        except Exception as e:  # report and go on with the others
+            print(f"  [{arch}] {lib}: not built ({type(e).__name__}: {e})", flush=True)
+            continue
+        opts[lib] = torch.optim.Adam(models[lib].module.parameters(), lr=args.lr)
+    libs = [lib for lib in libs if lib in models]
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
+    step_no = 0
+
+    def next_batches(k: int) -> list[Tensor]:
+        nonlocal step_no
+        out = []
+        for _ in range(k):
+            i = (step_no * args.batch) % (len(train) - args.batch + 1)
+            out.append(train[perm[i:i + args.batch]])
+            step_no += 1
+        return out
+
+    warm = next_batches(args.warmup)
+    for lib in libs:
+        train_steps(models[lib], opts[lib], warm)
+    step_times: dict[str, list[float]] = {lib: [] for lib in libs}  # per-round medians
+    for _ in range(args.rounds):
+        batches = next_batches(args.steps)
+        for lib in libs:
+            gc.collect()
+            step_times[lib].append(statistics.median(train_steps(models[lib], opts[lib], batches)))
+    total_steps = step_no
+    nll = {lib: test_nll(models[lib], test) for lib in libs}
+    xs = test[: args.n_eval]
+    sample_t: dict[str, list[float]] = {lib: [] for lib in libs}
+    lp_t: dict[str, list[float]] = {lib: [] for lib in libs}
+    for lib in libs:  # warm-up
+        timed(partial(models[lib].sample, min(args.n_eval, 256)))
+        timed(partial(models[lib].log_prob, xs[:256]))
+    for _ in range(args.eval_rounds):
+        for lib in libs:
+            gc.collect()
+            sample_t[lib].append(timed(partial(models[lib].sample, args.n_eval)))
+            lp_t[lib].append(timed(partial(models[lib].log_prob, xs)))
+
+    title = f"{arch}: {dim}-D, {num_layers} layers of {list(hidden)}"
+    if arch.startswith("nsf"):
+        title += f", {args.bins} bins on [-{args.bound:g}, {args.bound:g}]"
+    lines = [
+        f"### {title}",
+        "",
+        f"Data: {data} ({args.n_train} train, {args.n_test} test; exact test NLL floor {floor:.4f} nats). "
+        f"Batch {args.batch}, Adam lr {args.lr}, {total_steps} steps each "
+        f"({args.warmup} warm-up + {args.rounds} rounds x {args.steps}).",
+        "",
+        "| library | params | step (ms) | ours/lib step | test NLL | sample "
+        f"{args.n_eval} (ms) | ours/lib | log_prob {args.n_eval} (ms) | ours/lib |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for lib in libs:
+        m = models[lib]
+        me = lib == "ours" or "ours" not in libs
+        nan = " (NaN)" if m.extra.get("nan") else ""
+        lines.append(
+            f"| {lib} | {m.num_parameters:,} | {fmt_ms(statistics.median(step_times[lib]))} | "
+            f"{'-' if me else ratio_cell(step_times['ours'], step_times[lib])} | {nll[lib]:.4f}{nan} | "
+            f"{fmt_ms(statistics.median(sample_t[lib]))} | "
+            f"{'-' if me else ratio_cell(sample_t['ours'], sample_t[lib])} | "
+            f"{fmt_ms(statistics.median(lp_t[lib]))} | {'-' if me else ratio_cell(lp_t['ours'], lp_t[lib])} |"
+        )
+    lines.append("")
+    return lines
+
+
+# -- profile ---------------------------------------------------------------------------------------
+def profile(arch: str, libs: list[str], args: argparse.Namespace) -> None:
+    """torch.profiler over ``args.steps`` training steps of each library (self CPU time, op counts)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    dim, num_layers, hidden, data = CONFIGS[arch]
+    train, _, _ = make_data(data, args.n_train, 100)
+    x = train[: args.batch]
+    for lib in libs:
+        m = peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound, seed=args.seed)
+        opt = torch.optim.Adam(m.module.parameters(), lr=args.lr)
+        train_steps(m, opt, [x] * 10)
+        t0 = time.perf_counter()
+        train_steps(m, opt, [x] * args.steps)
+        wall = (time.perf_counter() - t0) / args.steps
+        with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            train_steps(m, opt, [x] * args.steps)
+        events = prof.key_averages()
+        aten = [e for e in events if e.key.startswith("aten::")]
+        n_ops = sum(e.count for e in aten) / args.steps
+        # Top-level ops only (not nested in another op): the number of dispatcher calls Python makes.
+        top = [e for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None]
+        self_total = sum(e.self_cpu_time_total for e in aten) / args.steps / 1e3
+        print(f"\n===== {arch} / {lib}: wall {1e3 * wall:.2f} ms/step (unprofiled), "
+              f"{n_ops:.0f} aten ops/step ({len(top) / args.steps:.0f} top-level), "
+              f"self CPU in aten ops {self_total:.2f} ms/step")
+        print(events.table(sort_by="self_cpu_time_total", row_limit=args.row_limit))
+        if args.shapes:
+            print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
+                                                                      row_limit=args.row_limit))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--libs", nargs="+", default=list(peers.LIBS), choices=list(peers.LIBS))
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=25, help="timed training steps per library per round")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--eval-rounds", type=int, default=5)
+    parser.add_argument("--n-eval", type=int, default=10_000, help="points for the sample/log_prob timings")
+    parser.add_argument("--n-train", type=int, default=20_000)
+    parser.add_argument("--n-test", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--bins", type=int, default=8)
+    parser.add_argument("--bound", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="smoke run in seconds")
+    parser.add_argument("--profile", metavar="ARCH", choices=list(CONFIGS))
+    parser.add_argument("--row-limit", type=int, default=20)
+    parser.add_argument("--shapes", action="store_true", help="profile: also group by input shape")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.rounds, args.steps, args.warmup, args.eval_rounds = 2, 1, 1, 1
+        args.n_eval, args.n_train, args.n_test, args.batch = 64, 1024, 256, 128
+    if args.profile:
+        if "--libs" not in sys.argv:
+            args.libs = ["ours", "zuko"]
+        args.steps = 5 if args.quick else 20
+        profile(args.profile, args.libs, args)
+        return
+    import pyro_flowzoo as fz
+
+    missing = [arch for arch in args.archs if arch not in fz.FLOWS]
+    if missing:
+        print(f"not registered in pyro_flowzoo yet: {missing} (peers only)", flush=True)
+    start = time.perf_counter()
+    out = [
+        "## CPU step time, NLL, sampling and log_prob: pyro_flowzoo vs zuko, nflows, normflows",
+        "",
+        f"Command: `python {' '.join(['benchmarks/speed_cpu.py', *sys.argv[1:]])}`  ",
+        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s) on a "
+        "2-core VM shared with other busy processes (absolute times are indicative; the per-round ratios "
+        "from interleaving are the meaningful figures).  ",
+        f"Versions: torch {torch.__version__}, " + ", ".join(
+            f"{name} {version(name)}" for name in ("pyro-ppl", "zuko", "nflows", "normflows")
+            if name == "pyro-ppl" or name in args.libs) + ".",
+        "Ratio cells: median over rounds of (ours / library) per round, with (min-max); below 1 = ours faster.",
+        "",
+    ]
+    for arch in args.archs:
+        libs = [lib for lib in args.libs if lib != "ours" or arch in fz.FLOWS]
+        out += bench_arch(arch, libs, args)
+        print("\n".join(out[-len(args.libs) - 7:]), flush=True)
+    out.append(f"Total run time: {time.perf_counter() - start:.0f} s.")
+    print("\n\n" + "\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
