@@ -1,0 +1,490 @@
+"""Command line: ``python -m pyro_flowzoo`` / ``pyro-flowzoo`` with ``list``, ``train``, ``sample``, ``eval``.
+
+``train`` also runs under ``torchrun --nproc_per_node N -m pyro_flowzoo train ...``: it then trains with
+DistributedDataParallel (gloo on CPU, nccl on CUDA), and only rank 0 logs and writes files.
+
+Expected errors (unknown names, missing files, bad shapes, unreadable checkpoints) end with a one-line
+``pyro-flowzoo: error: ...`` on stderr and exit status 2; a diverging run (NaN loss) exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .checkpoint import CheckpointError, flow_from_checkpoint
+from .flow import Flow
+
+__all__ = ["main", "build_parser", "train_command", "Dataset", "load_data", "dataset_names"]
+
+PROG = "pyro-flowzoo"
+
+
+class UsageError(ValueError):
+    """Bad command-line input (reported in one line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+# ------------------------------------------------------------------------------------------------
+# data sets
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    """One split of a data set as the CLI uses it.
+
+    Attributes:
+        name: data set name.
+        x: the data ``(N, *event_shape)``: floats, or integer levels for images.
+        n_bins: number of levels for image data (None for continuous data).
+        log_prob: the true log-density where known (2-D toys), else None.
+    """
+
+    name: str
+    x: Tensor
+    n_bins: Optional[int] = None
+    log_prob: Optional[Callable[[Tensor], Tensor]] = None
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.dim() == 4
+
+
+_SPLIT_SEEDS = {"train": 0, "valid": 1, "test": 2}
+_SPLIT_SIZES = {"train": 4000, "valid": 1000, "test": 2000}
+
+
+def _fallback_toys() -> dict[str, tuple[Callable[..., Any], Callable[[Tensor], Tensor]]]:
+    from .data import toy
+
+    return {"moons": (toy.sample_moons, toy.moons_log_prob), "smiley": (toy.sample_smiley, toy.smiley_log_prob)}
+
+
+def dataset_names() -> list[str]:
+    """Names of the data sets ``train``/``eval`` accept.
+
+    Example:
+        >>> "moons" in dataset_names()
+        True
+    """
+    from . import data
+
+    if hasattr(data, "DATASETS"):
+        return sorted(data.DATASETS)
+    return sorted(_fallback_toys())
+
+
+def load_data(name: str, split: str = "train", **kwargs: Any) -> Dataset:
+    """Loads split ``split`` of data set ``name`` through ``pyro_flowzoo.data`` (unknown names: ValueError).
+
+    Example:
+        >>> load_data("moons", "test").event_shape
+        (2,)
+    """
+    from . import data
+
+    names = dataset_names()
+    if name not in names:
+        raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(names)}")
+    if split not in _SPLIT_SEEDS:
+        raise UsageError(f"unknown split {split!r}; choose one of: {', '.join(_SPLIT_SEEDS)}")
+    if hasattr(data, "load"):
+        out = data.load(name, split, **kwargs)
+        return _to_dataset(name, out)
+    sample, log_prob = _fallback_toys()[name]
+    n = kwargs.pop("n", _SPLIT_SIZES[split])
+    x = sample(n, generator=torch.Generator().manual_seed(_SPLIT_SEEDS[split]), **kwargs)
+    return Dataset(name, x, None, log_prob)
+
+
+def _to_dataset(name: str, out: Any) -> Dataset:
+    """Normalises what ``pyro_flowzoo.data.load`` returns into a :class:`Dataset`."""
+    if isinstance(out, Dataset):
+        return out
+    if isinstance(out, Tensor):
+        x, meta = out, {}
+    elif isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        x, meta = out[0], (out[-1] if isinstance(out[-1], dict) else {})
+    else:
+        x = getattr(out, "x", None)
+        if x is None:
+            x = getattr(out, "data", None)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"pyro_flowzoo.data.load({name!r}) returned {type(out).__name__}; expected data")
+        meta = {k: getattr(out, k) for k in ("n_bins", "n_levels", "log_prob") if hasattr(out, k)}
+        meta.update(getattr(out, "meta", None) or {})
+    n_bins = meta.get("n_bins", meta.get("n_levels"))
+    if n_bins is None and x.dim() == 4 and not x.is_floating_point():
+        n_bins = int(x.max().item()) + 1
+    return Dataset(name, x, None if n_bins is None else int(n_bins), meta.get("log_prob"))
+
+
+# ------------------------------------------------------------------------------------------------
+# argument parsing
+# ------------------------------------------------------------------------------------------------
+def _key_values(items: Optional[Sequence[str]], what: str) -> dict[str, Any]:
+    """Parses repeated ``key=value`` options; values with ``ast.literal_eval`` (else kept as strings)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"{what} must look like key=value, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pyro-flowzoo``.
+
+    Example:
+        >>> build_parser().parse_args(["train", "--flow", "nice", "--data", "moons", "--steps", "5"]).steps
+        5
+    """
+    p = _Parser(prog=PROG, description="Normalizing flows for Pyro: train, sample and evaluate.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="list the flows and data sets")
+
+    t = sub.add_parser("train", help="train a flow by maximum likelihood")
+    t.add_argument("--flow", required=True, help="flow builder name (see `list`)")
+    t.add_argument("--data", required=True, help="data set name (see `list`)")
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=_positive_int, help="budget in passes over the data (default 20)")
+    budget.add_argument("--steps", type=_positive_int, help="budget in optimizer steps")
+    t.add_argument("--batch-size", type=_positive_int, default=256)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--optimizer", choices=("adam", "adamax"), default="adam")
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--clip-grad", type=float, default=5.0, help="max global grad norm (0 disables)")
+    t.add_argument("--warmup-steps", type=int, default=None)
+    t.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
+    t.add_argument("--ema", type=float, default=None, metavar="DECAY", help="EMA of the weights (e.g. 0.999)")
+    t.add_argument("--method", choices=("torch", "svi"), default="torch", help="plain torch loop or Pyro SVI")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    t.add_argument("--out", default="runs/train", help="output folder (model.pt, metrics.csv, pictures)")
+    t.add_argument("--hparam", action="append", metavar="KEY=VALUE",
+                   help="flow hyper-parameter, repeatable (values parsed with ast.literal_eval)")
+    t.add_argument("--data-arg", action="append", metavar="KEY=VALUE", help="keyword for the data loader")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/model.pt (same arguments)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-plots", action="store_true", help="skip the pictures")
+
+    s = sub.add_parser("sample", help="draw samples from a trained flow into a picture")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--num-samples", type=_positive_int, default=64)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", required=True, help="output picture (.png)")
+
+    e = sub.add_parser("eval", help="negative log-likelihood of a trained flow on a data split")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default="test")
+    e.add_argument("--batch-size", type=_positive_int, default=1024)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--data-arg", action="append", metavar="KEY=VALUE", help="keyword for the data loader")
+    return p
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------------
+def _summary(fn: Callable[..., Any]) -> str:
+    doc = (getattr(fn, "__doc__", None) or "").strip().splitlines()
+    return doc[0].strip() if doc else ""
+
+
+def list_command(args: argparse.Namespace) -> int:
+    """Prints the registered flows and the data sets."""
+    from .flows import FLOWS
+
+    print("flows:")
+    width = max(map(len, FLOWS), default=0)
+    for name in sorted(FLOWS):
+        print(f"  {name:<{width}}  {_summary(FLOWS[name])}")
+    print("data sets:")
+    for name in dataset_names():
+        print(f"  {name}")
+    return 0
+
+
+def _device(spec: Optional[str], local_rank: Optional[int] = None) -> torch.device:
+    if spec is None:
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"unknown device {spec!r}; expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {spec!r} requested but CUDA is not available; use --device cpu")
+        if local_rank is not None and dev.index is None:
+            dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def _ddp_setup(device_spec: Optional[str]) -> tuple[bool, int, int, torch.device]:
+    """Starts the process group when run by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank = torch.distributed.get_rank()
+            return False, rank, torch.distributed.get_world_size(), _device(device_spec)
+        return False, 0, 1, _device(device_spec)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = _device(device_spec, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend=backend)
+    return True, torch.distributed.get_rank(), torch.distributed.get_world_size(), dev
+
+
+def _build_flow(name: str, event_shape: tuple[int, ...], hparams: dict[str, Any]) -> Flow:
+    from .flows import FLOWS, build
+
+    if name not in FLOWS:
+        raise UsageError(f"unknown flow {name!r}; choose one of: {', '.join(sorted(FLOWS))}")
+    try:
+        return build(name, event_shape, **hparams)
+    except TypeError as e:  # an unknown hyper-parameter
+        raise UsageError(str(e).splitlines()[0]) from None
+
+
+def train_command(args: argparse.Namespace) -> Flow:
+    """Runs ``train``; returns the trained flow (best weights). Rank 0 writes OUT/model.pt etc."""
+    from .flows import FLOWS
+    from .train import evaluate_nll, fit
+
+    if args.flow not in FLOWS:  # fail before loading any data
+        raise UsageError(f"unknown flow {args.flow!r}; choose one of: {', '.join(sorted(FLOWS))}")
+    hparams = _key_values(args.hparam, "--hparam")
+    data_kw = _key_values(args.data_arg, "--data-arg")
+    started, rank, world, dev = _ddp_setup(args.device)
+    try:
+        out = Path(args.out)
+        train = load_data(args.data, "train", **data_kw)
+        valid = load_data(args.data, "valid", **data_kw)
+        torch.manual_seed(args.seed)
+        flow = _build_flow(args.flow, train.event_shape, hparams).to(dev)
+        resume = None
+        if args.resume:
+            resume = out / "model.pt"
+            if not resume.is_file():
+                raise UsageError(f"--resume: no checkpoint at {resume}")
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            print(f"training {args.flow} ({flow.num_parameters} parameters) on {args.data} "
+                  f"{tuple(train.x.shape)}" + (f" with {world} processes" if world > 1 else "")
+                  + f" on {dev}", flush=True)
+        epochs = args.epochs if args.steps is None and args.epochs is not None else (None if args.steps else 20)
+        extra = {"data": args.data, "n_bins": train.n_bins, "data_args": {k: v for k, v in data_kw.items()
+                                                                           if isinstance(v, (int, float, str))}}
+        result = fit(flow, train.x, valid.x, epochs=epochs, steps=args.steps, batch_size=args.batch_size,
+                     lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+                     clip_grad=args.clip_grad or None, warmup_steps=args.warmup_steps, patience=args.patience,
+                     ema_decay=args.ema, method=args.method, seed=args.seed, n_bins=train.n_bins,
+                     checkpoint=out / "model.pt", metrics_csv=out / "metrics.csv", checkpoint_extra=extra,
+                     resume=resume, progress=False if args.no_progress else None, device=dev)
+        if rank == 0:
+            unit = "nats/dim" if train.n_bins is None else "bits/dim"
+            best = result.best_valid_nll
+            if train.n_bins is not None:
+                best = (best + math.log(train.n_bins)) / math.log(2)
+            print(f"{result.steps} steps in {result.train_time:.1f} s ({result.stopped}); "
+                  f"best valid NLL {best:.4f} {unit} at epoch {result.best_epoch}")
+            if not args.no_plots:
+                for path in _pictures(flow, train, out, evaluate_nll):
+                    print(f"wrote {path}")
+            print(f"wrote {out / 'model.pt'} and {out / 'metrics.csv'}")
+        return flow
+    finally:
+        if started:
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+def _pictures(flow: Flow, data: Dataset, out: Path, _evaluate: Callable[..., float]) -> list[Path]:
+    """Density heat map with samples (2-D) or a sample grid (images); skipped for other shapes."""
+    flow = flow.cpu().eval()
+    if data.event_shape == (2,):
+        path = out / "density.png"
+        plot_density(flow, data.x, path, title=f"{flow.builder} on {data.name}")
+        return [path]
+    if data.is_image:
+        path = out / "samples.png"
+        with torch.no_grad():
+            x = flow.sample((64,))
+        save_image_grid(x, path)
+        return [path]
+    return []
+
+
+def _to_image_range(x: Tensor) -> Tensor:
+    return x.clamp(0.0, 1.0)
+
+
+def plot_density(flow: Flow, data: Optional[Tensor], path: Path, title: str = "", n_samples: int = 500) -> None:
+    """Heat map of a 2-D flow's density with its samples (and data) on top, written to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with torch.no_grad():
+        samples = flow.sample((n_samples,)).float()
+        ref = samples if data is None else data.float()
+        lo = torch.quantile(ref, 0.005, dim=0) - 0.5
+        hi = torch.quantile(ref, 0.995, dim=0) + 0.5
+        g = 200
+        xs, ys = torch.linspace(lo[0], hi[0], g), torch.linspace(lo[1], hi[1], g)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
+        dtype = next((t.dtype for t in flow.parameters()), torch.float32)
+        density = flow.log_prob(grid.to(dtype)).exp().reshape(g, g).float()
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.imshow(density.numpy(), origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), cmap="viridis", aspect="auto")
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, c="white", alpha=0.5, linewidths=0)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def save_image_grid(images: Tensor, path: Path, nrow: Optional[int] = None) -> None:
+    """Saves images ``(N, C, H, W)`` in ``[0, 1]`` as one grid picture."""
+    from torchvision.utils import make_grid, save_image
+
+    images = _to_image_range(images.detach().float().cpu())
+    nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(images, nrow=nrow, padding=1, pad_value=1.0), str(path))
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    """Runs ``sample``: a sample grid (images) or a scatter over the density (2-D)."""
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out must be a .png file, got {str(out)!r}")
+    if not args.temperature > 0:
+        raise UsageError(f"--temperature must be positive, got {args.temperature}")
+    flow, _ = flow_from_checkpoint(args.checkpoint, map_location=_device(args.device))
+    torch.manual_seed(args.seed)
+    shape = tuple(flow.event_shape)
+    with torch.no_grad():
+        x = flow.sample((args.num_samples,), temperature=args.temperature)
+    if len(shape) == 3:
+        save_image_grid(x, out)
+    elif shape == (2,):
+        _scatter(x.cpu(), out, f"{args.num_samples} samples, T={args.temperature}")
+    else:
+        raise UsageError(f"cannot draw samples of shape {shape} as a picture (2-D points or (C, H, W) images)")
+    print(f"wrote {out}")
+    return 0
+
+
+def _scatter(x: Tensor, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.scatter(x[:, 0].float(), x[:, 1].float(), s=3, alpha=0.6)
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect("equal", adjustable="datalim")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """Runs ``eval``: prints the NLL of a split in nats/dim (and bits/dim for images)."""
+    from .train import evaluate_nll
+
+    dev = _device(args.device)
+    flow, payload = flow_from_checkpoint(args.checkpoint, map_location=dev)
+    data = load_data(args.data, args.split, **_key_values(args.data_arg, "--data-arg"))
+    if data.event_shape != tuple(flow.event_shape):
+        raise UsageError(f"data set {args.data!r} has event shape {data.event_shape}, but the flow in "
+                         f"{args.checkpoint} expects {tuple(flow.event_shape)}")
+    nll = evaluate_nll(flow, data.x, args.batch_size, n_bins=data.n_bins)
+    line = f"{args.split} NLL on {args.data} ({data.x.shape[0]} points): {nll:.4f} nats/dim"
+    if data.n_bins is not None:
+        line += f", {(nll + math.log(data.n_bins)) / math.log(2):.4f} bits/dim"
+    elif data.log_prob is not None:
+        with torch.no_grad():
+            entropy = -data.log_prob(data.x.double()).mean().item() / data.x[0].numel()
+        line += f" (true density: {entropy:.4f} nats/dim)"
+    print(line)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``pyro-flowzoo`` / ``python -m pyro_flowzoo``; returns the exit status.
+
+    Example:
+        >>> main(["eval", "--checkpoint", "/no/such/model.pt", "--data", "moons"])  # one line on stderr
+        2
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return list_command(args)
+        if args.command == "train":
+            train_command(args)
+            return 0
+        if args.command == "sample":
+            return sample_command(args)
+        return eval_command(args)
+    except FloatingPointError as e:
+        sys.stderr.write(f"{PROG}: error: training diverged: {str(e).splitlines()[0]}\n")
+        return 1
+    except (UsageError, CheckpointError, ValueError, TypeError, OSError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, KeyError):
+            msg = f"missing entry {msg}"
+        sys.stderr.write(f"{PROG}: error: {msg}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
