@@ -1,3 +1,75 @@
-"""(to be written)"""
+"""MADE conditioners: Pyro's ``AutoRegressiveNN`` in a fixed (identity) order with a convenient output layout."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from pyro.nn import AutoRegressiveNN
+from torch import Tensor, nn
+
+__all__ = ["MADE", "default_made_hidden"]
+
+
+def default_made_hidden(dim: int, width: int = 64, depth: int = 2) -> tuple[int, ...]:
+    """Hidden sizes for a MADE over ``dim`` inputs: ``depth`` layers of ``max(width, 2 * dim)`` units.
+
+    Example:
+        >>> default_made_hidden(2), default_made_hidden(100, depth=1)
+        ((64, 64), (200,))
+    """
+    return (max(width, 2 * dim),) * depth
+
+
+class MADE(nn.Module):
+    r"""A masked autoencoder: output ``i`` depends only on inputs ``x_{<i}`` (identity order).
+
+    .. math:: h_i(x) = f_i(x_1, \dots, x_{i-1}), \qquad i = 1, \dots, D
+
+    Wraps :class:`pyro.nn.AutoRegressiveNN`. Added here: the order is always the identity (so the
+    autoregressive Jacobian is lower triangular in the natural order; permutations go between layers
+    as separate transforms), the output is laid out ``(..., D, num_params)``, the last layer starts small
+    (``init_scale``) so a fresh flow is close to its initial parameters, and a hidden size smaller than
+    ``D`` raises a ValueError naming both numbers.
+
+    Args:
+        input_dim: the number of inputs ``D`` (at least 2; a single variable needs no MADE).
+        num_params: the number of parameters emitted per input dimension.
+        hidden_dims: hidden layer sizes, each at least ``D``.
+        skip_connections: add a masked linear skip from the inputs to the outputs.
+        init_scale: multiplies the last layer's initial weights (0 makes it start constant).
+
+    References:
+        Germain, Gregor, Murray, Larochelle, "MADE: Masked Autoencoder for Distribution Estimation",
+        arXiv:1502.03509.
+
+    Example:
+        >>> net = MADE(3, num_params=2, hidden_dims=(16,))
+        >>> net(torch.randn(5, 3)).shape
+        torch.Size([5, 3, 2])
+    """
+
+    def __init__(self, input_dim: int, num_params: int, hidden_dims: Optional[Sequence[int]] = None,
+                 skip_connections: bool = False, init_scale: float = 0.1) -> None:
+        super().__init__()
+        if input_dim < 2:
+            raise ValueError(f"MADE needs input_dim >= 2, got {input_dim}")
+        hidden_dims = tuple(default_made_hidden(input_dim) if hidden_dims is None else hidden_dims)
+        if not hidden_dims or min(hidden_dims) < input_dim:
+            raise ValueError(
+                f"MADE hidden sizes must be at least input_dim={input_dim}; got hidden_dims={hidden_dims}"
+            )
+        self.input_dim = input_dim
+        self.num_params = num_params
+        self.arn = AutoRegressiveNN(input_dim, list(hidden_dims), param_dims=[num_params],
+                                    permutation=torch.arange(input_dim), skip_connections=skip_connections)
+        with torch.no_grad():
+            last = self.arn.layers[-1]
+            last.weight.mul_(init_scale)
+            last.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.arn(x)
+        if self.num_params == 1:
+            return out.unsqueeze(-1)
+        return out.transpose(-1, -2)  # (..., num_params, D) -> (..., D, num_params)
