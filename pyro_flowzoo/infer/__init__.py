@@ -1,3 +1,22 @@
-"""Flows as Pyro guides (variational inference): to be written."""
+"""Flows as Pyro guides: :class:`AutoFlowGuide`, amortized flow encoders, and test posteriors."""
 
-__all__: list[str] = []
+from .amortized import CONDITIONAL_FLOWS, FlowEncoder, conditional_iaf, conditional_nice, conditional_realnvp
+from .autoguide import GUIDE_DEFAULTS, VECTOR_BUILDERS, AutoFlowGuide
+from .models import BananaPosterior, GaussianLinearPosterior, funnel_model, logistic_regression_model
+from .posterior import FlowPosterior
+
+__all__ = [
+    "AutoFlowGuide",
+    "FlowPosterior",
+    "FlowEncoder",
+    "CONDITIONAL_FLOWS",
+    "conditional_realnvp",
+    "conditional_nice",
+    "conditional_iaf",
+    "VECTOR_BUILDERS",
+    "GUIDE_DEFAULTS",
+    "BananaPosterior",
+    "GaussianLinearPosterior",
+    "funnel_model",
+    "logistic_regression_model",
+]
