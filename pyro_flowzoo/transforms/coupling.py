@@ -1,5 +1,8 @@
 """Coupling transforms (NICE additive, RealNVP affine), their conditional twins, and masks.
 
+Images ``(C, H, W)`` use :func:`checkerboard_mask` or :func:`channel_mask` (event_dim 3); with
+``split_channels=True`` a channel-wise coupling feeds its net only the kept channels (Glow).
+
 A coupling splits its input with a boolean ``mask`` of the event shape: entries where the mask is
 True pass through unchanged and condition a network that transforms the other entries. Masks must
 alternate between layers, otherwise half of the entries are never transformed.
@@ -22,6 +25,8 @@ __all__ = [
     "half_mask",
     "even_odd_mask",
     "alternating_masks",
+    "checkerboard_mask",
+    "channel_mask",
 ]
 
 
@@ -48,6 +53,39 @@ def alternating_masks(dim: int, num_layers: int, kind: str = "half") -> list[Ten
         raise ValueError(f"mask kind must be 'half' or 'even_odd', got {kind!r}")
     make = half_mask if kind == "half" else even_odd_mask
     return [make(dim, i % 2 == 0) for i in range(num_layers)]
+
+
+def checkerboard_mask(event_shape: Sequence[int], parity: int = 0) -> Tensor:
+    """A checkerboard mask on ``(C, H, W)`` images: True where ``(h + w) % 2 == parity``, in every channel.
+
+    RealNVP's spatial coupling mask; alternate ``parity`` between layers.
+
+    Example:
+        >>> checkerboard_mask((1, 2, 2)).int().tolist()
+        [[[1, 0], [0, 1]]]
+    """
+    if len(event_shape) != 3:
+        raise ValueError(f"checkerboard_mask expects an image shape (C, H, W), got {tuple(event_shape)}")
+    c, h, w = event_shape
+    board = (torch.arange(h)[:, None] + torch.arange(w)[None, :]) % 2 == parity % 2
+    return board.expand(c, h, w).clone()
+
+
+def channel_mask(event_shape: Sequence[int], first: bool = True) -> Tensor:
+    """A channel-wise mask on ``(C, H, W)`` images keeping the first ``C // 2`` channels (``first=False``: the rest).
+
+    RealNVP's channel coupling mask (after a squeeze) and Glow's split; needs ``C >= 2``.
+
+    Example:
+        >>> channel_mask((2, 1, 1)).int().flatten().tolist()
+        [1, 0]
+    """
+    if len(event_shape) != 3 or event_shape[0] < 2:
+        raise ValueError(f"channel_mask expects an image shape (C, H, W) with C >= 2, got {tuple(event_shape)}")
+    c, h, w = event_shape
+    keep = torch.arange(c) < c // 2
+    keep = keep if first else ~keep
+    return keep[:, None, None].expand(c, h, w).clone()
 
 
 def run_net(net: nn.Module, x: Tensor, event_dim: int, context: Optional[Tensor] = None,
@@ -78,19 +116,72 @@ class _Coupling:
     affine: bool = True
 
     def _init_coupling(self, mask: Tensor, net: nn.Module, scale_shape: Optional[Sequence[int]],
-                       affine: bool) -> None:
+                       affine: bool, split_channels: bool = False) -> None:
         self.register_buffer("mask", mask.bool())
         self.net = net
         self.affine = affine
+        self.split_channels = split_channels
+        if split_channels:
+            # Glow's layout: the net sees only the kept channels and predicts only the changed ones
+            # (half the input and output channels of the masked layout, same function class).
+            if mask.dim() != 3 or not bool((mask == mask[:, :1, :1]).all()):
+                raise ValueError(f"split_channels=True needs a channel-wise (C, H, W) mask, got shape "
+                                 f"{tuple(mask.shape)} varying within a channel")
+            keep = mask[:, 0, 0]
+            if keep.all() or not keep.any():
+                raise ValueError("split_channels=True needs a mask keeping some but not all channels")
+            keep_idx, change_idx = keep.nonzero().flatten(), (~keep).nonzero().flatten()
+            self.register_buffer("keep_idx", keep_idx)
+            self.register_buffer("change_idx", change_idx)
+            self.register_buffer("merge_idx", torch.argsort(torch.cat([keep_idx, change_idx])))
+            n_keep = len(keep_idx)
+            # Contiguous blocks are sliced instead of gathered (cheaper, and nicer to torch.compile).
+            if torch.equal(keep_idx, torch.arange(n_keep)):
+                self._layout = "keep_first"
+            elif torch.equal(change_idx, torch.arange(len(change_idx))):
+                self._layout = "change_first"
+            else:
+                self._layout = "general"
+            self._n_keep = n_keep
         if affine:
-            shape = tuple(mask.shape if scale_shape is None else scale_shape)
+            default = (len(self.change_idx), 1, 1) if split_channels else mask.shape
+            shape = tuple(default if scale_shape is None else scale_shape)
             self.scale = nn.Parameter(torch.ones(shape))
             self.scale_shift = nn.Parameter(torch.zeros(shape))
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self._layout == "keep_first":
+            return x[..., : self._n_keep, :, :], x[..., self._n_keep :, :, :]
+        if self._layout == "change_first":
+            n_change = x.shape[-3] - self._n_keep
+            return x[..., n_change:, :, :], x[..., :n_change, :, :]
+        return x.index_select(-3, self.keep_idx), x.index_select(-3, self.change_idx)
+
+    def _merge(self, kept: Tensor, changed: Tensor) -> Tensor:
+        batch = torch.broadcast_shapes(kept.shape[:-3], changed.shape[:-3])
+        kept = kept.expand(batch + kept.shape[-3:])
+        changed = changed.expand(batch + changed.shape[-3:])
+        if self._layout == "keep_first":
+            return torch.cat([kept, changed], dim=-3)
+        if self._layout == "change_first":
+            return torch.cat([changed, kept], dim=-3)
+        return torch.cat([kept, changed], dim=-3).index_select(-3, self.merge_idx)
+
+    def _split_pass(self, x: Tensor, context: Optional[Tensor], inverse: bool) -> tuple[Tensor, Tensor]:
+        kept, change = self._split(x)
+        h = run_net(self.net, kept, 3, context, len(getattr(self, "context_shape", ())) or 1).to(x.dtype)
+        if not self.affine:
+            out = change - h if inverse else change + h
+            return self._merge(kept, out), x.new_zeros(h.shape[:-3])
+        shift, raw = h.chunk(2, dim=-3)
+        log_scale = self.scale * torch.tanh(raw) + self.scale_shift
+        out = (change - shift) * torch.exp(-log_scale) if inverse else change * torch.exp(log_scale) + shift
+        return self._merge(kept, out), sum_rightmost(log_scale, 3)
 
     def _shift_log_scale(self, x: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
         keep = self.mask
         h = run_net(self.net, x.masked_fill(~keep, 0.0), self.event_dim, context,
-                    len(getattr(self, "context_shape", ())) or 1)
+                    len(getattr(self, "context_shape", ())) or 1).to(x.dtype)  # autocast: affine maths in x's dtype
         if not self.affine:
             return h.masked_fill(keep, 0.0), None
         shift, raw = h.chunk(2, dim=-self.event_dim)
@@ -99,6 +190,8 @@ class _Coupling:
         return shift.masked_fill(keep, 0.0), log_scale.masked_fill(keep, 0.0)
 
     def _forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        if self.split_channels:
+            return self._split_pass(x, context, inverse=False)
         shift, log_scale = self._shift_log_scale(x, context)
         if log_scale is None:
             y = x + shift
@@ -108,6 +201,8 @@ class _Coupling:
 
     def _inverse_pair(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         # The conditioning entries are unchanged by the coupling, so y supplies them.
+        if self.split_channels:
+            return self._split_pass(y, context, inverse=True)
         shift, log_scale = self._shift_log_scale(y, context)
         if log_scale is None:
             x = y - shift
@@ -132,6 +227,9 @@ class AffineCoupling(_Coupling, FlowTransform):
             dimension (shift first, then the raw log-scale). Its last layer should start at zero.
         scale_shape: shape of ``scale``/``scale_shift`` (default: the mask's; ``(C, 1, 1)`` for
             per-channel scales on images).
+        split_channels: for channel-wise image masks (:func:`channel_mask`): the net takes only the
+            kept channels ``(C_keep, H, W)`` and returns ``2 C_change`` channels (Glow's layout, half
+            the parameters and work of the masked layout); ``scale_shape`` defaults to ``(C_change, 1, 1)``.
 
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
@@ -144,9 +242,10 @@ class AffineCoupling(_Coupling, FlowTransform):
         True
     """
 
-    def __init__(self, mask: Tensor, net: nn.Module, scale_shape: Optional[Sequence[int]] = None) -> None:
+    def __init__(self, mask: Tensor, net: nn.Module, scale_shape: Optional[Sequence[int]] = None,
+                 split_channels: bool = False) -> None:
         super().__init__(event_dim=mask.dim())
-        self._init_coupling(mask, net, scale_shape, affine=True)
+        self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels)
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x)
@@ -163,6 +262,8 @@ class AdditiveCoupling(_Coupling, FlowTransform):
     Args:
         mask: boolean tensor of the event shape; True entries pass through and condition the rest.
         net: maps the masked input to a shift of the event shape (last layer zero-initialised).
+        split_channels: channel-wise image masks only: the net maps the kept channels to a shift of
+            the changed channels (Glow's layout).
 
     References:
         Dinh, Krueger, Bengio, "NICE: Non-linear Independent Components Estimation", arXiv:1410.8516.
@@ -174,9 +275,9 @@ class AdditiveCoupling(_Coupling, FlowTransform):
         torch.Size([2])
     """
 
-    def __init__(self, mask: Tensor, net: nn.Module) -> None:
+    def __init__(self, mask: Tensor, net: nn.Module, split_channels: bool = False) -> None:
         super().__init__(event_dim=mask.dim())
-        self._init_coupling(mask, net, None, affine=False)
+        self._init_coupling(mask, net, None, affine=False, split_channels=split_channels)
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x)
@@ -202,9 +303,9 @@ class ConditionalAffineCoupling(_Coupling, ConditionalFlowTransform):
     """
 
     def __init__(self, mask: Tensor, net: nn.Module, context_shape: Sequence[int],
-                 scale_shape: Optional[Sequence[int]] = None) -> None:
+                 scale_shape: Optional[Sequence[int]] = None, split_channels: bool = False) -> None:
         super().__init__(event_dim=mask.dim(), context_shape=tuple(context_shape))
-        self._init_coupling(mask, net, scale_shape, affine=True)
+        self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels)
 
     def forward_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x, context)
@@ -228,9 +329,10 @@ class ConditionalAdditiveCoupling(_Coupling, ConditionalFlowTransform):
         torch.Size([2])
     """
 
-    def __init__(self, mask: Tensor, net: nn.Module, context_shape: Sequence[int]) -> None:
+    def __init__(self, mask: Tensor, net: nn.Module, context_shape: Sequence[int],
+                 split_channels: bool = False) -> None:
         super().__init__(event_dim=mask.dim(), context_shape=tuple(context_shape))
-        self._init_coupling(mask, net, None, affine=False)
+        self._init_coupling(mask, net, None, affine=False, split_channels=split_channels)
 
     def forward_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x, context)
