@@ -375,11 +375,13 @@ def plot_density(flow: Flow, data: Optional[Tensor], path: Path, title: str = ""
         grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
         dtype = next((t.dtype for t in flow.parameters()), torch.float32)
         density = flow.log_prob(grid.to(dtype)).exp().reshape(g, g).float()
+    (x0, y0), (x1, y1) = lo.tolist(), hi.tolist()
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    ax.imshow(density.numpy(), origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), cmap="viridis", aspect="auto")
-    ax.scatter(samples[:, 0], samples[:, 1], s=2, c="white", alpha=0.5, linewidths=0)
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
+    ax.imshow(density.numpy(), origin="lower", extent=(x0, x1, y0, y1), cmap="viridis", aspect="auto")
+    pts = samples.numpy()
+    ax.scatter(pts[:, 0], pts[:, 1], s=2, c="white", alpha=0.5, linewidths=0)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -428,7 +430,8 @@ def _scatter(x: Tensor, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    ax.scatter(x[:, 0].float(), x[:, 1].float(), s=3, alpha=0.6)
+    pts = x.float().numpy()
+    ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.6)
     ax.set_title(title, fontsize=9)
     ax.set_aspect("equal", adjustable="datalim")
     fig.tight_layout()
@@ -466,7 +469,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         >>> main(["eval", "--checkpoint", "/no/such/model.pt", "--data", "moons"])  # one line on stderr
         2
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a one-line usage error (2)
+        return e.code if isinstance(e.code, int) else 2
     try:
         if args.command == "list":
             return list_command(args)
