@@ -135,6 +135,9 @@ def _to_dataset(name: str, out: Any) -> Dataset:
     n_bins = meta.get("n_bins", meta.get("n_levels"))
     if n_bins is None and x.dim() == 4 and not x.is_floating_point():
         n_bins = int(x.max().item()) + 1
+    if n_bins is not None and x.is_floating_point() and bool((x == x.round()).all()):
+        # images stored as float integer levels: make them integers so fit() dequantizes them
+        x = x.round().to(torch.uint8 if n_bins <= 256 else torch.long)
     return Dataset(name, x, None if n_bins is None else int(n_bins), meta.get("log_prob"))
 
 

@@ -100,6 +100,10 @@ def _check_shape(flow: Flow, x: Tensor, ctx: Optional[Tensor], name: str, n_bins
         raise ValueError(f"{name}: integer data (image levels) need n_bins= to be dequantized, got dtype {x.dtype}")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name}: data contain NaN or inf")
+    if x.is_floating_point() and n_bins is not None and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{name}: with n_bins={n_bins}, expected integer levels (an integer tensor) or "
+                         f"dequantized values in [0, 1], got floats in [{x.min().item():g}, {x.max().item():g}]; "
+                         "pass levels as x.long()")
     if ctx is not None and flow.context_shape is not None and tuple(ctx.shape[1:]) != tuple(flow.context_shape):
         raise ValueError(f"{name}: expected context of shape (N, {', '.join(map(str, flow.context_shape))}), "
                          f"got {tuple(ctx.shape)}")
