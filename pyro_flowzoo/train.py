@@ -661,7 +661,7 @@ def fit(flow: Flow, train: Data, valid: Optional[Data] = None, *, epochs: Option
                 msg = f"epoch {row['epoch']}: train {_to_unit(train_nll, n_bins):.4f}"
                 if valid_nll is not None:
                     msg += f", valid {_to_unit(valid_nll, n_bins):.4f}"
-                bar.write(f"{msg} {unit}")
+                bar.write(f"{msg} {unit}", file=sys.stderr)
     finally:
         scope.__exit__(None, None, None)
         if bar is not None:

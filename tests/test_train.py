@@ -256,3 +256,17 @@ def test_bad_shapes_give_clear_errors():
 def test_conditional_data_pairs_are_split_consistently():
     with pytest.raises(ValueError, match="same length"):
         fit(_flow(), (_data(10), torch.zeros(9, 1)), steps=1)
+
+
+def test_progress_bar_shows_loss_per_dim(capsys, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    fit(_flow(), _data(64), _data(32, 1), epochs=1, batch_size=32, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "nats/dim" in err and "epoch 0: train" in err
+    levels = torch.randint(0, 4, (64, 2))
+    fit(_flow(), levels, epochs=1, batch_size=32, seed=0, progress=True, n_bins=4)
+    assert "bits/dim" in capsys.readouterr().err
+    # off by default when stderr is not a terminal (as under pytest) or when CI=true
+    monkeypatch.setenv("CI", "true")
+    fit(_flow(), _data(64), epochs=1, batch_size=32, seed=0)
+    assert "nats/dim" not in capsys.readouterr().err
