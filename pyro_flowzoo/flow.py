@@ -7,7 +7,11 @@ from typing import Any, Optional, Sequence, Union
 
 import pyro.distributions as dist
 import torch
-from pyro.distributions.conditional import ConditionalTransform, ConditionalTransformedDistribution
+from pyro.distributions.conditional import (
+    ConditionalDistribution,
+    ConditionalTransform,
+    ConditionalTransformedDistribution,
+)
 from torch import Tensor, nn
 from torch.distributions import Transform
 
@@ -82,6 +86,18 @@ class StandardUniform(BaseDistribution):
 
 
 TransformLike = Union[Transform, ConditionalTransform]
+
+
+class _ContextBatchedBase(ConditionalDistribution):
+    """The base expanded to the context's batch shape, so ``flow.dist.condition(c).sample(s)`` has shape
+    ``s + c_batch + event_shape`` like :meth:`Flow.sample` (a bare base would not broadcast with ``c``)."""
+
+    def __init__(self, base_dist: dist.TorchDistribution, context_dims: int) -> None:
+        self.base_dist = base_dist
+        self.context_dims = context_dims
+
+    def condition(self, context: Tensor) -> dist.TorchDistribution:
+        return self.base_dist.expand(context.shape[: context.dim() - self.context_dims])
 
 
 class Flow(nn.Module):
@@ -251,14 +267,16 @@ class Flow(nn.Module):
         self.clear_cache()
         parts = list(self._transforms)
         if self.is_conditional:
-            return ConditionalTransformedDistribution(self.base.dist(), parts)
+            return ConditionalTransformedDistribution(_ContextBatchedBase(self.base.dist(), len(self.context_shape)),
+                                                      parts)
         return dist.TransformedDistribution(self.base.dist(), parts)
 
     def condition(self, context: Tensor) -> dist.TransformedDistribution:
         """The Pyro distribution of data given ``context``."""
         self._check_context(context)
         self.clear_cache()
-        return dist.TransformedDistribution(self.base.dist(), self._parts(context))
+        base = self.base.dist().expand(context.shape[: context.dim() - len(self.context_shape)])
+        return dist.TransformedDistribution(base, self._parts(context))
 
     @property
     def num_parameters(self) -> int:
