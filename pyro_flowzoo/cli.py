@@ -46,19 +46,23 @@ class _Parser(argparse.ArgumentParser):
 # ------------------------------------------------------------------------------------------------
 @dataclass
 class Dataset:
-    """One split of a data set as the CLI uses it.
+    """One split of a data set as the CLI uses it (a tensor view of :class:`pyro_flowzoo.data.DataSplit`).
 
     Attributes:
         name: data set name.
-        x: the data ``(N, *event_shape)``: floats, or integer levels for images.
+        x: the data ``(N, *event_shape)``: floats, or integer levels (uint8/int64) for images.
         n_bins: number of levels for image data (None for continuous data).
         log_prob: the true log-density where known (2-D toys), else None.
+        labels: class labels ``(N,)`` where the set has them, else None.
+        num_classes: number of classes where known.
     """
 
     name: str
     x: Tensor
     n_bins: Optional[int] = None
     log_prob: Optional[Callable[[Tensor], Tensor]] = None
+    labels: Optional[Tensor] = None
+    num_classes: Optional[int] = None
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -68,77 +72,57 @@ class Dataset:
     def is_image(self) -> bool:
         return self.x.dim() == 4
 
+    def one_hot(self, num_classes: Optional[int] = None) -> Tensor:
+        """The labels as one-hot float vectors (the context of conditional flows)."""
+        k = num_classes or self.num_classes
+        if self.labels is None or k is None:
+            raise UsageError(f"data set {self.name!r} has no class labels to condition on")
+        return torch.nn.functional.one_hot(self.labels.long(), k).float()
 
-_SPLIT_SEEDS = {"train": 0, "valid": 1, "test": 2}
-_SPLIT_SIZES = {"train": 4000, "valid": 1000, "test": 2000}
 
-
-def _fallback_toys() -> dict[str, tuple[Callable[..., Any], Callable[[Tensor], Tensor]]]:
-    from .data import toy
-
-    return {"moons": (toy.sample_moons, toy.moons_log_prob), "smiley": (toy.sample_smiley, toy.smiley_log_prob)}
+_SPLITS = ("train", "valid", "test")
 
 
 def dataset_names() -> list[str]:
     """Names of the data sets ``train``/``eval`` accept.
 
     Example:
-        >>> "moons" in dataset_names()
+        >>> "moons" in dataset_names() and "digits" in dataset_names()
         True
     """
-    from . import data
+    from .data import DATASETS
 
-    if hasattr(data, "DATASETS"):
-        return sorted(data.DATASETS)
-    return sorted(_fallback_toys())
+    return list(DATASETS)
 
 
 def load_data(name: str, split: str = "train", **kwargs: Any) -> Dataset:
-    """Loads split ``split`` of data set ``name`` through ``pyro_flowzoo.data`` (unknown names: ValueError).
+    """Loads split ``split`` of data set ``name`` with :func:`pyro_flowzoo.data.load` as one tensor.
+
+    Image levels become an integer tensor (so that :func:`~pyro_flowzoo.train.fit` dequantizes them);
+    unknown names, splits or options and unavailable files raise a one-line error.
 
     Example:
-        >>> load_data("moons", "test").event_shape
-        (2,)
+        >>> d = load_data("digits", "test")
+        >>> d.event_shape, d.x.dtype, d.n_bins
+        ((1, 8, 8), torch.uint8, 17)
     """
-    from . import data
+    from .data import DATASETS, load
 
-    names = dataset_names()
-    if name not in names:
-        raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(names)}")
-    if split not in _SPLIT_SEEDS:
-        raise UsageError(f"unknown split {split!r}; choose one of: {', '.join(_SPLIT_SEEDS)}")
-    if hasattr(data, "load"):
-        out = data.load(name, split, **kwargs)
-        return _to_dataset(name, out)
-    sample, log_prob = _fallback_toys()[name]
-    n = kwargs.pop("n", _SPLIT_SIZES[split])
-    x = sample(n, generator=torch.Generator().manual_seed(_SPLIT_SEEDS[split]), **kwargs)
-    return Dataset(name, x, None, log_prob)
-
-
-def _to_dataset(name: str, out: Any) -> Dataset:
-    """Normalises what ``pyro_flowzoo.data.load`` returns into a :class:`Dataset`."""
-    if isinstance(out, Dataset):
-        return out
-    if isinstance(out, Tensor):
-        x, meta = out, {}
-    elif isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        x, meta = out[0], (out[-1] if isinstance(out[-1], dict) else {})
-    else:
-        x = getattr(out, "x", None)
-        if x is None:
-            x = getattr(out, "data", None)
-        if not isinstance(x, Tensor):
-            raise TypeError(f"pyro_flowzoo.data.load({name!r}) returned {type(out).__name__}; expected data")
-        meta = {k: getattr(out, k) for k in ("n_bins", "n_levels", "log_prob") if hasattr(out, k)}
-        meta.update(getattr(out, "meta", None) or {})
-    n_bins = meta.get("n_bins", meta.get("n_levels"))
-    if n_bins is None and x.dim() == 4 and not x.is_floating_point():
-        n_bins = int(x.max().item()) + 1
-    if n_bins is not None and x.is_floating_point() and bool((x == x.round()).all()):
-        # images stored as float integer levels: make them integers so fit() dequantizes them
+    if name not in DATASETS:
+        raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+    if split not in _SPLITS:
+        raise UsageError(f"unknown split {split!r}; choose one of: {', '.join(_SPLITS)}")
+    try:
+        out = load(name, split, **kwargs)
+        x = out.tensor()
+    except (OSError, RuntimeError, ValueError, TypeError) as e:
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"data set {name!r} ({split}): {msg}") from None
+    n_bins = out.n_levels if out.discrete else None
+    if n_bins is not None and x.is_floating_point():
+        # integer levels stored as floats: make them integers so that fit() dequantizes them
         x = x.round().to(torch.uint8 if n_bins <= 256 else torch.long)
-    return Dataset(name, x, None if n_bins is None else int(n_bins), meta.get("log_prob"))
+    return Dataset(name, x, n_bins, out.true_log_prob, out.labels, out.num_classes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -288,22 +272,48 @@ def _build_flow(name: str, event_shape: tuple[int, ...], hparams: dict[str, Any]
         raise UsageError(str(e).splitlines()[0]) from None
 
 
+def _context_hparams(name: str, hparams: dict[str, Any], train: Dataset) -> dict[str, Any]:
+    """For builders with a ``context_shape``: default it to one-hot class labels of the data set."""
+    import inspect
+
+    from .flows import FLOWS
+
+    params = inspect.signature(FLOWS[name]).parameters
+    if "context_shape" in params and "context_shape" not in hparams and train.num_classes:
+        hparams = {**hparams, "context_shape": (train.num_classes,)}
+    return hparams
+
+
+def _context(flow: Flow, data: Dataset) -> Optional[Tensor]:
+    """One-hot labels as the context of a conditional flow (None for unconditional flows)."""
+    if not flow.is_conditional:
+        return None
+    shape = tuple(flow.context_shape or ())
+    if len(shape) != 1:
+        raise UsageError(f"the CLI conditions flows on one-hot labels (K,), but this flow's context shape is {shape}")
+    if data.num_classes is not None and data.num_classes > shape[0]:
+        raise UsageError(f"data set {data.name!r} has {data.num_classes} classes, the flow's context only {shape[0]}")
+    return data.one_hot(shape[0])
+
+
 def train_command(args: argparse.Namespace) -> Flow:
     """Runs ``train``; returns the trained flow (best weights). Rank 0 writes OUT/model.pt etc."""
     from .flows import FLOWS
-    from .train import evaluate_nll, fit
+    from .train import fit
 
     if args.flow not in FLOWS:  # fail before loading any data
         raise UsageError(f"unknown flow {args.flow!r}; choose one of: {', '.join(sorted(FLOWS))}")
     hparams = _key_values(args.hparam, "--hparam")
     data_kw = _key_values(args.data_arg, "--data-arg")
     started, rank, world, dev = _ddp_setup(args.device)
+    ok = False
     try:
         out = Path(args.out)
         train = load_data(args.data, "train", **data_kw)
         valid = load_data(args.data, "valid", **data_kw)
         torch.manual_seed(args.seed)
-        flow = _build_flow(args.flow, train.event_shape, hparams).to(dev)
+        flow = _build_flow(args.flow, train.event_shape, _context_hparams(args.flow, hparams, train)).to(dev)
+        c_train, c_valid = _context(flow, train), _context(flow, valid)
         resume = None
         if args.resume:
             resume = out / "model.pt"
@@ -315,9 +325,11 @@ def train_command(args: argparse.Namespace) -> Flow:
                   f"{tuple(train.x.shape)}" + (f" with {world} processes" if world > 1 else "")
                   + f" on {dev}", flush=True)
         epochs = args.epochs if args.steps is None and args.epochs is not None else (None if args.steps else 20)
-        extra = {"data": args.data, "n_bins": train.n_bins, "data_args": {k: v for k, v in data_kw.items()
-                                                                           if isinstance(v, (int, float, str))}}
-        result = fit(flow, train.x, valid.x, epochs=epochs, steps=args.steps, batch_size=args.batch_size,
+        extra = {"data": args.data, "n_bins": train.n_bins,
+                 "data_args": {k: v for k, v in data_kw.items() if isinstance(v, (int, float, str, bool))}}
+        result = fit(flow, train.x if c_train is None else (train.x, c_train),
+                     valid.x if c_valid is None else (valid.x, c_valid),
+                     epochs=epochs, steps=args.steps, batch_size=args.batch_size,
                      lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
                      clip_grad=args.clip_grad or None, warmup_steps=args.warmup_steps, patience=args.patience,
                      ema_decay=args.ema, method=args.method, seed=args.seed, n_bins=train.n_bins,
@@ -331,28 +343,49 @@ def train_command(args: argparse.Namespace) -> Flow:
             print(f"{result.steps} steps in {result.train_time:.1f} s ({result.stopped}); "
                   f"best valid NLL {best:.4f} {unit} at epoch {result.best_epoch}")
             if not args.no_plots:
-                for path in _pictures(flow, train, out, evaluate_nll):
+                for path in _pictures(flow, train, out):
                     print(f"wrote {path}")
             print(f"wrote {out / 'model.pt'} and {out / 'metrics.csv'}")
+        ok = True
         return flow
     finally:
         if started:
-            torch.distributed.barrier()
+            if ok:  # a failing rank must not wait here for the others (torchrun stops them)
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
-def _pictures(flow: Flow, data: Dataset, out: Path, _evaluate: Callable[..., float]) -> list[Path]:
+def _class_contexts(flow: Flow, n: int) -> Optional[Tensor]:
+    """Contexts for sampling a conditional flow: one-hot classes in turn, sorted (one grid row per class)."""
+    if not flow.is_conditional:
+        return None
+    k = tuple(flow.context_shape or ())
+    if len(k) != 1:
+        raise UsageError(f"cannot sample a flow conditioned on contexts of shape {k} from the command line")
+    labels = torch.arange(n) % k[0]
+    return torch.nn.functional.one_hot(labels.sort().values, k[0]).float()
+
+
+def _draw(flow: Flow, n: int, temperature: float = 1.0) -> Tensor:
+    ctx = _class_contexts(flow, n)
+    dev = next((b.device for b in flow.buffers()), torch.device("cpu"))
+    with torch.no_grad():
+        if ctx is None:
+            return flow.sample((n,), temperature=temperature)
+        return flow.sample((), temperature=temperature, context=ctx.to(dev))
+
+
+def _pictures(flow: Flow, data: Dataset, out: Path) -> list[Path]:
     """Density heat map with samples (2-D) or a sample grid (images); skipped for other shapes."""
     flow = flow.cpu().eval()
-    if data.event_shape == (2,):
+    if data.event_shape == (2,) and not flow.is_conditional:
         path = out / "density.png"
         plot_density(flow, data.x, path, title=f"{flow.builder} on {data.name}")
         return [path]
     if data.is_image:
         path = out / "samples.png"
-        with torch.no_grad():
-            x = flow.sample((64,))
-        save_image_grid(x, path)
+        save_image_grid(_draw(flow, 100 if flow.is_conditional else 64), path,
+                        nrow=10 if flow.is_conditional else None)
         return [path]
     return []
 
@@ -414,10 +447,10 @@ def sample_command(args: argparse.Namespace) -> int:
     flow, _ = flow_from_checkpoint(args.checkpoint, map_location=_device(args.device))
     torch.manual_seed(args.seed)
     shape = tuple(flow.event_shape)
-    with torch.no_grad():
-        x = flow.sample((args.num_samples,), temperature=args.temperature)
+    x = _draw(flow, args.num_samples, args.temperature)
     if len(shape) == 3:
-        save_image_grid(x, out)
+        save_image_grid(x, out, nrow=math.ceil(args.num_samples / flow.context_shape[0]) if flow.is_conditional
+                        else None)
     elif shape == (2,):
         _scatter(x.cpu(), out, f"{args.num_samples} samples, T={args.temperature}")
     else:
@@ -453,7 +486,7 @@ def eval_command(args: argparse.Namespace) -> int:
     if data.event_shape != tuple(flow.event_shape):
         raise UsageError(f"data set {args.data!r} has event shape {data.event_shape}, but the flow in "
                          f"{args.checkpoint} expects {tuple(flow.event_shape)}")
-    nll = evaluate_nll(flow, data.x, args.batch_size, n_bins=data.n_bins)
+    nll = evaluate_nll(flow, data.x, args.batch_size, _context(flow, data), n_bins=data.n_bins)
     line = f"{args.split} NLL on {args.data} ({data.x.shape[0]} points): {nll:.4f} nats/dim"
     if data.n_bins is not None:
         line += f", {(nll + math.log(data.n_bins)) / math.log(2):.4f} bits/dim"

@@ -43,7 +43,8 @@ def _no_progress_bar(monkeypatch):
 def moons_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("moons")
     code = main(["train", "--flow", "realnvp", "--data", "moons", "--steps", "30", "--batch-size", "128",
-                 "--lr", "3e-3", "--seed", "1", "--device", "cpu", "--out", str(out), *TINY_2D])
+                 "--lr", "3e-3", "--seed", "1", "--device", "cpu", "--out", str(out), "--data-arg", "n=2000",
+                 *TINY_2D])
     assert code == 0
     return out
 
@@ -64,8 +65,9 @@ def test_train_writes_model_metrics_and_density_picture(moons_run):
 
 
 def test_eval_prints_nll_and_true_entropy(capsys, moons_run):
-    code, out, _ = _run(capsys, "eval", "--checkpoint", str(moons_run / "model.pt"), "--data", "moons")
-    assert code == 0 and "test NLL on moons" in out and "nats/dim" in out
+    code, out, _ = _run(capsys, "eval", "--checkpoint", str(moons_run / "model.pt"), "--data", "moons",
+                        "--data-arg", "n=2000")
+    assert code == 0 and "test NLL on moons (2000 points)" in out and "true density" in out
     nll = float(out.split(":")[1].split()[0])
     ck = load_checkpoint(moons_run / "model.pt")
     # a held-out split scores close to the validation figure of the same model
@@ -148,18 +150,22 @@ def test_module_and_console_script_entry_points(tmp_path):
 
 
 @pytest.mark.skipif("digits" not in dataset_names(), reason="the digits data set is not available")
-def test_digits_train_eval_sample_end_to_end(capsys, tmp_path):
-    code, out, err = _run(capsys, "train", "--flow", "glow", "--data", "digits", "--steps", "4", "--batch-size",
+@pytest.mark.parametrize("flow", ["glow", "cglow"])
+def test_digits_train_eval_sample_end_to_end(capsys, tmp_path, flow):
+    code, out, err = _run(capsys, "train", "--flow", flow, "--data", "digits", "--steps", "4", "--batch-size",
                           "64", "--out", str(tmp_path), *TINY_IMAGE)
     assert code == 0, err
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "model.pt").is_file()
     assert "bits/dim" in out
+    ck = load_checkpoint(tmp_path / "model.pt")
+    if flow == "cglow":  # conditioned on one-hot digit labels by default
+        assert tuple(ck["hparams"]["context_shape"]) == (10,)
     code, out, err = _run(capsys, "eval", "--checkpoint", str(tmp_path / "model.pt"), "--data", "digits")
     assert code == 0, err
     assert "nats/dim" in out and "bits/dim" in out
     bpd = float(out.split(",")[-1].split()[0])
     assert 0 < bpd < 32
     png = tmp_path / "grid.png"
-    code, _, err = _run(capsys, "sample", "--checkpoint", str(tmp_path / "model.pt"), "--num-samples", "16",
+    code, _, err = _run(capsys, "sample", "--checkpoint", str(tmp_path / "model.pt"), "--num-samples", "20",
                         "--out", str(png))
     assert code == 0 and png.stat().st_size > 100, err
