@@ -478,8 +478,13 @@ def _scatter(x: Tensor, path: Path, title: str) -> None:
 
 def eval_command(args: argparse.Namespace) -> int:
     """Runs ``eval``: prints the NLL of a split in nats/dim (and bits/dim for images)."""
+    from .data import DATASETS
     from .train import evaluate_nll
 
+    if args.data not in DATASETS:  # cheap checks first
+        raise UsageError(f"unknown data set {args.data!r}; choose one of: {', '.join(DATASETS)}")
+    if args.split not in _SPLITS:
+        raise UsageError(f"unknown split {args.split!r}; choose one of: {', '.join(_SPLITS)}")
     dev = _device(args.device)
     flow, payload = flow_from_checkpoint(args.checkpoint, map_location=dev)
     data = load_data(args.data, args.split, **_key_values(args.data_arg, "--data-arg"))

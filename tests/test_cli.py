@@ -114,6 +114,10 @@ def test_resume_continues_to_the_budget(capsys, tmp_path):
     (["eval", "--checkpoint", "/no/such/file.pt", "--data", "moons"], ["no such file"]),
     (["sample", "--checkpoint", "/no/such/file.pt", "--out", "x.png"], ["no such file"]),
     (["frobnicate"], ["invalid choice"]),
+    (["train", "--flow", "glow", "--data", "mnist", "--data-arg", "root='/no/such/dir'", "--steps", "1"],
+     ["mnist", "not found"]),
+    (["train", "--flow", "nice", "--data", "moons", "--data-arg", "bogus=1", "--steps", "1"], ["bogus"]),
+    (["eval", "--checkpoint", "x.pt", "--data", "moons", "--split", "nope"], ["unknown split 'nope'"]),
 ])
 def test_bad_input_gives_one_line_errors(capsys, argv, needles):
     code, _, err = _run(capsys, *argv)
