@@ -343,7 +343,7 @@ def train_command(args: argparse.Namespace) -> Flow:
             print(f"{result.steps} steps in {result.train_time:.1f} s ({result.stopped}); "
                   f"best valid NLL {best:.4f} {unit} at epoch {result.best_epoch}")
             if not args.no_plots:
-                for path in _pictures(flow, train, out):
+                for path in _pictures(flow, train, out, result):
                     print(f"wrote {path}")
             print(f"wrote {out / 'model.pt'} and {out / 'metrics.csv'}")
         ok = True
@@ -375,66 +375,32 @@ def _draw(flow: Flow, n: int, temperature: float = 1.0) -> Tensor:
         return flow.sample((), temperature=temperature, context=ctx.to(dev))
 
 
-def _pictures(flow: Flow, data: Dataset, out: Path) -> list[Path]:
-    """Density heat map with samples (2-D) or a sample grid (images); skipped for other shapes."""
+def _pictures(flow: Flow, data: Dataset, out: Path, result: Any = None) -> list[Path]:
+    """Pictures with :mod:`pyro_flowzoo.plot`: density panels (2-D) or a sample grid (images), and curves."""
+    from . import plot
+
     flow = flow.cpu().eval()
+    paths = []
+    title = f"{flow.builder} on {data.name}"
     if data.event_shape == (2,) and not flow.is_conditional:
-        path = out / "density.png"
-        plot_density(flow, data.x, path, title=f"{flow.builder} on {data.name}")
-        return [path]
-    if data.is_image:
-        path = out / "samples.png"
-        save_image_grid(_draw(flow, 100 if flow.is_conditional else 64), path,
-                        nrow=10 if flow.is_conditional else None)
-        return [path]
-    return []
-
-
-def _to_image_range(x: Tensor) -> Tensor:
-    return x.clamp(0.0, 1.0)
-
-
-def plot_density(flow: Flow, data: Optional[Tensor], path: Path, title: str = "", n_samples: int = 500) -> None:
-    """Heat map of a 2-D flow's density with its samples (and data) on top, written to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with torch.no_grad():
-        samples = flow.sample((n_samples,)).float()
-        ref = samples if data is None else data.float()
-        lo = torch.quantile(ref, 0.005, dim=0) - 0.5
-        hi = torch.quantile(ref, 0.995, dim=0) + 0.5
-        g = 200
-        xs, ys = torch.linspace(lo[0], hi[0], g), torch.linspace(lo[1], hi[1], g)
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
-        dtype = next((t.dtype for t in flow.parameters()), torch.float32)
-        density = flow.log_prob(grid.to(dtype)).exp().reshape(g, g).float()
-    (x0, y0), (x1, y1) = lo.tolist(), hi.tolist()
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    ax.imshow(density.numpy(), origin="lower", extent=(x0, x1, y0, y1), cmap="viridis", aspect="auto")
-    pts = samples.numpy()
-    ax.scatter(pts[:, 0], pts[:, 1], s=2, c="white", alpha=0.5, linewidths=0)
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+        paths.append(out / "density.png")
+        plot.density_2d(flow, data.x[:2000], true_log_prob=data.log_prob, resolution=120, n_samples=1000,
+                        title=title, path=paths[-1])
+    elif data.is_image:
+        paths.append(out / "samples.png")
+        n = 100 if flow.is_conditional else 64
+        plot.image_grid(_draw(flow, n), nrow=10 if flow.is_conditional else None, title=title, path=paths[-1])
+    if result is not None and result.train_nll:
+        paths.append(out / "curves.png")
+        plot.training_curves(result, unit="nats/dim", title=title, path=paths[-1])
+    return paths
 
 
 def save_image_grid(images: Tensor, path: Path, nrow: Optional[int] = None) -> None:
-    """Saves images ``(N, C, H, W)`` in ``[0, 1]`` as one grid picture."""
-    from torchvision.utils import make_grid, save_image
+    """Saves images ``(N, C, H, W)`` with values in ``[0, 1]`` as one grid picture (via :mod:`pyro_flowzoo.plot`)."""
+    from . import plot
 
-    images = _to_image_range(images.detach().float().cpu())
-    nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(make_grid(images, nrow=nrow, padding=1, pad_value=1.0), str(path))
+    plot.image_grid(images.detach().float().cpu(), nrow=nrow, path=path)
 
 
 def sample_command(args: argparse.Namespace) -> int:

@@ -58,6 +58,7 @@ def test_list_shows_every_flow_and_data_set(capsys):
 
 def test_train_writes_model_metrics_and_density_picture(moons_run):
     assert (moons_run / "model.pt").is_file() and (moons_run / "density.png").stat().st_size > 1000
+    assert (moons_run / "curves.png").stat().st_size > 1000
     rows = list(csv.DictReader((moons_run / "metrics.csv").read_text().splitlines()))
     assert rows and int(rows[-1]["step"]) == 30 and float(rows[-1]["valid_nll"]) > 0
     ck = load_checkpoint(moons_run / "model.pt")
