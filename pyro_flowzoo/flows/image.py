@@ -3,7 +3,8 @@
 Every image builder ends (data side) with ``Inverse(Logit(logit_alpha))`` unless ``logit_alpha=None``:
 ``flow.log_prob(x)`` is then the density of ``x`` in ``[0, 1]^D`` (dequantized pixels scaled to the
 unit cube, see :func:`pyro_flowzoo.transforms.uniform_dequantize`) and
-:func:`pyro_flowzoo.bits_per_dim` applies to it directly; samples lie in ``(0, 1)``. The latent
+:func:`pyro_flowzoo.bits_per_dim` applies to it directly (an upper bound: with ``alpha > 0`` a little
+mass lies just outside the cube, where samples may fall; clamp them to ``[0, 1]`` for display). The latent
 (base ``N(0, I)``) has the data's shape: factored-out halves are kept in place by
 :class:`~pyro_flowzoo.transforms.FactorOut`, so ``temperature`` scales every scale's latent alike.
 """

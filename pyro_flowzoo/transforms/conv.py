@@ -57,16 +57,17 @@ class InvertibleConv1x1(FlowTransform):
         super().__init__(event_dim=3)
         self.num_channels = num_channels
         self.lu = lu
-        q = torch.linalg.qr(torch.randn(num_channels, num_channels))[0]
+        # contiguous: QR returns a column-major Q, and Pyro's param store would silently copy it.
+        q = torch.linalg.qr(torch.randn(num_channels, num_channels))[0].contiguous()
         if lu:
             p, lower, upper = torch.linalg.lu(q)
             s = upper.diagonal()
-            self.register_buffer("permutation", p)
+            self.register_buffer("permutation", p.contiguous())
             self.register_buffer("sign_s", torch.sign(s))
             self.register_buffer("lower_mask", torch.tril(torch.ones(num_channels, num_channels), -1))
             self.register_buffer("eye", torch.eye(num_channels))
-            self.lower = nn.Parameter(lower)
-            self.upper = nn.Parameter(torch.triu(upper, 1))
+            self.lower = nn.Parameter(lower.contiguous())
+            self.upper = nn.Parameter(torch.triu(upper, 1).contiguous())
             self.log_s = nn.Parameter(torch.log(s.abs()))
         else:
             self.weight = nn.Parameter(q)

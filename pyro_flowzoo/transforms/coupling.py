@@ -117,7 +117,7 @@ class _Coupling:
 
     def _init_coupling(self, mask: Tensor, net: nn.Module, scale_shape: Optional[Sequence[int]],
                        affine: bool, split_channels: bool = False) -> None:
-        self.register_buffer("mask", mask.bool())
+        self.register_buffer("mask", mask.bool().clone())  # clone: an expanded mask cannot be loaded into
         self.net = net
         self.affine = affine
         self.split_channels = split_channels

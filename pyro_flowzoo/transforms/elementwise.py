@@ -55,9 +55,13 @@ class Logit(FlowTransform):
         \log\left|\frac{dy}{dx}\right| = \log(1 - 2\alpha) - \log p - \log(1 - p), \quad p = \alpha + (1 - 2\alpha) x
 
     Image flows put ``Inverse(Logit(alpha))`` at their data-side end, so ``flow.log_prob(x)`` is the
-    density of ``x`` on ``[0, 1]^D`` and :func:`pyro_flowzoo.bits_per_dim` applies to it directly. The
-    inverse is computed with ``softplus`` (no ``log(0)`` for saturated sigmoids). Inputs outside
-    ``[0, 1]`` raise a ValueError (set ``validate = False`` to skip the check, e.g. under torch.compile).
+    density of ``x`` and :func:`pyro_flowzoo.bits_per_dim` applies to it directly. For ``alpha > 0`` the
+    map is onto the reals from the slightly wider interval ``(-alpha / (1 - 2 alpha), (1 - alpha) / (1 - 2
+    alpha))``, so the flow puts a little mass outside ``[0, 1]^D`` (its samples may fall just outside;
+    clamp them for display) and bits/dim computed on ``[0, 1]`` data are an upper bound, as in the
+    RealNVP and Glow papers. The log-det of the inverse uses ``softplus`` (no ``log(0)`` for saturated
+    sigmoids). Inputs outside the domain raise a ValueError instead of producing NaN/inf (set
+    ``validate = False`` to skip the check, e.g. under torch.compile).
 
     Args:
         alpha: margin keeping ``p`` away from 0 and 1 (0.05 in RealNVP); ``0 <= alpha < 0.5``.
@@ -76,15 +80,17 @@ class Logit(FlowTransform):
         if not 0.0 <= alpha < 0.5:
             raise ValueError(f"Logit needs 0 <= alpha < 0.5, got {alpha}")
         super().__init__(event_dim=event_dim)
-        self.domain = constraints.independent(constraints.unit_interval, event_dim)
         self.alpha = float(alpha)
+        # The map is a bijection from (lo, hi) ⊇ [0, 1] onto the reals (equality when alpha = 0).
+        self.lo, self.hi = -alpha / (1 - 2 * alpha), (1 - alpha) / (1 - 2 * alpha)
+        self.domain = constraints.independent(constraints.interval(self.lo, self.hi), event_dim)
         self.validate = True
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.validate and not torch.compiler.is_compiling() and bool(((x < 0) | (x > 1)).any()):
-            raise ValueError(f"Logit expects data in [0, 1] (dequantized and scaled), got values in "
-                             f"[{x.min().item():.4g}, {x.max().item():.4g}]")
         p = self.alpha + (1 - 2 * self.alpha) * x
+        if self.validate and not torch.compiler.is_compiling() and bool(((p <= 0) | (p >= 1)).any()):
+            raise ValueError(f"Logit({self.alpha}) expects data in [0, 1] (defined on ({self.lo:.4g}, {self.hi:.4g})), "
+                             f"got values in [{x.min().item():.4g}, {x.max().item():.4g}]")
         y = torch.log(p) - torch.log1p(-p)
         log_det = math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p)
         return y, sum_rightmost(log_det, self.event_dim)
