@@ -29,7 +29,8 @@ from torch.distributions import constraints
 from ..nn.made import MADE
 from .base import FlowTransform
 
-__all__ = ["MixtureCDF", "MixtureCDFAutoregressive", "monotone_solve", "mixture_log_cdfs", "mixture_quantile"]
+__all__ = ["MixtureCDF", "MixtureCDFAutoregressive", "monotone_solve", "mixture_log_cdfs", "mixture_log_terms",
+           "mixture_quantile"]
 
 FAMILIES = ("gaussian", "logistic")
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -39,59 +40,72 @@ def _default_tol(dtype: torch.dtype) -> float:
     return 1e-12 if dtype == torch.float64 else 1e-6
 
 
-def monotone_solve(func: Callable[[Tensor], tuple[Tensor, Tensor]], target: Tensor, lo: Tensor, hi: Tensor,
-                   tol: Optional[float] = None, max_iter: int = 100) -> Tensor:
+def monotone_solve(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]], target: Tensor, lo: Tensor,
+                   hi: Tensor, tol: Optional[float] = None, max_iter: int = 100,
+                   x0: Optional[Tensor] = None) -> Tensor:
     r"""Solves ``g(x) = target`` elementwise for an increasing ``g`` by safeguarded Newton/bisection.
 
-    .. math:: x_{n+1} = x_n - \frac{g(x_n) - t}{g'(x_n)} \text{ if inside } (lo_n, hi_n) \text{ and it at least
-        halves the step, else } \frac{lo_n + hi_n}{2}
+    .. math:: x_{n+1} = x_n - \frac{g(x_n) - t}{g'(x_n)} \text{ if inside } [lo_n, hi_n] \text{ and at most half
+        the previous step, else } \frac{lo_n + hi_n}{2}
 
     The bracket ``[lo, hi]`` (which must contain the root) shrinks at every iteration, so the method
     converges like bisection at worst and like Newton near the root ("rtsafe"). All elements are solved
-    together (no Python loop over elements); the loop stops when every element's step is below
-    ``tol * (1 + |x|)`` or after ``max_iter`` iterations. Runs without gradient: callers add one
-    differentiable Newton step at the root (implicit-function gradients).
+    together, with no Python loop over elements; an element stops once its step is below
+    ``tol * (1 + |x|)``, and later iterations evaluate ``g`` only on the elements still moving. The
+    loop ends when all have converged or after ``max_iter`` iterations. Runs without gradient: callers
+    add one differentiable Newton step at the root (implicit-function gradients).
 
     Args:
-        func: ``x -> (g(x), g'(x))``, elementwise, increasing.
+        func: ``(x, index) -> (g(x), g'(x))`` on a flat vector of values; ``index`` is None for all
+            elements (in the flattened broadcast shape) or the flat indices of the values passed.
         target: the right-hand side ``t``.
         lo, hi: a bracket of the root (broadcastable with ``target``).
         tol: relative step tolerance (default ``1e-12`` in float64, ``1e-6`` otherwise).
         max_iter: iteration cap.
+        x0: starting point inside the bracket (default: its midpoint).
 
     References:
         Press et al., Numerical Recipes, "rtsafe" (Newton-Raphson with bisection).
 
     Example:
         >>> t = torch.tensor([-3.0, 0.5, 8.0], dtype=torch.float64)
-        >>> x = monotone_solve(lambda x: (x**3 + x, 3 * x**2 + 1), t, t.new_full((3,), -9.0), t.new_full((3,), 9.0))
+        >>> lo, hi = t.new_full((3,), -9.0), t.new_full((3,), 9.0)
+        >>> x = monotone_solve(lambda x, i: (x**3 + x, 3 * x**2 + 1), t, lo, hi)
         >>> torch.allclose(x**3 + x, t)
         True
     """
     tol = _default_tol(target.dtype) if tol is None else tol
     with torch.no_grad():
         shape = torch.broadcast_shapes(target.shape, lo.shape, hi.shape)
-        target, lo, hi = target.expand(shape), lo.expand(shape).clone(), hi.expand(shape).clone()
-        x = 0.5 * (lo + hi)
+        t = target.expand(shape).reshape(-1)
+        lo, hi = lo.expand(shape).reshape(-1), hi.expand(shape).reshape(-1)
+        x = 0.5 * (lo + hi) if x0 is None else torch.minimum(torch.maximum(x0.expand(shape).reshape(-1), lo), hi)
+        x = x.clone()
         step_old = hi - lo
-        done = torch.zeros(shape, dtype=torch.bool, device=x.device)
+        index: Optional[Tensor] = None  # None: every element is still active
+        xa = x
         for _ in range(max_iter):
-            g, dg = func(x)
-            g = g - target
-            lo = torch.where(g < 0, x, lo)
-            hi = torch.where(g > 0, x, hi)
-            newton = x - g / dg
+            g, dg = func(xa, index)
+            g = g - t
+            lo = torch.where(g < 0, xa, lo)
+            hi = torch.where(g > 0, xa, hi)
+            newton = xa - g / dg
             use_newton = (torch.isfinite(newton) & (newton >= lo) & (newton <= hi)
                           & ((2 * g).abs() <= (step_old * dg).abs()))
             x_new = torch.where(use_newton, newton, 0.5 * (lo + hi))
-            # Converged elements stay put: rounding noise in g must not kick them back to bisection.
-            x_new = torch.where(done | (g == 0), x, x_new)
-            step = (x_new - x).abs()
-            step_old, x = step, x_new
-            done = done | (step <= tol * (1 + x.abs()))
-            if bool(done.all()):
+            x_new = torch.where(g == 0, xa, x_new)
+            step = (x_new - xa).abs()
+            if index is None:
+                x = x_new
+            else:
+                x.index_copy_(0, index, x_new)
+            active = step > tol * (1 + x_new.abs())
+            if not bool(active.any()):
                 break
-    return x
+            keep = active.nonzero().squeeze(-1)
+            index = keep if index is None else index[keep]
+            xa, t, lo, hi, step_old = x_new[keep], t[keep], lo[keep], hi[keep], step[keep]
+    return x.reshape(shape)
 
 
 def _params(raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -136,63 +150,63 @@ def _logit_clamp(dtype: torch.dtype) -> float:
     return 700.0 if dtype == torch.float64 else 80.0
 
 
-def _fast_logit_cdf(log_w: Tensor, loc: Tensor, log_scale: Tensor,
-                    family: str) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-    """``x -> (logit F(x), d/dx logit F(x))`` for the solver, in probability space where that is exact.
+def mixture_log_terms(x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor,
+                      family: str = "gaussian") -> tuple[Tensor, Tensor, Tensor]:
+    r"""Same values as :func:`mixture_log_cdfs`, computed in probability space where that is exact.
 
-    Sums of ``w_k Phi(z_k)`` keep full relative precision until they underflow, and are several times
-    cheaper than log-space sums; the few elements whose ``F`` or ``S`` underflow (the far tails)
-    are recomputed on the log scale.
-    """
-    w = log_w.exp()
-    inv_scale = torch.exp(-log_scale)
-    tiny = 1e-280 if log_w.dtype == torch.float64 else 1e-30
-    if family == "gaussian":
-        pdf_coef = w * inv_scale / math.sqrt(2 * math.pi)
-    else:
-        pdf_coef = w * inv_scale
+    .. math:: \log F(x) = \log \sum_k w_k \Phi(z_k), \quad \log S(x) = \log \sum_k w_k \Phi(-z_k), \quad
+        \log f(x) = \log \sum_k rac{w_k}{s_k} \phi(z_k)
 
-    def func(x: Tensor) -> tuple[Tensor, Tensor]:
-        z = (x.unsqueeze(-1) - loc) * inv_scale
-        if family == "gaussian":
-            half = z * (1 / math.sqrt(2))
-            cdf, sf = 0.5 * torch.special.erfc(-half), 0.5 * torch.special.erfc(half)
-            pdf = torch.exp(-half * half)
-        else:
-            cdf = torch.sigmoid(z)
-            sf = torch.sigmoid(-z)
-            pdf = cdf * sf
-        big_f, big_s, f = (w * cdf).sum(-1), (w * sf).sum(-1), (pdf_coef * pdf).sum(-1)
-        g = torch.log(big_f) - torch.log(big_s)
-        dg = f / big_f + f / big_s
-        bad = (big_f < tiny) | (big_s < tiny) | (f < tiny)
-        if bool(bad.any()):
-            shape = x.shape + loc.shape[-1:]
-            log_cdf, log_sf, log_pdf = mixture_log_cdfs(
-                x[bad], log_w.expand(shape)[bad], loc.expand(shape)[bad], log_scale.expand(shape)[bad], family)
-            g = g.masked_scatter(bad, log_cdf - log_sf)
-            dg = dg.masked_scatter(bad, torch.exp(log_pdf - log_cdf) + torch.exp(log_pdf - log_sf))
-        return g, dg
-
-    return func
-
-
-def mixture_quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor,
-                     family: str = "gaussian", tol: Optional[float] = None, max_iter: int = 100) -> Tensor:
-    r"""Solves ``logit F(x) = target_logit`` for ``x`` (the mixture's quantile), differentiably.
-
-    The bracket is exact: the mixture quantile lies between the smallest and largest component
-    quantile, ``\min_k q_k(u) \le F^{-1}(u) \le \max_k q_k(u)``. The root is found by
-    :func:`monotone_solve` on the logit scale; one differentiable Newton step at the root then gives
-    gradients with respect to the target and the mixture parameters (implicit function theorem).
+    Sums of positive terms keep full relative precision until they underflow, and are several times
+    cheaper than log-space sums (no ``log_ndtr``, no ``logsumexp``); the few elements where ``F``,
+    ``S`` or ``f`` underflow (far tails) are recomputed on the log scale by :func:`mixture_log_cdfs`.
+    Differentiable, and never NaN in the gradient (the underflowed branch is masked before the log).
 
     Example:
-        >>> z = torch.zeros(1, 1, dtype=torch.float64)
-        >>> t = torch.tensor([-30.0, 0.0, 30.0], dtype=torch.float64)
-        >>> x = mixture_quantile(t, z, z, z)
-        >>> torch.allclose(mixture_log_cdfs(x, z, z, z)[0] - mixture_log_cdfs(x, z, z, z)[1], t)
+        >>> z = torch.zeros(1, 2, dtype=torch.float64)
+        >>> x = torch.tensor([-50.0, 0.0, 50.0], dtype=torch.float64)
+        >>> all(torch.allclose(a, b) for a, b in zip(mixture_log_terms(x, z, z, z), mixture_log_cdfs(x, z, z, z)))
         True
     """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    return _log_terms(x, torch.exp(log_w), loc, torch.exp(-log_scale), log_w, log_scale, family)
+
+
+def _log_terms(x: Tensor, w: Tensor, loc: Tensor, inv_scale: Tensor, log_w: Tensor, log_scale: Tensor,
+               family: str) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`mixture_log_terms` with the weights and inverse scales precomputed (the solver's inner loop)."""
+    z = (x.unsqueeze(-1) - loc) * inv_scale
+    if family == "gaussian":
+        half = z * (1 / math.sqrt(2))
+        # One erfc of |z|: the smaller tail is exact, the larger one is 1 - tail (no cancellation there).
+        tail = 0.5 * torch.special.erfc(half.abs())
+        lower = half < 0
+        cdf, sf = torch.where(lower, tail, 1 - tail), torch.where(lower, 1 - tail, tail)
+        pdf = torch.exp(-half * half) * (1 / math.sqrt(2 * math.pi))
+    else:
+        cdf, sf = torch.sigmoid(z), torch.sigmoid(-z)
+        pdf = cdf * sf
+    sums = ((w * cdf).sum(-1), (w * sf).sum(-1), (w * inv_scale * pdf).sum(-1))
+    tiny = 1e-280 if x.dtype == torch.float64 else 1e-30
+    bad = (sums[0] < tiny) | (sums[1] < tiny) | (sums[2] < tiny)
+    out = tuple(torch.log(torch.where(bad, torch.ones_like(v), v)) for v in sums)
+    if bool(bad.any()):
+        shape = bad.shape + loc.shape[-1:]
+        exact = mixture_log_cdfs(x.expand(bad.shape)[bad], log_w.expand(shape)[bad], loc.expand(shape)[bad],
+                                 log_scale.expand(shape)[bad], family)
+        out = tuple(o.masked_scatter(bad, e) for o, e in zip(out, exact))
+    return out  # type: ignore[return-value]
+
+
+def _slope(log_cdf: Tensor, log_sf: Tensor, log_pdf: Tensor) -> Tensor:
+    """d/dx of logit F(x) = f/F + f/S."""
+    return torch.exp(log_pdf - log_cdf) + torch.exp(log_pdf - log_sf)
+
+
+def _quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor, family: str,
+              tol: Optional[float] = None, max_iter: int = 100) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """The mixture quantile and ``(log F, log S, log f)`` at it (see :func:`mixture_quantile`)."""
     bound = _logit_clamp(target_logit.dtype)
     t = target_logit.clamp(-bound, bound)
     with torch.no_grad():
@@ -205,22 +219,59 @@ def mixture_quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale
         q = loc + torch.exp(log_scale) * std_q
         lo, hi = q.min(-1).values, q.max(-1).values
         pad = 1e-3 * (hi - lo) + 1e-6 * (1 + lo.abs() + hi.abs())
-        lo, hi = lo - pad, hi + pad
-        func = _fast_logit_cdf(log_w.detach(), loc.detach(), log_scale.detach(), family)
-        root = monotone_solve(func, t.detach(), lo, hi, tol, max_iter)
-    # One differentiable Newton step: the value barely moves, the gradient is the implicit one.
-    log_cdf, log_sf, log_pdf = mixture_log_cdfs(root, log_w, loc, log_scale, family)
-    slope = torch.exp(log_pdf - log_cdf) + torch.exp(log_pdf - log_sf)
-    return root - (log_cdf - log_sf - t) / slope
+        k = loc.shape[-1]
+        lw, ls = log_w.detach(), log_scale.detach()
+        flat = [p.expand(lo.shape + (k,)).reshape(-1, k) for p in (lw.exp(), loc.detach(), (-ls).exp(), lw, ls)]
+
+        def func(x: Tensor, index: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+            params = flat if index is None else [p[index] for p in flat]
+            terms = _log_terms(x, *params, family)
+            return terms[0] - terms[1], _slope(*terms)
+
+        # Start from the weight-averaged component quantiles (inside the bracket).
+        x0 = (torch.exp(log_w.detach()) * q).sum(-1)
+        root = monotone_solve(func, t.detach(), lo - pad, hi + pad, tol, max_iter, x0)
+    # One differentiable Newton step at the root: the value barely moves, the gradient is the implicit
+    # one (with respect to the target and the mixture parameters).
+    terms = mixture_log_terms(root, log_w, loc, log_scale, family)
+    x = root - (terms[0] - terms[1] - t) / _slope(*terms)
+    if torch.is_grad_enabled():
+        terms = mixture_log_terms(x, log_w, loc, log_scale, family)  # log-det differentiable through x too
+    return x, terms
+
+
+def mixture_quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor,
+                     family: str = "gaussian", tol: Optional[float] = None, max_iter: int = 100) -> Tensor:
+    r"""Solves ``logit F(x) = target_logit`` for ``x`` (the mixture's quantile), differentiably.
+
+    The bracket is exact: the mixture quantile lies between the smallest and largest component
+    quantile, ``\min_k q_k(u) \le F^{-1}(u) \le \max_k q_k(u)``. The root is found by
+    :func:`monotone_solve` on the logit scale (accurate in both tails); one differentiable Newton
+    step at the root then gives gradients with respect to the target and the mixture parameters
+    (implicit function theorem).
+
+    Example:
+        >>> z = torch.zeros(1, 1, dtype=torch.float64)
+        >>> t = torch.tensor([-30.0, 0.0, 30.0], dtype=torch.float64)
+        >>> x = mixture_quantile(t, z, z, z)
+        >>> torch.allclose(mixture_log_cdfs(x, z, z, z)[0] - mixture_log_cdfs(x, z, z, z)[1], t)
+        True
+    """
+    return _quantile(target_logit, log_w, loc, log_scale, family, tol, max_iter)[0]
+
+
+def _log_det(terms: tuple[Tensor, Tensor, Tensor], to_real: bool) -> Tensor:
+    """Forward log|dx/dlatent| from ``(log F, log S, log f)``."""
+    log_cdf, log_sf, log_pdf = terms
+    return log_cdf + log_sf - log_pdf if to_real else -log_pdf
 
 
 def _latent_from_data(x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor, family: str,
                       to_real: bool) -> tuple[Tensor, Tensor]:
     """``(latent, forward log|dx/dlatent|)`` elementwise."""
-    log_cdf, log_sf, log_pdf = mixture_log_cdfs(x, log_w, loc, log_scale, family)
-    if to_real:
-        return log_cdf - log_sf, log_cdf + log_sf - log_pdf
-    return torch.exp(log_cdf), -log_pdf
+    terms = mixture_log_terms(x, log_w, loc, log_scale, family)
+    latent = terms[0] - terms[1] if to_real else torch.exp(terms[0])
+    return latent, _log_det(terms, to_real)
 
 
 def _target_logit(latent: Tensor, to_real: bool) -> Tensor:
@@ -283,9 +334,8 @@ class MixtureCDF(FlowTransform):
 
     def forward_and_log_det(self, u: Tensor) -> tuple[Tensor, Tensor]:
         log_w, loc, log_scale = self._mixture()
-        x = mixture_quantile(_target_logit(u, self.to_real), log_w, loc, log_scale, self.family)
-        _, log_det = _latent_from_data(x, log_w, loc, log_scale, self.family, self.to_real)
-        return x, log_det.sum(-1)
+        x, terms = _quantile(_target_logit(u, self.to_real), log_w, loc, log_scale, self.family)
+        return x, _log_det(terms, self.to_real).sum(-1)
 
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         u, log_det = _latent_from_data(x, *self._mixture(), self.family, self.to_real)
@@ -348,11 +398,14 @@ class MixtureCDFAutoregressive(FlowTransform):
         columns: list[Tensor] = []
         log_det = u.new_zeros(u.shape[:-1])
         for d in range(self.dim):
-            # Entries >= d are placeholders: the MADE's output d ignores them.
-            x = torch.cat(columns + [u.new_zeros(u.shape[:-1] + (self.dim - d,))], -1)
-            log_w, loc, log_scale = (p[..., d, :] for p in self._mixture(x))
-            x_d = mixture_quantile(target[..., d], log_w, loc, log_scale, self.family)
-            _, ld = _latent_from_data(x_d, log_w, loc, log_scale, self.family, self.to_real)
+            # Entries >= d are placeholders: the MADE's output d ignores them. The first dimension's
+            # mixture depends on nothing, so one row is enough (it broadcasts over the batch).
+            if d == 0:
+                x = u.new_zeros((1,) * (u.dim() - 1) + (self.dim,))
+            else:
+                x = torch.cat(columns + [u.new_zeros(u.shape[:-1] + (self.dim - d,))], -1)
+            log_w, loc, log_scale = _params(self.made(x)[..., d, :])
+            x_d, terms = _quantile(target[..., d], log_w, loc, log_scale, self.family)
             columns.append(x_d.unsqueeze(-1))
-            log_det = log_det + ld
+            log_det = log_det + _log_det(terms, self.to_real)
         return torch.cat(columns, -1), log_det

@@ -18,7 +18,7 @@ from torch.distributions import constraints
 from ..nn.pixelcnn import PixelCNN
 from .base import FlowTransform
 from .coupling import run_net
-from .mixture_cdf import _check_family, _latent_from_data, _params, _target_logit, mixture_quantile
+from .mixture_cdf import _check_family, _latent_from_data, _log_det, _params, _quantile, _target_logit
 
 __all__ = ["PixelCNNMixtureCDF"]
 
@@ -90,9 +90,8 @@ class PixelCNNMixtureCDF(FlowTransform):
                     flat = torch.stack(values + [u.new_zeros(batch)] * (total - len(values)), -1)
                     x = flat.reshape(batch + (height, width, channels)).movedim(-1, -3)
                     log_w, loc, log_scale = (p[..., c, i, j, :] for p in self._mixture(x))
-                    x_cij = mixture_quantile(target[..., c, i, j], log_w, loc, log_scale, self.family)
-                    _, ld = _latent_from_data(x_cij, log_w, loc, log_scale, self.family, self.to_real)
+                    x_cij, terms = _quantile(target[..., c, i, j], log_w, loc, log_scale, self.family)
                     values.append(x_cij)
-                    log_det = log_det + ld
+                    log_det = log_det + _log_det(terms, self.to_real)
         x = torch.stack(values, -1).reshape(batch + (height, width, channels)).movedim(-1, -3)
         return x, log_det

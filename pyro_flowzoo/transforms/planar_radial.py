@@ -16,6 +16,7 @@ Invertibility constraints are built into the parametrisation: ``w^\top \hat u > 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,7 @@ class Planar(FlowTransform):
         c = wu_hat.detach()
         spread = c.abs() + 1e-6 * (1 + t.abs().detach())
 
-        def func(a: Tensor) -> tuple[Tensor, Tensor]:
+        def func(a: Tensor, index: Optional[Tensor]) -> tuple[Tensor, Tensor]:
             h = torch.tanh(a)
             return a + c * h, 1 + c * (1 - h * h)
 
