@@ -26,9 +26,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from pyro_flowzoo import FLOWS, build  # noqa: E402
+from pyro_flowzoo import FLOWS, build, plot  # noqa: E402
 from pyro_flowzoo.checkpoint import checkpoint_payload, save_checkpoint  # noqa: E402
-from pyro_flowzoo.cli import Dataset, dataset_names, load_data, save_image_grid  # noqa: E402
+from pyro_flowzoo.cli import dataset_names, load_data  # noqa: E402
 from pyro_flowzoo.train import evaluate_nll, fit  # noqa: E402
 
 # Small settings that train in seconds on 2 cores; builders not listed here use their defaults.
@@ -77,10 +77,13 @@ def _panel(ax: Any, density: torch.Tensor, extent: tuple[float, ...], points: to
     ax.set_yticks([])
 
 
-def run_2d(name: str, flows: list[str], out: Path, steps: int, g: int, rows: list[dict[str, Any]]) -> None:
-    train, valid, test = (load_data(name, s) for s in ("train", "valid", "test"))
+def run_2d(name: str, flows: list[str], out: Path, steps: int, g: int, rows: list[dict[str, Any]],
+           quick: bool = False) -> None:
+    sizes = {"train": 500, "valid": 200, "test": 200} if quick else {"train": 5000, "valid": 1000, "test": 5000}
+    train, valid, test = (load_data(name, s, n=n) for s, n in sizes.items())
     pts, extent = _grid(train.x, g)
     panels = []
+    results = {}
     entropy = None
     if test.log_prob is not None:
         with torch.no_grad():
@@ -90,9 +93,10 @@ def run_2d(name: str, flows: list[str], out: Path, steps: int, g: int, rows: lis
     for flow_name in flows:
         torch.manual_seed(0)
         flow = build(flow_name, (2,), **VECTOR_HPARAMS.get(flow_name, {}))
-        result = fit(flow, train.x, valid.x, steps=steps, batch_size=256, lr=3e-3, seed=0, progress=False,
-                     patience=None)
+        result = fit(flow, train.x, valid.x, steps=steps, batch_size=64 if quick else 256, lr=3e-3, seed=0,
+                     progress=False, patience=None)
         nll = evaluate_nll(flow, test.x)
+        results[flow_name] = result
         with torch.no_grad():
             density = flow.log_prob(pts).exp().reshape(g, g)
             samples = flow.sample((1000,))
@@ -116,36 +120,38 @@ def run_2d(name: str, flows: list[str], out: Path, steps: int, g: int, rows: lis
     fig.tight_layout()
     fig.savefig(out / f"{name}_densities.png")
     plt.close(fig)
+    plot.training_curves(results, title=f"{name}: train (solid) / valid (dashed)", path=out / f"{name}_curves.png")
 
 
-def run_images(out: Path, steps: int, rows: list[dict[str, Any]]) -> Optional[str]:
+def run_images(out: Path, steps: int, rows: list[dict[str, Any]], quick: bool = False) -> Optional[str]:
     if "digits" not in dataset_names():
         return "digits data set not available: image run skipped"
-    train, valid, test = (load_data("digits", s) for s in ("train", "valid", "test"))
-    save_image_grid(_levels_to_unit(train)[:64], out / "digits_data.png")
+    n = 200 if quick else None  # digits: train 1,200 / valid 197 / test 400 images
+    train, valid, test = (load_data("digits", s, **({"n": n} if n else {})) for s in ("train", "valid", "test"))
+    plot.image_grid(train.x[:64].float(), n_levels=train.n_bins, title="digits (data)", path=out / "digits_data.png")
+    results = {}
     for flow_name, hparams, lr in IMAGE_RUNS:
         if flow_name not in FLOWS:
             continue
         torch.manual_seed(0)
         flow = build(flow_name, train.event_shape, **hparams)
-        result = fit(flow, train.x, valid.x, steps=steps, batch_size=128, lr=lr, seed=0, n_bins=train.n_bins,
-                     progress=False, patience=None)
+        result = fit(flow, train.x, valid.x, steps=steps, batch_size=32 if quick else 128, lr=lr, seed=0,
+                     n_bins=train.n_bins, progress=False, patience=None)
         nll = evaluate_nll(flow, test.x, n_bins=test.n_bins)
         bpd = nll if test.n_bins is None else (nll + math.log(test.n_bins)) / math.log(2)
         with torch.no_grad():
-            save_image_grid(flow.sample((64,), temperature=0.8), out / f"digits_{flow_name}_samples.png")
+            plot.image_grid(flow.sample((64,), temperature=0.8), title=f"{flow_name} samples (T=0.8)",
+                            path=out / f"digits_{flow_name}_samples.png")
+        results[flow_name] = result
         save_checkpoint(out / f"{flow_name}_digits.pt",
                         checkpoint_payload(flow, metrics={"test_nll": nll}, extra={"data": "digits"}))
         rows.append({"flow": flow_name, "data": "digits", "nll": nll, "bpd": bpd, "entropy": None,
                      "params": flow.num_parameters, "time": result.train_time})
         print(f"{flow_name:>14} on digits: test {bpd:.4f} bits/dim ({nll:.4f} nats/dim), "
               f"{result.steps} steps in {result.train_time:.1f} s", flush=True)
+    if results:
+        plot.training_curves(results, title="digits: train (solid) / valid (dashed)", path=out / "digits_curves.png")
     return None
-
-
-def _levels_to_unit(data: Dataset) -> torch.Tensor:
-    x = data.x
-    return x.float() / (data.n_bins - 1) if data.n_bins and not x.is_floating_point() else x.float()
 
 
 def write_table(rows: list[dict[str, Any]], path: Path, notes: list[str], wall: float) -> str:
@@ -183,7 +189,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps per 2-D run (default 500, quick 5)")
     parser.add_argument("--image-steps", type=int, default=None, help="steps of the digits run (default 400)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(1 if args.quick else min(2, torch.get_num_threads()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = args.steps or (5 if args.quick else 500)
@@ -195,8 +201,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     flows = vector_flows()
     data_sets = [d for d in DATA_2D if d in dataset_names()]
     for name in data_sets[:1] if args.quick else data_sets:
-        run_2d(name, flows, out, steps, g, rows)
-    note = run_images(out, image_steps, rows)
+        run_2d(name, flows, out, steps, g, rows, args.quick)
+    note = run_images(out, image_steps, rows, args.quick)
     if note:
         notes.append(note)
     text = write_table(rows, out / "metrics.md", notes, time.perf_counter() - t0)
