@@ -20,6 +20,17 @@ def _arc_log_prob(x: Tensor, centres: Tensor, sd: float) -> Tensor:
     return torch.logsumexp(log_n, -1) - math.log(centres.shape[0])
 
 
+_TOY_CHUNK = 1024  # points per quadrature chunk (keeps nodes x points tensors ~ tens of MB)
+
+
+def _chunked(fn, x: Tensor) -> Tensor:
+    """Applies a (points, 2) -> (points,) density chunk-wise over any batch shape, in float64."""
+    flat = x.double().reshape(-1, x.shape[-1])
+    out = torch.cat([fn(flat[i : i + _TOY_CHUNK]) for i in range(0, flat.shape[0], _TOY_CHUNK)]) \
+        if flat.shape[0] else flat.new_zeros(0)
+    return out.reshape(x.shape[:-1]).to(x.dtype)
+
+
 def _nodes(dtype=torch.float64) -> Tensor:
     return (torch.arange(_ARC_POINTS, dtype=dtype) + 0.5) * (math.pi / _ARC_POINTS)
 
@@ -46,9 +57,8 @@ def moons_log_prob(x: Tensor, noise: float = 0.1) -> Tensor:
     t = _nodes()
     outer = torch.stack([torch.cos(t), torch.sin(t)], -1)
     inner = torch.stack([1 - torch.cos(t), 0.5 - torch.sin(t)], -1)
-    xd = x.double()
-    lp = torch.logaddexp(_arc_log_prob(xd, outer, noise), _arc_log_prob(xd, inner, noise)) - math.log(2)
-    return lp.to(x.dtype)
+    return _chunked(lambda p: torch.logaddexp(_arc_log_prob(p, outer, noise), _arc_log_prob(p, inner, noise))
+                    - math.log(2), x)
 
 
 _EYES = ((-1.5, 2.5), (1.5, 2.5))
@@ -75,12 +85,15 @@ def smiley_log_prob(x: Tensor, sd: float = 0.2) -> Tensor:
     """Exact log-density of :func:`sample_smiley` (the mouth by quadrature over the angle)."""
     t = _nodes()
     mouth = torch.stack([2 * torch.cos(t), -torch.sin(t)], -1)
-    xd = x.double()
-    parts = [_arc_log_prob(xd, mouth, sd)]
-    for e in _EYES:
-        d2 = (xd - torch.tensor(e, dtype=torch.float64)).pow(2).sum(-1)
-        parts.append(-0.5 * d2 / sd**2 - math.log(2 * math.pi * sd**2))
-    return (torch.logsumexp(torch.stack(parts, -1), -1) - math.log(3)).to(x.dtype)
+
+    def chunk(xd: Tensor) -> Tensor:
+        parts = [_arc_log_prob(xd, mouth, sd)]
+        for e in _EYES:
+            d2 = (xd - torch.tensor(e, dtype=torch.float64)).pow(2).sum(-1)
+            parts.append(-0.5 * d2 / sd**2 - math.log(2 * math.pi * sd**2))
+        return torch.logsumexp(torch.stack(parts, -1), -1) - math.log(3)
+
+    return _chunked(chunk, x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,17 +101,6 @@ def smiley_log_prob(x: Tensor, sd: float = 0.2) -> Tensor:
 # ``x`` float32 of shape (n, d), ``labels`` int64 (n,) naming the mixture component / arm / ring.
 # Every ``*_log_prob`` is exact (closed form) or a converged quadrature, computed in float64.
 # ---------------------------------------------------------------------------------------------
-
-_TOY_CHUNK = 1024  # points per quadrature chunk (keeps nodes x points tensors ~ tens of MB)
-
-
-def _chunked(fn, x: Tensor) -> Tensor:
-    """Applies a (points, 2) -> (points,) density chunk-wise over any batch shape, in float64."""
-    flat = x.double().reshape(-1, x.shape[-1])
-    out = torch.cat([fn(flat[i : i + _TOY_CHUNK]) for i in range(0, flat.shape[0], _TOY_CHUNK)]) \
-        if flat.shape[0] else flat.new_zeros(0)
-    return out.reshape(x.shape[:-1]).to(x.dtype)
-
 
 def moons_with_labels(n: int, noise: float = 0.1,
                       generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
@@ -248,7 +250,7 @@ def checkerboard_log_prob(x: Tensor) -> Tensor:
 
 
 _SPIRAL_SD = 0.1
-_SPIRAL_NODES = 4096
+_SPIRAL_NODES = 2048
 
 
 def sample_2spirals(n: int, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
@@ -280,15 +282,40 @@ def _log_box_gauss(w: Tensor, width: float, sd: float) -> Tensor:
     return lh + torch.log1p(-torch.exp(ll - lh)) - math.log(width)
 
 
+def _box_gauss(w: Tensor, width: float, sd: float) -> Tensor:
+    """Density of ``U(0, width) + N(0, sd^2)`` at ``w`` (probability space; see :func:`_log_box_gauss`)."""
+    a, b = w / sd, (w - width) / sd
+    flip = (a + b) > 0
+    return (torch.special.ndtr(torch.where(flip, -b, a)) - torch.special.ndtr(torch.where(flip, -a, b))) / width
+
+
 def _spirals_chunk(x: Tensor) -> Tensor:
     u = (torch.arange(_SPIRAL_NODES, dtype=torch.float64) + 0.5) / _SPIRAL_NODES
     t = torch.sqrt(u) * 3 * math.pi
     c = torch.stack([-torch.cos(t) * t, torch.sin(t) * t], -1) / 3  # (nodes, 2)
-    parts = []
+    width = 0.5 / 3
+    # fast path in probability space over the nodes within 8 sd of the box only (the rest add < 1e-14 relative);
+    # points too far from both spirals (density underflow) are redone in log space over all nodes
+    reach = 8 * _SPIRAL_SD
+    total = x.new_zeros(x.shape[0])
     for s in (1.0, -1.0):
-        w = s * x.unsqueeze(-2) - c  # (points, nodes, 2)
-        parts.append(torch.logsumexp(_log_box_gauss(w, 0.5 / 3, _SPIRAL_SD).sum(-1), -1))
-    return torch.logsumexp(torch.stack(parts, -1), -1) - math.log(2 * _SPIRAL_NODES)
+        w0, w1 = s * x[:, None, 0] - c[:, 0], s * x[:, None, 1] - c[:, 1]
+        near = (w0 > -reach) & (w0 < width + reach) & (w1 > -reach) & (w1 < width + reach)
+        p_idx, n_idx = near.nonzero(as_tuple=True)
+        vals = _box_gauss(w0[p_idx, n_idx], width, _SPIRAL_SD) * _box_gauss(w1[p_idx, n_idx], width, _SPIRAL_SD)
+        total.index_add_(0, p_idx, vals)
+    out = torch.log(total) - math.log(2 * _SPIRAL_NODES)
+    far = total < 1e-200
+    if bool(far.any()):
+        xf = x[far]
+        parts = []
+        for s in (1.0, -1.0):
+            # the 128 nearest nodes carry all but a negligible part of these points' (tiny) density
+            nearest = torch.cdist(s * xf - width / 2, c).topk(min(128, c.shape[0]), largest=False).indices
+            w = s * xf.unsqueeze(-2) - c[nearest]
+            parts.append(torch.logsumexp(_log_box_gauss(w, width, _SPIRAL_SD).sum(-1), -1))
+        out[far] = torch.logsumexp(torch.stack(parts, -1), -1) - math.log(2 * _SPIRAL_NODES)
+    return out
 
 
 def two_spirals_log_prob(x: Tensor) -> Tensor:
@@ -394,7 +421,7 @@ def sample_pinwheel(n: int, generator: Optional[torch.Generator] = None) -> tupl
     return x.float(), k
 
 
-_PIN_GRID = 2048
+_PIN_GRID = 512
 
 
 def _pinwheel_chunk(x: Tensor) -> Tensor:
