@@ -211,35 +211,72 @@ def bench_arch(arch: str, libs: list[str], args: argparse.Namespace) -> list[str
 
 # -- profile ---------------------------------------------------------------------------------------
 def profile(arch: str, libs: list[str], args: argparse.Namespace) -> None:
-    """torch.profiler over ``args.steps`` training steps of each library (self CPU time, op counts)."""
-    from torch.profiler import ProfilerActivity
+    """torch.profiler over ``args.steps`` training steps per library, the libraries interleaved step by step.
+
+    All libraries run inside one profiler session, one step each in turn, each step under a
+    ``record_function`` label, so background load hits them alike. Every op is charged to the step
+    it runs in (forward, backward and Adam alike); the table gives self CPU time and calls per step.
+    "Python and framework overhead" is the step's wall time less the self CPU time of every op in it.
+    """
+    from collections import Counter
+
+    from torch.profiler import ProfilerActivity, record_function
     from torch.profiler import profile as tprofile
 
     dim, num_layers, hidden, data = CONFIGS[arch]
     train, _, _ = make_data(data, args.n_train, 100)
     x = train[: args.batch]
+    models = {lib: peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound,
+                               seed=args.seed) for lib in libs}
+    opts = {lib: torch.optim.Adam(models[lib].module.parameters(), lr=args.lr) for lib in libs}
     for lib in libs:
-        m = peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound, seed=args.seed)
-        opt = torch.optim.Adam(m.module.parameters(), lr=args.lr)
-        train_steps(m, opt, [x] * 10)
-        t0 = time.perf_counter()
-        train_steps(m, opt, [x] * args.steps)
-        wall = (time.perf_counter() - t0) / args.steps
-        with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-            train_steps(m, opt, [x] * args.steps)
-        events = prof.key_averages()
-        aten = [e for e in events if e.key.startswith("aten::")]
-        n_ops = sum(e.count for e in aten) / args.steps
-        # Top-level ops only (not nested in another op): the number of dispatcher calls Python makes.
-        top = [e for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None]
-        self_total = sum(e.self_cpu_time_total for e in aten) / args.steps / 1e3
-        print(f"\n===== {arch} / {lib}: wall {1e3 * wall:.2f} ms/step (unprofiled), "
-              f"{n_ops:.0f} aten ops/step ({len(top) / args.steps:.0f} top-level), "
-              f"self CPU in aten ops {self_total:.2f} ms/step")
-        print(events.table(sort_by="self_cpu_time_total", row_limit=args.row_limit))
-        if args.shapes:
-            print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
-                                                                      row_limit=args.row_limit))
+        train_steps(models[lib], opts[lib], [x] * 5)
+    walls: dict[str, list[float]] = {lib: [] for lib in libs}
+    for _ in range(args.steps):  # unprofiled, interleaved
+        for lib in libs:
+            walls[lib] += train_steps(models[lib], opts[lib], [x])
+    with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(args.steps):
+            for lib in libs:
+                with record_function(f"step:{lib}"):
+                    train_steps(models[lib], opts[lib], [x])
+    self_us: dict[str, Counter] = {lib: Counter() for lib in libs}
+    calls: dict[str, Counter] = {lib: Counter() for lib in libs}
+    step_us: dict[str, float] = dict.fromkeys(libs, 0.0)
+    for e in prof.events():
+        if e.name.startswith("step:"):
+            step_us[e.name[5:]] += e.cpu_time_total
+            continue
+        root = e.cpu_parent
+        while root is not None and not root.name.startswith("step:"):
+            root = root.cpu_parent
+        if root is None:
+            continue
+        lib = root.name[5:]
+        self_us[lib][e.name] += e.self_cpu_time_total
+        calls[lib][e.name] += 1
+    n = args.steps
+    print(f"\n===== {arch}: one training step (batch {args.batch}), {n} steps per library, interleaved")
+    for lib in libs:
+        ops = sum(c for name, c in calls[lib].items() if name.startswith("aten::"))
+        busy = sum(self_us[lib].values())
+        print(f"  {lib:10s} unprofiled step min {1e3 * min(walls[lib]):.2f} ms, median "
+              f"{1e3 * statistics.median(walls[lib]):.2f} ms | profiled {step_us[lib] / n / 1e3:.2f} ms/step, "
+              f"{ops / n:.0f} aten ops/step, Python and framework overhead "
+              f"{(step_us[lib] - busy) / n / 1e3:.2f} ms/step")
+    names = Counter()
+    for lib in libs:
+        for name, us in self_us[lib].items():
+            names[name] = max(names[name], us)
+    head = " | ".join(f"{lib} ms/step | {lib} calls/step" for lib in libs)
+    print(f"\n| op (self CPU) | {head} |")
+    print("|---|" + "---|---|" * len(libs))
+    for name, _ in names.most_common(args.row_limit):
+        cells = " | ".join(f"{self_us[lib][name] / n / 1e3:.2f} | {calls[lib][name] / n:.0f}" for lib in libs)
+        print(f"| {name[:60]} | {cells} |")
+    if args.shapes:
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
+                                                                  row_limit=args.row_limit))
 
 
 def main() -> None:
