@@ -13,21 +13,23 @@ import torch
 from pyro_flowzoo import build
 from pyro_flowzoo.checkpoint import flow_from_checkpoint, load_checkpoint
 
-# Each rank runs the CLI's train command (the code path of `torchrun -m pyro_flowzoo train`), then saves
-# its own final parameters so the test can compare the ranks.
+# Each rank runs the CLI's main() (what `torchrun -m pyro_flowzoo train ...` runs), keeping hold of the
+# trained flow, then saves its own final parameters so that the test can compare the ranks.
 WORKER = textwrap.dedent(
     """
     import os, sys
     import torch
     torch.set_num_threads(1)
-    from pyro_flowzoo.cli import build_parser, train_command
+    import pyro_flowzoo.cli as cli
     out = sys.argv[1]
-    args = build_parser().parse_args(["train", "--flow", "realnvp", "--data", "moons", "--steps", "12",
-                                      "--batch-size", "64", "--device", "cpu", "--out", out, "--no-plots",
-                                      "--hparam", "num_layers=2", "--hparam", "hidden_dims=(8,)",
-                                      "--data-arg", "n=256"])
-    flow = train_command(args)
-    torch.save({k: v.clone() for k, v in flow.state_dict().items()},
+    kept = {}
+    train_command = cli.train_command
+    cli.train_command = lambda args: kept.setdefault("flow", train_command(args))
+    code = cli.main(["train", "--flow", "realnvp", "--data", "moons", "--steps", "12", "--batch-size", "64",
+                     "--device", "cpu", "--out", out, "--no-plots", "--hparam", "num_layers=2",
+                     "--hparam", "hidden_dims=(8,)", "--data-arg", "n=256"])
+    assert code == 0, code
+    torch.save({k: v.clone() for k, v in kept["flow"].state_dict().items()},
                os.path.join(out, f"rank{os.environ['RANK']}.pt"))
     """
 )
