@@ -70,3 +70,10 @@ def write_metrics(out: Path, lines: Sequence[str]) -> None:
     (out / "metrics.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"pictures and metrics in {out}")
+
+
+def bits_per_dim(nats_per_dim: float, n_bins: int) -> float:
+    """Bits/dim of discrete data from the nats/dim of its dequantized density on [0, 1]^D (see metrics)."""
+    import math
+
+    return (nats_per_dim + math.log(n_bins)) / math.log(2)
