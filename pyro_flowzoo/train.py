@@ -484,9 +484,10 @@ def fit(flow: Flow, train: Data, valid: Optional[Data] = None, *, epochs: Option
         if st["stopped"] == "callback":  # a clean interruption: carry on
             st["stopped"] = None
         history = list(ckpt.get("metrics", {}).get("history", []))
-        torch.set_rng_state(ts["rng"])
+        # RNG states are CPU byte tensors, whatever map_location did to the rest of the checkpoint
+        torch.set_rng_state(ts["rng"].cpu())
         if ts.get("cuda_rng") is not None and dev.type == "cuda":
-            torch.cuda.set_rng_state(ts["cuda_rng"], dev)
+            torch.cuda.set_rng_state(ts["cuda_rng"].cpu(), dev)
 
     def payload() -> dict[str, Any]:
         # "state_dict" holds the weights to use: best on validation, else EMA, else current
@@ -500,7 +501,7 @@ def fit(flow: Flow, train: Data, valid: Optional[Data] = None, *, epochs: Option
             "scheduler": scheduler.state_dict(),
             "counters": dict(st),
             "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            "cuda_rng": torch.cuda.get_rng_state(dev).cpu() if dev.type == "cuda" else None,
             "config": {"batch_size": batch_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
                        "clip_grad": clip_grad, "total_steps": total_steps, "warmup_steps": warmup_steps,
                        "schedule": schedule, "method": method, "ema_decay": ema_decay, "n_bins": n_bins,

@@ -170,10 +170,12 @@ def test_nan_loss_under_svi_raises_before_updating():
         fit(flow, _data(64), steps=1, batch_size=32, method="svi", init_batch_size=0, seed=0)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
 @pytest.mark.parametrize("ema_decay", [None, 0.9])
-def test_exact_resume_mid_epoch(tmp_path, ema_decay):
+def test_exact_resume_mid_epoch(tmp_path, ema_decay, device):
     train, valid = _data(200), _data(64, 1)
-    kw = dict(steps=14, batch_size=32, lr=5e-3, seed=7, ema_decay=ema_decay, warmup_steps=3)
+    kw = dict(steps=14, batch_size=32, lr=5e-3, seed=7, ema_decay=ema_decay, warmup_steps=3, device=device)
     straight = _flow()
     r1 = fit(straight, train, valid, **kw)
 
