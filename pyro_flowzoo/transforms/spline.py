@@ -7,7 +7,8 @@ with log-det 0 (the boundary derivatives are pinned to 1, so the map is C^1).
 Pyro's helper ``pyro.distributions.transforms.spline._monotonic_rational_spline`` computes the same
 spline, but evaluates the formula on out-of-interval inputs before overwriting them (NaN there can leak
 into gradients), asserts a non-negative discriminant in the inverse (rounding can break that in
-float32), and pins the boundary slopes at 0.999 rather than 1 (a kink where the identity tails start). :func:`rational_quadratic_spline` clamps the inputs into the interval before any arithmetic,
+float32), and pins the boundary slopes at 0.999 rather than 1 (a kink where the identity tails start).
+:func:`rational_quadratic_spline` clamps the inputs into the interval before any arithmetic,
 selects the identity outside with ``torch.where`` (zero gradient, never NaN), clamps the
 discriminant at 0, and pins the boundary slopes at exactly 1 (C^1 into the tails).
 """
