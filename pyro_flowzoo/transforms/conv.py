@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -12,16 +9,6 @@ from torch.nn import functional as F
 from .base import FlowTransform
 
 __all__ = ["InvertibleConv1x1"]
-
-
-@contextlib.contextmanager
-def _full_precision(x: Tensor) -> Iterator[None]:
-    """Turns autocast off around the bijection's own maths (it stays in ``x``'s dtype)."""
-    if torch.is_autocast_enabled(x.device.type):
-        with torch.autocast(x.device.type, enabled=False):
-            yield
-    else:
-        yield
 
 
 class InvertibleConv1x1(FlowTransform):
@@ -95,9 +82,10 @@ class InvertibleConv1x1(FlowTransform):
         return torch.linalg.solve_triangular(upper, lp, upper=True)
 
     def _get(self, which: str) -> Tensor:
-        params = list(self.parameters())
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        if torch.is_grad_enabled():
             return self._compute(which)  # training: a fresh graph every call, nothing to go stale
+        # (no self.parameters() here: it hashes modules, which torch.compile cannot trace)
+        params = (self.lower, self.upper, self.log_s) if self.lu else (self.weight,)
         key = (which,) + tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
         hit = self._cache.get(which)
         if hit is not None and hit[0] == key:
@@ -116,8 +104,12 @@ class InvertibleConv1x1(FlowTransform):
             raise ValueError(f"InvertibleConv1x1 expected inputs (..., {self.num_channels}, H, W), "
                              f"got {tuple(x.shape)}")
         batch, event = x.shape[:-3], x.shape[-3:]
-        with _full_precision(x):
-            out = F.conv2d(x.reshape((-1,) + event), matrix.to(x.dtype)[:, :, None, None])
+        kernel = matrix.to(x.dtype)[:, :, None, None]
+        if torch.is_autocast_enabled(x.device.type):  # keep the bijection in x's dtype under autocast
+            with torch.autocast(x.device.type, enabled=False):
+                out = F.conv2d(x.reshape((-1,) + event), kernel)
+        else:
+            out = F.conv2d(x.reshape((-1,) + event), kernel)
         return out.reshape(batch + event)
 
     def _log_det(self, like: Tensor) -> Tensor:
