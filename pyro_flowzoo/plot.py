@@ -209,7 +209,7 @@ def density_2d(density: Density, data: Optional[Tensor] = None, *, true_log_prob
     box = _bounds(data, bounds)
     panels: list[str] = (["data"] if data is not None else []) + (["true"] if true_log_prob is not None else [])
     panels += ["model"] + (["samples"] if isinstance(density, Flow) and n_samples > 0 else [])
-    fig = Figure(figsize=(2.6 * len(panels), 2.8))
+    fig = Figure(figsize=(2.6 * len(panels), 2.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, kind in zip(axes, panels):
         if kind == "data":
@@ -224,7 +224,6 @@ def density_2d(density: Density, data: Optional[Tensor] = None, *, true_log_prob
         else:
             _scatter(ax, _samples(density, n_samples, context=context))
             _style(ax, box, f"samples ({n_samples})")
-    fig.tight_layout()
     return _finish(fig, path, title)
 
 
@@ -254,7 +253,7 @@ def latent_2d(flow: Flow, x: Tensor, labels: Optional[Tensor] = None, *, context
         dt, dev = _dtype(flow), _device(flow)
         z = flow.to_latent(x.to(dev, dt), None if context is None else context.to(dev, dt))[0].float().cpu()
     flow.train(was)
-    fig = Figure(figsize=(5.4, 2.8))
+    fig = Figure(figsize=(5.4, 2.8), layout="constrained")
     ax_x, ax_z = fig.subplots(1, 2)
     _scatter(ax_x, x[:, :2], labels, s=3)
     _style(ax_x, _bounds(x[:, :2], bounds), "data x")
@@ -263,7 +262,6 @@ def latent_2d(flow: Flow, x: Tensor, labels: Optional[Tensor] = None, *, context
     for r in (1, 2, 3):
         ax_z.plot(r * np.cos(t), r * np.sin(t), color="0.6", lw=0.6)
     _style(ax_z, (-4, 4, -4, 4), "latent z = T^-1(x)")
-    fig.tight_layout()
     return _finish(fig, path, title)
 
 
@@ -294,7 +292,7 @@ def density_1d(density: Density, data: Optional[Tensor] = None, *, true_log_prob
         else:
             bounds = (-4.0, 4.0)
     if ax is None:
-        fig = Figure(figsize=(4.0, 2.8))
+        fig = Figure(figsize=(4.0, 2.8), layout="constrained")
         ax = fig.subplots()
     else:
         fig = ax.figure
@@ -342,7 +340,7 @@ def image_grid(images: Tensor, *, nrow: Optional[int] = None, n_levels: Optional
     grid = make_grid(_to_display(images, n_levels, value_range), nrow=nrow, padding=1, pad_value=0.5)
     if ax is None:
         cols, rows = nrow, math.ceil(n / nrow)
-        fig = Figure(figsize=(min(12.0, 0.5 + 0.6 * cols), min(12.0, 0.5 + 0.6 * rows)))
+        fig = Figure(figsize=(min(12.0, 0.5 + 0.6 * cols), min(12.0, 0.5 + 0.6 * rows)), layout="constrained")
         ax = fig.subplots()
     else:
         fig = ax.figure
@@ -395,7 +393,7 @@ def floored_samples(flow: Flow, n: int = 36, n_levels: int = 2, *, temperature: 
     x = _samples(flow, n, temperature, context)
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / nrow)
-    fig = Figure(figsize=(min(12.0, 1.0 + 1.2 * nrow), min(8.0, 0.8 + 0.6 * rows)))
+    fig = Figure(figsize=(min(12.0, 1.0 + 1.2 * nrow), min(8.0, 0.8 + 0.6 * rows)), layout="constrained")
     ax_raw, ax_floor = fig.subplots(1, 2)
     image_grid(x, nrow=nrow, ax=ax_raw)
     ax_raw.set_title("samples", fontsize=9)
@@ -481,7 +479,7 @@ def training_curves(results: Union[Any, Mapping[str, Any]], *, unit: str = "nats
         runs = dict(results)
     else:
         runs = {"": results}
-    fig = Figure(figsize=(4.2, 3.0))
+    fig = Figure(figsize=(4.2, 3.0), layout="constrained")
     ax = fig.subplots()
     for i, (name, r) in enumerate(runs.items()):
         tr, va = curves(r)
@@ -496,5 +494,4 @@ def training_curves(results: Union[Any, Mapping[str, Any]], *, unit: str = "nats
     if log_x:
         ax.set_xscale("log")
     ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
     return _finish(fig, path, title)
