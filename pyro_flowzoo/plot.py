@@ -26,7 +26,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .flow import Flow
+from .flow import Flow, StandardLogistic, StandardUniform
 
 __all__ = [
     "density_2d",
@@ -231,7 +231,8 @@ def latent_2d(flow: Flow, x: Tensor, labels: Optional[Tensor] = None, *, context
               bounds: Optional[Bounds] = None, title: Optional[str] = None, path: Optional[PathLike] = None) -> Figure:
     r"""Data and their latent codes :math:`z = T^{-1}(x)` side by side, coloured by label.
 
-    For a standard normal base the right panel should look like :math:`N(0, I)`; circles mark radii 1, 2, 3.
+    For a standard normal base the right panel should look like :math:`N(0, I)` (circles mark radii 1, 2, 3);
+    for a uniform base (mixture-CDF flows) like the uniform unit square.
     Vector flows of any dimension are accepted: the first two coordinates are shown.
 
     Example:
@@ -258,10 +259,15 @@ def latent_2d(flow: Flow, x: Tensor, labels: Optional[Tensor] = None, *, context
     _scatter(ax_x, x[:, :2], labels, s=3)
     _style(ax_x, _bounds(x[:, :2], bounds), "data x")
     _scatter(ax_z, z[:, :2], labels, s=3)
-    t = np.linspace(0, 2 * math.pi, 200)
-    for r in (1, 2, 3):
-        ax_z.plot(r * np.cos(t), r * np.sin(t), color="0.6", lw=0.6)
-    _style(ax_z, (-4, 4, -4, 4), "latent z = T^-1(x)")
+    if isinstance(flow.base, StandardUniform):  # mixture-CDF flows: the latent is the unit square
+        ax_z.plot([0, 1, 1, 0, 0], [0, 0, 1, 1, 0], color="0.6", lw=0.6)
+        _style(ax_z, (-0.05, 1.05, -0.05, 1.05), "latent z = T^-1(x) (uniform base)")
+    else:
+        t = np.linspace(0, 2 * math.pi, 200)
+        for r in (1, 2, 3):
+            ax_z.plot(r * np.cos(t), r * np.sin(t), color="0.6", lw=0.6)
+        lim = 6.0 if isinstance(flow.base, StandardLogistic) else 4.0
+        _style(ax_z, (-lim, lim, -lim, lim), "latent z = T^-1(x)")
     return _finish(fig, path, title)
 
 
