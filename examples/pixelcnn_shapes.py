@@ -27,14 +27,15 @@ def main(argv=None) -> None:
     p.add_argument("--num-blocks", type=int, default=4)
     p.add_argument("--num-components", type=int, default=4)
     p.add_argument("--samples", type=int, default=36)
+    p.add_argument("--n-train", type=int, default=None, help="use only the first N training images")
     args = p.parse_args(argv)
     out = _common.setup(args)
     _common.require("pixelcnn_flow")
     if args.quick:
         n, size, epochs, hidden, blocks, n_samples = 128, 8, 1, 8, 1, 4
     else:
-        n, size, epochs, hidden, blocks, n_samples = None, 20, args.epochs, args.hidden_channels, args.num_blocks, \
-            args.samples
+        n, size, epochs, hidden, blocks, n_samples = args.n_train, 20, args.epochs, args.hidden_channels, \
+            args.num_blocks, args.samples
     train, valid, test = (load("shapes", s, n=n, size=size, seed=args.seed) for s in ("train", "valid", "test"))
     plot.image_grid(train.x[:36], n_levels=2, title="shapes (data)", path=out / "data.png")
     torch.manual_seed(args.seed)

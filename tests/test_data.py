@@ -195,3 +195,32 @@ def test_dequantize_and_quantize_round_trip():
     assert bool(((y >= 0) & (y < 1)).all()) and torch.equal(quantize(y, 17), k)
     with pytest.raises(ValueError, match="n_levels must be >= 2"):
         dequantize(k, 1)
+
+
+class _FakeTorchvision:
+    """Stands in for a torchvision data set class: three constant RGB PIL images of a given size."""
+
+    def __init__(self, root, split="train", download=False, target_type=None, height=218, width=178):
+        from PIL import Image
+
+        self.split = split
+        self.image = Image.fromarray(np.full((height, width, 3), 200, np.uint8))
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return self.image, torch.zeros(40) if self.split in ("train", "valid", "test") else 0
+
+
+def test_celeba_and_flowers_through_torchvision(tmp_path, monkeypatch):
+    torchvision = pytest.importorskip("torchvision")
+    monkeypatch.setattr(torchvision.datasets, "CelebA", _FakeTorchvision)
+    d = load("celeba", "valid", root=str(tmp_path), n_bits=5, n=2)
+    x, _ = d.x[0]
+    assert len(d) == 2 and d.n_levels == 32 and d.event_shape == (3, 32, 32)
+    assert x.shape == (3, 32, 32) and torch.equal(x, torch.full((3, 32, 32), 200.0 // 8))  # top 5 bits of 200
+    monkeypatch.setattr(torchvision.datasets, "Flowers102",
+                        lambda root, split, download=False: _FakeTorchvision(root, split, height=500, width=600))
+    f = load("flowers102", "test", root=str(tmp_path), size=16)
+    assert f.tensor().shape == (3, 3, 16, 16) and f.n_levels == 256 and float(f.tensor().max()) == 200.0
