@@ -18,6 +18,7 @@ whose exact test NLL is printed as the floor. Train: 20,000 points; test: 10,000
     python benchmarks/speed_cpu.py --archs realnvp  # one architecture
     python benchmarks/speed_cpu.py --quick          # smoke run, seconds
     python benchmarks/speed_cpu.py --profile realnvp   # torch.profiler: one of our steps vs zuko's
+    python benchmarks/speed_cpu.py --whatif nsf_coupling   # ours vs the same maths on a split coupling
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 # nflows' spline couplings warn when a conditioner's raw bin widths exceed 10 at any step (a heuristic
 # about initialisation); it says nothing about the timings.
@@ -279,6 +280,82 @@ def profile(arch: str, libs: list[str], args: argparse.Namespace) -> None:
                                                                   row_limit=args.row_limit))
 
 
+# -- what-if -------------------------------------------------------------------------------------
+class _SplitCoupling(nn.Module):
+    """What-if: a coupling on the transformed half only (``index_select`` the halves, ``cat`` back).
+
+    ``kind="affine"``: our RealNVP maths (log-scale ``a * tanh(raw) + b`` with learned a, b);
+    ``kind="spline"``: our ``rational_quadratic_spline``. Only for measuring, never for use.
+    """
+
+    def __init__(self, dim: int, first: bool, hidden: tuple[int, ...], kind: str, bins: int, bound: float) -> None:
+        super().__init__()
+        from pyro_flowzoo.nn import MLP
+
+        keep = peers.half_masks(dim, 2)[0 if first else 1]
+        idx = torch.arange(dim)
+        self.register_buffer("ia", idx[keep])
+        self.register_buffer("ib", idx[~keep])
+        self.register_buffer("order", torch.argsort(torch.cat([idx[keep], idx[~keep]])))
+        self.kind, self.bins, self.bound, nb = kind, bins, bound, int((~keep).sum())
+        width = 2 * nb if kind == "affine" else nb * (3 * bins - 1)
+        self.net = MLP(int(keep.sum()), width, hidden)
+        if kind == "affine":
+            self.scale = nn.Parameter(torch.ones(nb))
+            self.scale_shift = nn.Parameter(torch.zeros(nb))
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        from pyro_flowzoo.transforms.spline import _split, rational_quadratic_spline
+
+        ya, yb = y.index_select(-1, self.ia), y.index_select(-1, self.ib)
+        h = self.net(ya)
+        if self.kind == "affine":
+            shift, raw = h.chunk(2, -1)
+            log_scale = self.scale * torch.tanh(raw) + self.scale_shift
+            xb, log_det = (yb - shift) * torch.exp(-log_scale), log_scale.sum(-1)
+        else:
+            h = h.reshape(h.shape[:-1] + (yb.shape[-1], 3 * self.bins - 1))
+            xb, ld = rational_quadratic_spline(yb, *_split(h, self.bins), bound=self.bound)
+            log_det = -ld.sum(-1)
+        return torch.cat([ya, xb], -1).index_select(-1, self.order), log_det
+
+
+def whatif(arch: str, args: argparse.Namespace) -> None:
+    """Step time of ours, the same maths as a split coupling, and the peers; interleaved, min / p20."""
+    if arch not in ("realnvp", "nsf_coupling"):
+        raise SystemExit("--whatif takes realnvp or nsf_coupling")
+    dim, num_layers, hidden, data = CONFIGS[arch]
+    kind = "affine" if arch == "realnvp" else "spline"
+    torch.manual_seed(args.seed)
+    layers = nn.ModuleList([_SplitCoupling(dim, i % 2 == 0, hidden, kind, args.bins, args.bound)
+                            for i in range(num_layers)])
+
+    def split_log_prob(x: Tensor) -> Tensor:
+        total = x.new_zeros(x.shape[:-1])
+        for t in reversed(layers):
+            x, ld = t.inverse(x)
+            total = total - ld
+        return -0.5 * x.pow(2).sum(-1) - 0.5 * dim * math.log(2 * math.pi) + total
+
+    models = {lib: peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound, seed=args.seed)
+              for lib in args.libs}
+    models["ours, split coupling"] = peers.Model("split", arch, layers, split_log_prob, lambda n: None)
+    opts = {k: torch.optim.Adam(m.module.parameters(), lr=args.lr) for k, m in models.items()}
+    train, _, _ = make_data(data, args.n_train, 100)
+    x = train[: args.batch]
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for i in range(max(args.rounds * args.steps, args.warmup + 3)):
+        for k, m in models.items():
+            t = train_steps(m, opts[k], [x])
+            if i >= args.warmup:
+                times[k] += t
+    print(f"{arch} what-if, batch {args.batch}, {len(times['ours'])} interleaved steps each")
+    print("| variant | params | step min (ms) | step p20 (ms) | median (ms) |\n|---|---|---|---|---|")
+    for k, v in times.items():
+        print(f"| {k} | {models[k].num_parameters:,} | {1e3 * min(v):.2f} | "
+              f"{1e3 * statistics.quantiles(v, n=5, method='inclusive')[0]:.2f} | {1e3 * statistics.median(v):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -298,6 +375,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="smoke run in seconds")
     parser.add_argument("--profile", metavar="ARCH", choices=list(CONFIGS))
+    parser.add_argument("--whatif", metavar="ARCH", choices=["realnvp", "nsf_coupling"],
+                        help="ours vs the same maths as a split coupling (transformed half only) vs peers")
     parser.add_argument("--row-limit", type=int, default=20)
     parser.add_argument("--shapes", action="store_true", help="profile: also group by input shape")
     args = parser.parse_args()
@@ -305,6 +384,11 @@ def main() -> None:
     if args.quick:
         args.rounds, args.steps, args.warmup, args.eval_rounds = 2, 1, 1, 1
         args.n_eval, args.n_train, args.n_test, args.batch = 64, 1024, 256, 128
+    if args.whatif:
+        if "--libs" not in sys.argv:
+            args.libs = ["ours", "zuko", "normflows"]
+        whatif(args.whatif, args)
+        return
     if args.profile:
         if "--libs" not in sys.argv:
             args.libs = ["ours", "zuko"]
