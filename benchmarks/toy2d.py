@@ -6,7 +6,7 @@ trains in its own process on one thread (``--jobs`` at a time). "max valid" is t
 NLL after the first 10% of epochs: a diverging run shows up there even if early stopping rescued it.
 
     python benchmarks/toy2d.py [--flows realnvp ar_flow maf nsf_ar nsf_coupling] [--data moons smiley]
-                               [--epochs 500] [--lr 1e-3] [--weight-decay 1e-4] [--jobs 2] [--seed 0]
+                               [--epochs 1000] [--patience 200] [--lr 1e-3] [--weight-decay 1e-4] [--jobs 2] [--seed 0]
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--flows", nargs="+", default=FLOWS)
     parser.add_argument("--data", nargs="+", default=["moons", "smiley"])
-    parser.add_argument("--epochs", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--patience", type=int, default=100)
+    parser.add_argument("--patience", type=int, default=200)
     parser.add_argument("--hparams", type=json.loads, default={},
                         help='per-builder hyper-parameters as JSON, e.g. \'{"maf": {"num_layers": 8}}\'')
     parser.add_argument("--jobs", type=int, default=2)

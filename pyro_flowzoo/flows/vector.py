@@ -50,7 +50,7 @@ def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Sequenc
 
 
 @register("realnvp")
-def realnvp(event_shape: tuple[int, ...], num_layers: int = 8, hidden_dims: Sequence[int] = (64, 64),
+def realnvp(event_shape: tuple[int, ...], num_layers: int = 12, hidden_dims: Sequence[int] = (64, 64),
             mask: str = "half", **image_hparams) -> Flow:
     """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
 

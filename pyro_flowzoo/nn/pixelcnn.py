@@ -105,6 +105,8 @@ class PixelCNN(nn.Module):
         super().__init__()
         hidden = -(-hidden_channels // data_channels) * data_channels
         self.data_channels, self.num_params = data_channels, num_params
+        # How far (in rows up, and columns either way) an output can see: every layer adds k // 2.
+        self.reach = first_kernel // 2 + num_blocks * (kernel_size // 2)
         self.first = MaskedConv2d(data_channels, hidden, first_kernel, "A", data_channels)
         self.blocks = nn.ModuleList(_ResidualBlock(hidden, kernel_size, data_channels) for _ in range(num_blocks))
         self.out = MaskedConv2d(hidden, data_channels * num_params, 1, "B", data_channels)
