@@ -2,6 +2,7 @@
 
 from .amortized import CONDITIONAL_FLOWS, FlowEncoder, conditional_iaf, conditional_nice, conditional_realnvp
 from .autoguide import GUIDE_DEFAULTS, VECTOR_BUILDERS, AutoFlowGuide
+from .fit import evidence, fit_svi
 from .models import BananaPosterior, GaussianLinearPosterior, funnel_model, logistic_regression_model
 from .posterior import FlowPosterior
 
@@ -15,6 +16,8 @@ __all__ = [
     "conditional_iaf",
     "VECTOR_BUILDERS",
     "GUIDE_DEFAULTS",
+    "fit_svi",
+    "evidence",
     "BananaPosterior",
     "GaussianLinearPosterior",
     "funnel_model",

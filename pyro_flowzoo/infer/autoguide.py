@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
+from pyro.distributions.transforms import LowerCholeskyAffine
 from pyro.infer.autoguide import AutoContinuous
 from pyro.infer.autoguide.initialization import init_to_median
 from pyro.nn import PyroParam
@@ -46,6 +47,11 @@ class AutoFlowGuide(AutoContinuous):
         \zeta = \mu + \sigma \odot T(z), \qquad z \sim p_Z, \qquad
         \log q(\zeta) = \log p_Z(z) - \log|\det J_T(z)| - \sum_i \log \sigma_i
 
+    With ``affine="tril"`` the last layer is ``mu + diag(sigma) L T(z)`` with ``L`` unit lower
+    triangular (the parametrisation of ``AutoMultivariateNormal``), so the guide contains every
+    Gaussian and the flow only has to model what is not Gaussian. Flows that cannot make linear
+    correlations themselves (radial layers are rotation-symmetric about their centres) need it.
+
     Builders start as (or near) the identity, and ``mu`` starts at ``init_loc_fn``'s point and
     ``sigma`` at ``init_scale``, so the guide begins as a narrow Gaussian where the posterior is
     (as :class:`~pyro.infer.autoguide.AutoNormal` does) while the flow's networks see standardised
@@ -68,6 +74,8 @@ class AutoFlowGuide(AutoContinuous):
             ``event_shape -> Flow``, or ``None`` for the affine layer alone (a diagonal Normal guide).
         init_loc_fn: per-site initialisation (see Pyro's autoguide initialisation functions).
         init_scale: initial ``sigma`` of the affine layer.
+        affine: ``"diag"`` (location and scale per coordinate) or ``"tril"`` (a full lower
+            triangular scale, ``D (D + 1) / 2`` parameters).
         num_summary_samples: samples used by :meth:`median` and :meth:`quantiles`.
         **builder_kwargs: hyper-parameters for the builder (merged over :data:`GUIDE_DEFAULTS`).
 
@@ -93,7 +101,8 @@ class AutoFlowGuide(AutoContinuous):
     """
 
     def __init__(self, model: Callable, flow: FlowSpec = "realnvp", *, init_loc_fn: Callable = init_to_median,
-                 init_scale: float = 0.1, num_summary_samples: int = 1000, **builder_kwargs: Any) -> None:
+                 init_scale: float = 0.1, affine: str = "diag", num_summary_samples: int = 1000,
+                 **builder_kwargs: Any) -> None:
         if isinstance(flow, str):
             if flow not in FLOWS:
                 raise ValueError(f"unknown flow {flow!r}; choose one of: {', '.join(sorted(FLOWS))}")
@@ -103,11 +112,14 @@ class AutoFlowGuide(AutoContinuous):
             raise ValueError(f"flow=None takes no builder hyper-parameters; got {sorted(builder_kwargs)}")
         if not (isinstance(init_scale, float) and init_scale > 0):
             raise ValueError(f"expected init_scale > 0 (a float), got {init_scale!r}")
+        if affine not in ("diag", "tril"):
+            raise ValueError(f"affine must be 'diag' or 'tril', got {affine!r}")
         if num_summary_samples < 2:
             raise ValueError(f"expected num_summary_samples >= 2, got {num_summary_samples}")
         self._flow_spec = flow
         self._builder_kwargs = dict(builder_kwargs)
         self._init_scale = init_scale
+        self.affine = affine
         self.num_summary_samples = int(num_summary_samples)
         super().__init__(model, init_loc_fn=init_loc_fn)
 
@@ -142,6 +154,9 @@ class AutoFlowGuide(AutoContinuous):
         loc = self._init_loc()
         self.loc = nn.Parameter(loc)
         self.scale = PyroParam(torch.full_like(loc, self._init_scale), constraints.softplus_positive)
+        if self.affine == "tril":
+            self.scale_tril = PyroParam(torch.eye(loc.numel(), dtype=loc.dtype, device=loc.device),
+                                        constraints.unit_lower_cholesky)
         flow = self._build_flow(self.latent_dim)
         # Registered as a submodule: reading self.flow inside the guide calls pyro.module on it.
         self.flow = None if flow is None else flow.to(loc)
@@ -151,7 +166,10 @@ class AutoFlowGuide(AutoContinuous):
         """The posterior over the packed unconstrained latent vector (a Pyro distribution on R^D)."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        affine = AffineTransform(self.loc, self.scale, event_dim=1)
+        if self.affine == "tril":
+            affine = LowerCholeskyAffine(self.loc, self.scale[..., None] * self.scale_tril)
+        else:
+            affine = AffineTransform(self.loc, self.scale, event_dim=1)
         flow = self.flow
         if flow is None:
             base = dist.Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
