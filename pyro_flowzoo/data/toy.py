@@ -166,7 +166,10 @@ def sample_two_gaussians(n: int, generator: Optional[torch.Generator] = None) ->
 
 
 def two_gaussians_log_prob(x: Tensor) -> Tensor:
-    """Exact log-density of :func:`sample_two_gaussians`."""
+    r"""Exact log-density of :func:`sample_two_gaussians`.
+
+    .. math:: p(x) = \tfrac12 \mathcal{N}(x; -\mu, \sigma^2 I) + \tfrac12 \mathcal{N}(x; \mu, \sigma^2 I)
+    """
     return _iso_mixture_log_prob(x, *_TWO_GAUSSIANS)
 
 
@@ -199,7 +202,7 @@ def sample_mog(n: int, dim: int = 2, generator: Optional[torch.Generator] = None
 
 
 def mog_log_prob(x: Tensor, dim: int = 2) -> Tensor:
-    """Exact log-density of :func:`sample_mog`."""
+    r"""Exact log-density of :func:`sample_mog`: :math:`\log \sum_k w_k \mathcal{N}(x; \mu_k, \sigma_k^2 I)`."""
     return _iso_mixture_log_prob(x, *_mog_params(dim))
 
 
@@ -213,6 +216,10 @@ def _eight_gaussians_params() -> tuple[Tensor, Tensor, Tensor]:
 def sample_8gaussians(n: int, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
     """FFJORD's 8 Gaussians: centres ``2 (cos, sin)(k pi / 4) / 1.414``, sd ``0.5 / 1.414``; labels = centre.
 
+    References:
+        Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models",
+        arXiv:1810.01367 (the toy set).
+
     Example:
         >>> sample_8gaussians(2)[0].shape
         torch.Size([2, 2])
@@ -221,12 +228,16 @@ def sample_8gaussians(n: int, generator: Optional[torch.Generator] = None) -> tu
 
 
 def eight_gaussians_log_prob(x: Tensor) -> Tensor:
-    """Exact log-density of :func:`sample_8gaussians`."""
+    r"""Exact log-density of :func:`sample_8gaussians`: :math:`\log \frac18 \sum_k N(x; \mu_k, \sigma^2 I)`."""
     return _iso_mixture_log_prob(x, *_eight_gaussians_params())
 
 
 def sample_checkerboard(n: int, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
     """FFJORD's checkerboard: uniform on the 8 black 2x2 squares of ``[-4, 4)^2``; labels = square index.
+
+    References:
+        Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models",
+        arXiv:1810.01367 (the toy set).
 
     Example:
         >>> x, _ = sample_checkerboard(100)
@@ -258,6 +269,10 @@ def sample_2spirals(n: int, generator: Optional[torch.Generator] = None) -> tupl
 
     ``t = 3 pi sqrt(u)``, ``c(t) = (-t cos t, t sin t)``, ``x = s (c(t) + U / 2) / 3 + N(0, 0.1^2 I)``
     with ``u ~ U(0,1)``, ``U ~ U(0,1)^2`` and the spiral sign ``s = +-1`` with probability 1/2 each.
+
+    References:
+        Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models",
+        arXiv:1810.01367 (the toy set).
 
     Example:
         >>> sample_2spirals(3)[0].shape
@@ -347,6 +362,10 @@ def sample_rings(n: int, generator: Optional[torch.Generator] = None) -> tuple[T
 
     (FFJORD spaces the angles evenly; here they are uniform, so the density is exact.)
 
+    References:
+        Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models",
+        arXiv:1810.01367 (the toy set).
+
     Example:
         >>> sample_rings(2)[0].shape
         torch.Size([2, 2])
@@ -355,12 +374,23 @@ def sample_rings(n: int, generator: Optional[torch.Generator] = None) -> tuple[T
 
 
 def rings_log_prob(x: Tensor) -> Tensor:
-    """Exact log-density of :func:`sample_rings`."""
+    r"""Exact log-density of :func:`sample_rings`.
+
+    A ring of radius r blurred by :math:`N(0, \sigma^2 I)` has the density
+
+    .. math:: p(x) = \frac{1}{2 \pi \sigma^2} e^{-(|x|^2 + r^2) / 2\sigma^2} I_0(|x| r / \sigma^2)
+
+    computed with ``i0e`` for stability; the set is an equal mixture of four such rings.
+    """
     return _ring_log_prob(x, _RINGS, 0.08)
 
 
 def sample_circles(n: int, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
     """FFJORD's circles (scikit-learn ``make_circles(factor=0.5, noise=0.08)`` times 3): radii 1.5 and 3, sd 0.24.
+
+    References:
+        Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models",
+        arXiv:1810.01367 (the toy set).
 
     Example:
         >>> sample_circles(2)[0].shape
@@ -381,6 +411,10 @@ def sample_swissroll(n: int, generator: Optional[torch.Generator] = None) -> tup
     """FFJORD's swiss roll: ``(t cos t, t sin t) / 5 + N(0, 0.2^2 I)``, ``t ~ U[1.5 pi, 4.5 pi]``.
 
     Labels: 0 for the inner half of the roll (``t < 3 pi``), 1 for the outer half.
+
+    References:
+        Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models",
+        arXiv:1810.01367 (the toy set).
 
     Example:
         >>> sample_swissroll(2)[0].shape
@@ -406,6 +440,10 @@ def sample_pinwheel(n: int, generator: Optional[torch.Generator] = None) -> tupl
     """FFJORD's pinwheel: 5 arms; ``f ~ N((1, 0), diag(0.3^2, 0.1^2))`` rotated by ``2 pi k / 5 + exp(f_0) / 4``.
 
     ``x = 2 R(-a) f`` with ``a = 2 pi k / 5 + 0.25 exp(f_0)`` and ``k`` uniform; labels = arm ``k``.
+
+    References:
+        Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models",
+        arXiv:1810.01367 (the toy set).
 
     Example:
         >>> sample_pinwheel(2)[0].shape
