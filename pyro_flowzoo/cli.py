@@ -464,7 +464,7 @@ def eval_command(args: argparse.Namespace) -> int:
     elif data.log_prob is not None:
         with torch.no_grad():
             entropy = -data.log_prob(data.x.double()).mean().item() / data.x[0].numel()
-        line += f" (true density: {entropy:.4f} nats/dim)"
+        line += f" (the true density on the same points: {entropy:.4f} nats/dim)"
     print(line)
     return 0
 
