@@ -174,3 +174,16 @@ def test_digits_train_eval_sample_end_to_end(capsys, tmp_path, flow):
     code, _, err = _run(capsys, "sample", "--checkpoint", str(tmp_path / "model.pt"), "--num-samples", "20",
                         "--out", str(png))
     assert code == 0 and png.stat().st_size > 100, err
+
+
+def test_diverging_training_exits_with_status_1_and_one_line(capsys, monkeypatch, tmp_path):
+    import pyro_flowzoo.train as train_module
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("non-finite loss nan at step 3 (epoch 0); training stopped")
+
+    monkeypatch.setattr(train_module, "fit", diverge)
+    code, _, err = _run(capsys, "train", "--flow", "nice", "--data", "moons", "--steps", "5", "--out", str(tmp_path),
+                        "--data-arg", "n=64")
+    assert code == 1 and err.strip().count("\n") == 0
+    assert "training diverged: non-finite loss nan at step 3" in err and "Traceback" not in err
