@@ -92,9 +92,10 @@ def _log_prob(density: Density, x: Tensor, context: Optional[Tensor] = None, chu
         out = []
         for i in range(0, x.shape[0], chunk):
             ctx = None
-            if context is not None:
-                ctx = context.to(dev, dt).expand(x[i : i + chunk].shape[0], *context.shape[-1:]) \
-                    if context.dim() == 1 else context[i : i + chunk].to(dev, dt)
+            if context is not None:  # one context for every point, or one per point
+                one = density.context_shape is not None and context.dim() == len(density.context_shape)
+                ctx = context.to(dev, dt).expand(x[i : i + chunk].shape[0], *context.shape) if one \
+                    else context[i : i + chunk].to(dev, dt)
             out.append(density.log_prob(x[i : i + chunk].to(dev, dt), ctx).double().cpu())
         density.train(was)
         return torch.cat(out)

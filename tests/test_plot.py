@@ -88,3 +88,19 @@ def test_bad_inputs(flow2d, image_flow):
         with pytest.raises(ValueError, match=match) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+def test_conditional_2d_density_and_latent(tmp_path):
+    from pyro_flowzoo import Flow, StandardNormal
+    from pyro_flowzoo.nn import MLP
+    from pyro_flowzoo.transforms import ConditionalAffineCoupling, half_mask
+
+    flow = Flow(StandardNormal((2,)), [ConditionalAffineCoupling(half_mask(2), MLP(2, 4, (8,), context_features=3),
+                                                                 (3,))], context_shape=(3,))
+    fig = plot.density_2d(flow, torch.randn(30, 2), context=torch.tensor([0.0, 1.0, 0.0]), resolution=30,
+                          n_samples=20, bounds=(-6, 6, -6, 6), path=tmp_path / "c.png")
+    mass = float(fig.axes[1].get_title().split("mass ")[1].rstrip(")"))
+    assert abs(mass - 1) < 0.05
+    plot.latent_2d(flow, torch.randn(30, 2), context=torch.randn(30, 3), path=tmp_path / "z.png")
+    for name in ("c", "z"):
+        _png(tmp_path / f"{name}.png")
