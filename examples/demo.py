@@ -189,7 +189,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps per 2-D run (default 500, quick 5)")
     parser.add_argument("--image-steps", type=int, default=None, help="steps of the digits run (default 400)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1 if args.quick else min(2, torch.get_num_threads()))
+    # one thread: the models are small, and on a shared 2-core machine a second OpenMP thread mostly spins
+    torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = args.steps or (5 if args.quick else 500)
