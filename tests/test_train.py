@@ -21,6 +21,15 @@ from pyro_flowzoo.data import sample_moons
 from pyro_flowzoo.train import dequantize, evaluate_nll, fit, lr_factor
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # small models on a shared 2-core machine: a second OpenMP thread mostly spins
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _flow(seed: int = 1, **kw):
     torch.manual_seed(seed)
     hp = {"num_layers": 2, "hidden_dims": (16,)} | kw
