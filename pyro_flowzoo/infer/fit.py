@@ -55,7 +55,8 @@ def fit_svi(model: Callable, guide: Callable, *args: Any, steps: int = 1000, lr:
     final_lr = lr / 10 if final_lr is None else final_lr
     lrd = (final_lr / lr) ** (1.0 / steps)
     optim = ClippedAdam({"lr": lr, "lrd": lrd, "clip_norm": clip_norm})
-    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=max_plate_nesting)
+    nesting = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
+    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, **nesting)
     svi = SVI(model, guide, optim, elbo)
     losses = []
     for step in range(steps):
@@ -99,6 +100,8 @@ def evidence(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
         >>> sorted(evidence(model, AutoFlowGuide(model, num_layers=2), num_samples=100, max_plate_nesting=0))
         ['elbo', 'elbo_se', 'ess', 'log_z_is']
     """
+    if getattr(guide, "prototype_trace", False) is None:
+        guide(*args, **kwargs)  # an autoguide must see the model's shapes outside the particle plate
     chunks = []
     left = num_samples
     while left > 0:
