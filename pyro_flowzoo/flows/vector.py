@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from torch import nn
 
@@ -22,9 +22,16 @@ def vector_dim(name: str, event_shape: tuple[int, ...], min_dim: int = 2, images
     return event_shape[0]
 
 
+def _reject_vector_hparams(name: str, **given: object) -> None:
+    """Image versions have their own hyper-parameters: refuse vector ones instead of ignoring them."""
+    wrong = sorted(k for k, v in given.items() if v is not None)
+    if wrong:
+        raise TypeError(f"{name} on images does not take {wrong}; see help(pyro_flowzoo.flows.image)")
+
+
 @register("nice")
-def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Sequence[int] = (256, 256),
-         mask: str = "even_odd", **image_hparams) -> Flow:
+def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optional[Sequence[int]] = None,
+         mask: Optional[str] = None, **image_hparams) -> Flow:
     """NICE: additive couplings with alternating masks, a final diagonal scaling, a logistic base.
 
     References:
@@ -38,20 +45,25 @@ def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Sequenc
     if len(event_shape) == 3:
         from .image import nice_image
 
+        _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask)
         return nice_image(event_shape, num_layers=num_layers, **image_hparams)
+    hidden_dims = (256, 256) if hidden_dims is None else hidden_dims
+    mask = "even_odd" if mask is None else mask
     if image_hparams:
         raise TypeError(f"nice on vectors: unknown hyper-parameter(s) {sorted(image_hparams)}")
     dim = vector_dim("nice", event_shape, images=True)
+    # The nets see only the kept entries and predict only the changed ones (split layout).
     transforms: list[nn.Module] = [
-        AdditiveCoupling(m, MLP(dim, dim, hidden_dims)) for m in alternating_masks(dim, num_layers, mask)
+        AdditiveCoupling(m, MLP(int(m.sum()), dim - int(m.sum()), hidden_dims), split_channels=True)
+        for m in alternating_masks(dim, num_layers, mask)
     ]
     transforms.append(Scaling((dim,)))  # data side: the paper's scaling follows the couplings
     return Flow(StandardLogistic((dim,)), transforms)
 
 
 @register("realnvp")
-def realnvp(event_shape: tuple[int, ...], num_layers: int = 12, hidden_dims: Sequence[int] = (64, 64),
-            mask: str = "half", **image_hparams) -> Flow:
+def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
+            hidden_dims: Optional[Sequence[int]] = None, mask: Optional[str] = None, **image_hparams) -> Flow:
     """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
 
     On images ``(C, H, W)`` this is the multi-scale architecture of the paper (see ``flows.image``).
@@ -67,11 +79,16 @@ def realnvp(event_shape: tuple[int, ...], num_layers: int = 12, hidden_dims: Seq
     if len(event_shape) == 3:
         from .image import realnvp_image
 
+        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask)
         return realnvp_image(event_shape, **image_hparams)
+    num_layers = 12 if num_layers is None else num_layers
+    hidden_dims = (64, 64) if hidden_dims is None else hidden_dims
+    mask = "half" if mask is None else mask
     if image_hparams:
         raise TypeError(f"realnvp on vectors: unknown hyper-parameter(s) {sorted(image_hparams)}")
     dim = vector_dim("realnvp", event_shape, images=True)
     transforms = [
-        AffineCoupling(m, MLP(dim, 2 * dim, hidden_dims)) for m in alternating_masks(dim, num_layers, mask)
+        AffineCoupling(m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims), split_channels=True)
+        for m in alternating_masks(dim, num_layers, mask)
     ]
     return Flow(StandardNormal((dim,)), transforms)

@@ -122,12 +122,15 @@ class _Coupling:
         self.affine = affine
         self.split_channels = split_channels
         if split_channels:
-            # Glow's layout: the net sees only the kept channels and predicts only the changed ones
-            # (half the input and output channels of the masked layout, same function class).
-            if mask.dim() != 3 or not bool((mask == mask[:, :1, :1]).all()):
-                raise ValueError(f"split_channels=True needs a channel-wise (C, H, W) mask, got shape "
-                                 f"{tuple(mask.shape)} varying within a channel")
-            keep = mask[:, 0, 0]
+            # Glow's layout: the net sees only the kept channels (vectors: entries) and predicts only the
+            # changed ones (half the input and output size of the masked layout, same function class).
+            if mask.dim() == 1:
+                keep = mask.bool()
+            elif mask.dim() == 3 and bool((mask == mask[:, :1, :1]).all()):
+                keep = mask[:, 0, 0].bool()
+            else:
+                raise ValueError(f"split_channels=True needs a vector mask (D,) or a channel-wise (C, H, W) mask, "
+                                 f"got shape {tuple(mask.shape)}")
             if keep.all() or not keep.any():
                 raise ValueError("split_channels=True needs a mask keeping some but not all channels")
             keep_idx, change_idx = keep.nonzero().flatten(), (~keep).nonzero().flatten()
@@ -143,40 +146,44 @@ class _Coupling:
             else:
                 self._layout = "general"
             self._n_keep = n_keep
+            self._axis = -mask.dim()  # the channel axis of images, the only axis of vectors
         if affine:
-            default = (len(self.change_idx), 1, 1) if split_channels else mask.shape
+            default = ((len(self.change_idx),) + (1,) * (mask.dim() - 1)) if split_channels else mask.shape
             shape = tuple(default if scale_shape is None else scale_shape)
             self.scale = nn.Parameter(torch.ones(shape))
             self.scale_shift = nn.Parameter(torch.zeros(shape))
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        axis, n_keep = self._axis, self._n_keep
         if self._layout == "keep_first":
-            return x[..., : self._n_keep, :, :], x[..., self._n_keep :, :, :]
+            return x.narrow(axis, 0, n_keep), x.narrow(axis, n_keep, x.shape[axis] - n_keep)
         if self._layout == "change_first":
-            n_change = x.shape[-3] - self._n_keep
-            return x[..., n_change:, :, :], x[..., :n_change, :, :]
-        return x.index_select(-3, self.keep_idx), x.index_select(-3, self.change_idx)
+            n_change = x.shape[axis] - n_keep
+            return x.narrow(axis, n_change, n_keep), x.narrow(axis, 0, n_change)
+        return x.index_select(axis, self.keep_idx), x.index_select(axis, self.change_idx)
 
     def _merge(self, kept: Tensor, changed: Tensor) -> Tensor:
-        batch = torch.broadcast_shapes(kept.shape[:-3], changed.shape[:-3])
-        kept = kept.expand(batch + kept.shape[-3:])
-        changed = changed.expand(batch + changed.shape[-3:])
+        axis, event_dim = self._axis, -self._axis
+        batch = torch.broadcast_shapes(kept.shape[: kept.dim() - event_dim], changed.shape[: changed.dim() - event_dim])
+        kept = kept.expand(batch + kept.shape[kept.dim() - event_dim:])
+        changed = changed.expand(batch + changed.shape[changed.dim() - event_dim:])
         if self._layout == "keep_first":
-            return torch.cat([kept, changed], dim=-3)
+            return torch.cat([kept, changed], dim=axis)
         if self._layout == "change_first":
-            return torch.cat([changed, kept], dim=-3)
-        return torch.cat([kept, changed], dim=-3).index_select(-3, self.merge_idx)
+            return torch.cat([changed, kept], dim=axis)
+        return torch.cat([kept, changed], dim=axis).index_select(axis, self.merge_idx)
 
     def _split_pass(self, x: Tensor, context: Optional[Tensor], inverse: bool) -> tuple[Tensor, Tensor]:
         kept, change = self._split(x)
-        h = run_net(self.net, kept, 3, context, len(getattr(self, "context_shape", ())) or 1).to(x.dtype)
+        event_dim = -self._axis
+        h = run_net(self.net, kept, event_dim, context, len(getattr(self, "context_shape", ())) or 1).to(x.dtype)
         if not self.affine:
             out = change - h if inverse else change + h
-            return self._merge(kept, out), x.new_zeros(h.shape[:-3])
-        shift, raw = h.chunk(2, dim=-3)
+            return self._merge(kept, out), x.new_zeros(h.shape[: h.dim() - event_dim])
+        shift, raw = h.chunk(2, dim=self._axis)
         log_scale = self.scale * torch.tanh(raw) + self.scale_shift
         out = (change - shift) * torch.exp(-log_scale) if inverse else change * torch.exp(log_scale) + shift
-        return self._merge(kept, out), sum_rightmost(log_scale, 3)
+        return self._merge(kept, out), sum_rightmost(log_scale, event_dim)
 
     def _shift_log_scale(self, x: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
         keep = self.mask
@@ -227,9 +234,10 @@ class AffineCoupling(_Coupling, FlowTransform):
             dimension (shift first, then the raw log-scale). Its last layer should start at zero.
         scale_shape: shape of ``scale``/``scale_shift`` (default: the mask's; ``(C, 1, 1)`` for
             per-channel scales on images).
-        split_channels: for channel-wise image masks (:func:`channel_mask`): the net takes only the
-            kept channels ``(C_keep, H, W)`` and returns ``2 C_change`` channels (Glow's layout, half
-            the parameters and work of the masked layout); ``scale_shape`` defaults to ``(C_change, 1, 1)``.
+        split_channels: for channel-wise image masks (:func:`channel_mask`) and vector masks: the net
+            takes only the kept channels ``(C_keep, H, W)`` (vectors: entries ``(D_keep,)``) and returns
+            ``2 C_change`` channels (``2 D_change`` entries): Glow's layout, half the parameters and work
+            of the masked layout; ``scale_shape`` defaults to ``(C_change, 1, 1)`` (``(D_change,)``).
 
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
