@@ -41,10 +41,10 @@ class Permute(FlowTransform):
         self.register_buffer("inverse_permutation", torch.argsort(permutation))
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return x[..., self.permutation], x.new_zeros(x.shape[:-1])
+        return x.index_select(-1, self.permutation), x.new_zeros(x.shape[:-1])
 
     def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return y[..., self.inverse_permutation], y.new_zeros(y.shape[:-1])
+        return y.index_select(-1, self.inverse_permutation), y.new_zeros(y.shape[:-1])
 
 
 class Reverse(Permute):
@@ -57,3 +57,10 @@ class Reverse(Permute):
 
     def __init__(self, dim: int) -> None:
         super().__init__(torch.arange(dim - 1, -1, -1))
+
+    # A flip is cheaper than a gather, forward and backward.
+    def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x.flip(-1), x.new_zeros(x.shape[:-1])
+
+    def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return y.flip(-1), y.new_zeros(y.shape[:-1])
