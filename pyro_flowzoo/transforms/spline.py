@@ -196,15 +196,32 @@ class NeuralSplineCoupling(FlowTransform):
         if mask.dim() != 1:
             raise ValueError(f"NeuralSplineCoupling needs a vector mask, got shape {tuple(mask.shape)}")
         self.dim, self.num_bins, self.bound = mask.shape[0], num_bins, bound
-        self.register_buffer("mask", mask.bool())
-        self.net = MLP(self.dim, self.dim * (3 * num_bins - 1), hidden_dims)
+        keep = mask.bool()
+        if keep.all() or not keep.any():
+            raise ValueError("NeuralSplineCoupling needs a mask keeping some but not all entries")
+        self.register_buffer("mask", keep.clone())
+        keep_idx, change_idx = keep.nonzero().flatten(), (~keep).nonzero().flatten()
+        self.register_buffer("keep_idx", keep_idx)
+        self.register_buffer("change_idx", change_idx)
+        self.register_buffer("merge_idx", torch.argsort(torch.cat([keep_idx, change_idx])))
+        self._n_keep = len(keep_idx)
+        self._keep_first = bool(torch.equal(keep_idx, torch.arange(self._n_keep)))
+        # The net sees only the kept entries and parametrises splines for the changed ones only.
+        self.net = MLP(self._n_keep, len(change_idx) * (3 * num_bins - 1), hidden_dims)
 
     def _spline(self, v: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        raw = self.net(v.masked_fill(~self.mask, 0.0))
-        raw = raw.reshape(raw.shape[:-1] + (self.dim, 3 * self.num_bins - 1))
-        out, log_det = rational_quadratic_spline(v, *_split(raw, self.num_bins), inverse=inverse, bound=self.bound)
-        out = torch.where(self.mask, v, out)
-        return out, log_det.masked_fill(self.mask, 0.0).sum(-1)
+        if self._keep_first:
+            kept, change = v[..., : self._n_keep], v[..., self._n_keep :]
+        else:
+            kept, change = v.index_select(-1, self.keep_idx), v.index_select(-1, self.change_idx)
+        raw = self.net(kept)
+        raw = raw.reshape(raw.shape[:-1] + (change.shape[-1], 3 * self.num_bins - 1))
+        out, log_det = rational_quadratic_spline(change, *_split(raw, self.num_bins), inverse=inverse,
+                                                 bound=self.bound)
+        merged = torch.cat([kept, out], -1)
+        if not self._keep_first:
+            merged = merged.index_select(-1, self.merge_idx)
+        return merged, log_det.sum(-1)
 
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         z, log_det = self._spline(x, inverse=False)
