@@ -45,6 +45,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .checkpoint import CheckpointError, checkpoint_payload, load_checkpoint, save_checkpoint
 from .flow import Flow
+from .transforms.elementwise import uniform_dequantize
 
 __all__ = ["fit", "FitResult", "evaluate_nll", "dequantize", "lr_factor"]
 
@@ -134,9 +135,8 @@ def dequantize(levels: Tensor, n_bins: int, generator: Optional[torch.Generator]
     """
     if levels.is_floating_point():
         return levels if dtype is None else levels.to(dtype)
-    dtype = dtype or torch.get_default_dtype()
-    noise = torch.rand(levels.shape, generator=generator, dtype=dtype, device=levels.device)
-    return (levels.to(dtype) + noise) / n_bins
+    # fit() checked the levels once; no per-step host syncs here.
+    return uniform_dequantize(levels, n_bins, generator, dtype=dtype, validate=False)
 
 
 def _step_generator(device: torch.device, *keys: int) -> torch.Generator:

@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from ..transforms.elementwise import uniform_dequantize
 from . import images as _images
 from . import toy
 from .shapes import SHAPE_NAMES, make_shapes
@@ -137,10 +138,7 @@ class DatasetInfo:
 def dequantize(x: Tensor, n_levels: int, generator: Optional[torch.Generator] = None) -> Tensor:
     r"""Uniform dequantization of integer levels to [0, 1]: :math:`y = (k + u) / n_{\text{levels}}`.
 
-    ``u ~ U[0, 1)`` independently per entry.
-
-    References:
-        Theis, van den Oord, Bethge, "A note on the evaluation of generative models", arXiv:1511.01844.
+    The data-side name of :func:`pyro_flowzoo.transforms.uniform_dequantize` (which checks the levels).
 
     Example:
         >>> y = dequantize(torch.tensor([0.0, 16.0]), 17)
@@ -149,8 +147,7 @@ def dequantize(x: Tensor, n_levels: int, generator: Optional[torch.Generator] = 
     """
     if n_levels < 2:
         raise ValueError(f"n_levels must be >= 2, got {n_levels}")
-    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return (x + u) / n_levels
+    return uniform_dequantize(x, n_levels, generator)
 
 
 def quantize(y: Tensor, n_levels: int) -> Tensor:
