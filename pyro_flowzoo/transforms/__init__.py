@@ -6,7 +6,6 @@ here (the property battery checks that every exported transform class has a test
 
 from . import (
     autoregressive,
-    base,
     conv,
     coupling,
     elementwise,
