@@ -13,7 +13,7 @@ the same seed:
 Peers: AutoNormal, AutoMultivariateNormal, Pyro's AutoNormalizingFlow with iterated affine couplings
 (no permutation, as in its documentation) and AutoIAFNormal.
 
-    python benchmarks/guides.py                 # ~20 CPU-minutes; writes benchmarks/results_guides.md
+    python benchmarks/guides.py                 # ~20 CPU-minutes; writes runs/benchmarks/guides.md
     python benchmarks/guides.py --quick         # a few steps (checks the script)
 """
 
@@ -106,12 +106,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", default=None, help="substrings of guide labels to run")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results_guides.md"))
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/guides.md"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     steps, n_eval = (10, 500) if args.quick else (args.steps, 20000)
     labels = [g for g in GUIDES if args.only is None or any(s in g for s in args.only)]
     labels = [g for g in labels if not g.startswith("AutoFlowGuide(") or g[14:-1].split(",")[0] in FLOWS]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     json_path = args.out.with_suffix(".json")
     results = json.loads(json_path.read_text()) if json_path.exists() and not args.quick else {}
     for label in labels:

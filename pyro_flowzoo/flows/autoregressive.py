@@ -101,7 +101,7 @@ def maf(event_shape: tuple[int, ...], num_layers: int = 16, hidden_dims: Optiona
     """Masked autoregressive flow for vectors ``(D,)``, ``D >= 2``: MAF layers with Reverse in between.
 
     ``hidden_dims`` defaults to two layers of ``max(64, 2 D)`` units. 16 layers by default: with 5,
-    affine MAF missed the smiley entropy by 0.07-0.08 nats/dim (benchmarks/results_autoregressive.md).
+    affine MAF missed the smiley entropy by 0.07-0.08 nats/dim (benchmarks/RESULTS.md).
 
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation", arXiv:1705.07057.
