@@ -4,6 +4,7 @@ from . import data, flows, infer, metrics, nn, train, transforms
 from .flow import BaseDistribution, Flow, StandardLogistic, StandardNormal, StandardUniform
 from .flows import FLOWS, build
 from .metrics import bits_per_dim, nats_per_dim
+from .train import evaluate_nll, fit
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,8 @@ __all__ = [
     "build",
     "bits_per_dim",
     "nats_per_dim",
+    "fit",
+    "evaluate_nll",
     "data",
     "flows",
     "infer",
