@@ -127,6 +127,51 @@ def test_ar_flow_sampling_round_trip_float64():
     assert (z_back - z).abs().max().item() < 1e-10
 
 
+@pytest.mark.parametrize("family", ["gaussian", "logistic"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_quantile_solver_exact_beyond_sigmoid_underflow(family, dtype):
+    # Logit targets past where sigmoid underflows (|t| > 80 in float32, > 700 in float64) used to be
+    # clamped to +-80 / +-700: the solver returned the quantile of the clamped value.
+    targets = torch.cat([torch.linspace(-1500, -70, 40), torch.linspace(70, 1500, 40)]).to(dtype)
+    log_w, loc, log_scale = _random_mixture((80,), 4, dtype=dtype, seed=3)
+    x = mixture_quantile(targets, log_w, loc, log_scale, family)
+    ref = _reference_quantile(targets.double(), log_w.double(), loc.double(), log_scale.double(), family)
+    assert torch.isfinite(x).all()
+    tol = 1e-6 if dtype == torch.float64 else 1e-4
+    err = ((x.double() - ref).abs() / (1 + ref.abs())).max().item()
+    assert err < tol, f"quantile error {err:.3g} beyond the old clamp ({dtype})"
+
+
+def test_ar_flow_stacked_round_trip_when_a_layer_outputs_large_logits():
+    # Trained by SVI (banana), the first of two to_real layers learnt to emit data values > 80, which are
+    # logit latents of the next layer: sampling clamped them to 80, so z -> x -> z was off by up to 5.9
+    # and the sampling log-det disagreed with the density's (ELBO above log Z).
+    torch.manual_seed(0)
+    flow = fz.build("ar_flow", (2,), num_layers=2, to_real=True, hidden_dims=(8, 8), num_components=3)
+    layers = [t for t in flow._transforms if isinstance(t, MixtureCDFAutoregressive)]
+    with torch.no_grad():
+        bias = layers[0].made.arn.layers[-1].bias.view(9, 2)
+        bias[6:] = 40.0  # component scales ~40: this layer's outputs reach far beyond +-80
+    z = torch.tensor([[6.0, -7.0], [-8.0, 5.0], [9.0, 9.0], [0.3, -0.2]])
+    with torch.no_grad():
+        x, ld_sample = flow.from_latent(z)
+        z_back, ld_density = flow.to_latent(x)
+        assert layers[0].forward_and_log_det(z)[0].abs().max() > 100
+    assert torch.isfinite(x).all()
+    assert (z_back - z).abs().max().item() < 1e-3
+    assert (ld_sample - ld_density).abs().max().item() < 1e-3
+    # The elementwise layer shares the solver; infinite latents give finite (clamped) data, not NaN.
+    t = MixtureCDF(2, num_components=3, to_real=True)
+    z = torch.tensor([[150.0, -300.0], [-85.0, 1e4]])
+    x, ld = t.forward_and_log_det(z)
+    assert ((t.inv(x) - z).abs() / z.abs()).max().item() < 1e-5
+    x_inf, ld_inf = t.forward_and_log_det(torch.tensor([[float("inf"), -float("inf")]]))
+    assert torch.isfinite(x_inf).all() and torch.isfinite(ld_inf).all()
+    u = torch.tensor([[0.0, 1.0], [1e-40, 0.5]])
+    x_u, ld_u = MixtureCDF(2, num_components=3).forward_and_log_det(u)
+    assert torch.isfinite(x_u).all() and torch.isfinite(ld_u).all()
+
+
 @pytest.mark.parametrize("make", [
     lambda: NeuralSplineAutoregressive(2, num_bins=5, hidden_dims=(8,), bound=3.0),
     lambda: NeuralSplineCoupling(half_mask(2), num_bins=5, hidden_dims=(8,), bound=3.0),
