@@ -4,7 +4,7 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed_and_fresh_param_store():
     torch.manual_seed(0)
     pyro.set_rng_seed(0)
     pyro.clear_param_store()

@@ -44,6 +44,7 @@ def fit_svi(model: Callable, guide: Callable, *args: Any, steps: int = 1000, lr:
     Example:
         >>> import pyro.distributions as dist
         >>> from pyro_flowzoo.infer import AutoFlowGuide
+        >>> pyro.clear_param_store()  # autoguides keep their parameters in Pyro's global store
         >>> def model():
         ...     pyro.sample("x", dist.Normal(torch.zeros(2), 1.0).to_event(1))
         >>> losses = fit_svi(model, AutoFlowGuide(model, num_layers=2, hidden_dims=(8,)), steps=3)
@@ -95,6 +96,7 @@ def evidence(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
     Example:
         >>> import pyro.distributions as dist
         >>> from pyro_flowzoo.infer import AutoFlowGuide
+        >>> pyro.clear_param_store()  # autoguides keep their parameters in Pyro's global store
         >>> def model():
         ...     pyro.sample("x", dist.Normal(torch.zeros(2), 1.0).to_event(1))
         >>> sorted(evidence(model, AutoFlowGuide(model, num_layers=2), num_samples=100, max_plate_nesting=0))
