@@ -231,6 +231,28 @@ def test_cglow_uses_its_context():
         flow.log_prob(x)
 
 
+def test_bf16_autocast_leaves_the_1x1_convolution_in_float32_with_gradients_on():
+    # With gradients on W = P L U is rebuilt on every call; multiplied out under autocast it would be
+    # bf16-rounded and no longer have the determinant that log_s reports.
+    t = InvertibleConv1x1(12)
+    with torch.no_grad():
+        t.upper.normal_(std=0.5)
+        t.lower.normal_(std=0.5)
+    x = torch.randn(4, 12, 4, 4)
+    ref, ref_ld = t.inverse_and_log_det(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, ld = t.inverse_and_log_det(x)
+        back, _ = t.forward_and_log_det(y)
+        with torch.no_grad():  # fills the cache under autocast: it must hold the float32 weights
+            t.inverse_and_log_det(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ld, ref_ld, rtol=0, atol=0)
+    torch.testing.assert_close(back, x, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(t.inverse_and_log_det(x)[0], ref, rtol=1e-6, atol=1e-6)
+
+
 def test_bf16_autocast_keeps_log_determinants_in_float32():
     torch.manual_seed(0)
     flow = fz.build("glow", (3, 8, 8), levels=2, steps=2, hidden_channels=16)

@@ -23,8 +23,9 @@ class InvertibleConv1x1(FlowTransform):
     With ``lu=False``, ``W`` is a free matrix and ``log|det W|`` comes from ``slogdet``. ``W`` starts as a
     random rotation. Outside gradient computation (evaluation, sampling) ``W``, ``W^{-1}`` and the
     log-determinant are cached, keyed on the parameters' storage and version counters, so an optimizer
-    step, ``load_state_dict`` or ``.to()`` invalidates them; with gradients on nothing is cached. Under
-    autocast the convolution runs in the input's dtype (float32), so log-dets stay accurate.
+    step, ``load_state_dict`` or ``.to()`` invalidates them; with gradients on, or while ``torch.compile``
+    traces, nothing is cached. Under autocast the weights and the convolution stay in the input's dtype
+    (float32), so the map keeps the determinant its log-det reports.
 
     Args:
         num_channels: the number of channels ``C``.
@@ -82,8 +83,10 @@ class InvertibleConv1x1(FlowTransform):
         return torch.linalg.solve_triangular(upper, lp, upper=True)
 
     def _get(self, which: str) -> Tensor:
-        if torch.is_grad_enabled():
-            return self._compute(which)  # training: a fresh graph every call, nothing to go stale
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            # Training: a fresh graph every call, nothing to go stale. Compiling: the key below compares data
+            # pointers (a graph break); the weights are cheap to rebuild inside the graph, same values.
+            return self._compute(which)
         # (no self.parameters() here: it hashes modules, which torch.compile cannot trace)
         params = (self.lower, self.upper, self.log_s) if self.lu else (self.weight,)
         key = (which,) + tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
@@ -99,28 +102,29 @@ class InvertibleConv1x1(FlowTransform):
         state["_cache"] = {}
         return state
 
-    def _apply_matrix(self, x: Tensor, matrix: Tensor) -> Tensor:
+    def _pair(self, x: Tensor, which: str) -> tuple[Tensor, Tensor]:
         if x.dim() < 3 or x.shape[-3] != self.num_channels:
             raise ValueError(f"InvertibleConv1x1 expected inputs (..., {self.num_channels}, H, W), "
                              f"got {tuple(x.shape)}")
-        batch, event = x.shape[:-3], x.shape[-3:]
-        kernel = matrix.to(x.dtype)[:, :, None, None]
-        if torch.is_autocast_enabled(x.device.type):  # keep the bijection in x's dtype under autocast
+        if torch.is_autocast_enabled(x.device.type):
+            # Autocast off for the weights too, not only the convolution: W = P L U multiplied out in bf16
+            # would no longer have the determinant that log_s gives, and the density would not normalise.
             with torch.autocast(x.device.type, enabled=False):
-                out = F.conv2d(x.reshape((-1,) + event), kernel)
-        else:
-            out = F.conv2d(x.reshape((-1,) + event), kernel)
-        return out.reshape(batch + event)
+                return self._pair_in_dtype(x, which)
+        return self._pair_in_dtype(x, which)
 
-    def _log_det(self, like: Tensor) -> Tensor:
-        spatial = like.shape[-1] * like.shape[-2]
-        return (-spatial * self._get("log_det_w")).to(like.dtype).expand(like.shape[:-3])
+    def _pair_in_dtype(self, x: Tensor, which: str) -> tuple[Tensor, Tensor]:
+        batch, event = x.shape[:-3], x.shape[-3:]
+        kernel = self._get(which).to(x.dtype)[:, :, None, None]
+        out = F.conv2d(x.reshape((-1,) + event), kernel).reshape(batch + event)
+        spatial = x.shape[-1] * x.shape[-2]
+        return out, (-spatial * self._get("log_det_w")).to(x.dtype).expand(batch)
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._apply_matrix(x, self._get("w_inv")), self._log_det(x)
+        return self._pair(x, "w_inv")
 
     def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self._apply_matrix(y, self._get("w")), self._log_det(y)
+        return self._pair(y, "w")
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}, lu={self.lu}"
