@@ -187,7 +187,7 @@ class _Coupling:
 
     def _shift_log_scale(self, x: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
         keep = self.mask
-        h = run_net(self.net, x.masked_fill(~keep, 0.0), self.event_dim, context,
+        h = run_net(self.net, torch.where(keep, x, 0.0), self.event_dim, context,
                     len(getattr(self, "context_shape", ())) or 1).to(x.dtype)  # autocast: affine maths in x's dtype
         if not self.affine:
             return h.masked_fill(keep, 0.0), None
