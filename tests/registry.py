@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -27,7 +27,7 @@ class TransformCase:
     context_shape: Optional[tuple[int, ...]] = None
     # Draws inputs of the forward direction (domain) for a batch shape; default: standard normal.
     sample_x: Optional[Callable[[tuple[int, ...]], torch.Tensor]] = None
-    autoregressive: bool = False  # Jacobian is lower triangular in flattened order
+    autoregressive: Union[bool, str] = False  # True: Jacobian lower triangular in flattened order; "reversed": upper
     perturb: float = 0.1  # std of the noise added to parameters so no layer is the identity
     tol: float = 1e-6
     # Classes this case covers (default: the class of make()); used by the coverage test.

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from torch import nn
-
 from ..flow import Flow, StandardLogistic, StandardNormal, StandardUniform
 from ..transforms import (
     MaskedAffineAutoregressive,
@@ -20,23 +18,12 @@ from ..transforms import (
     PixelCNNMixtureCDF,
     Planar,
     Radial,
-    Reverse,
     alternating_masks,
 )
 from .registry import register
 from .vector import vector_dim
 
 __all__ = ["ar_flow", "pixelcnn_flow", "maf", "nsf_ar", "nsf_coupling", "planar", "radial"]
-
-
-def _interleave(layers: list[nn.Module], dim: int) -> list[nn.Module]:
-    """Puts a Reverse between consecutive layers (latent -> data order), so every entry gets conditioned."""
-    out: list[nn.Module] = []
-    for i, layer in enumerate(layers):
-        if i:
-            out.append(Reverse(dim))
-        out.append(layer)
-    return out
 
 
 @register("ar_flow")
@@ -47,7 +34,8 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
 
     Defaults: one layer for ``D = 2`` (uniform base: dimension 1 by its own mixture, dimension 2 by a
     mixture conditioned on dimension 1), three for larger ``D``. Several layers (or ``to_real=True``)
-    use logit-latent layers under a logistic base, with a Reverse permutation between layers.
+    use logit-latent layers under a logistic base, in alternating orders (every other layer conditions
+    each entry on the entries after it: a Reverse permutation between layers without the flip).
     ``hidden_dims`` defaults to two layers of ``max(64, 2 D)`` units.
 
     References:
@@ -67,9 +55,10 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
         to_real = num_layers > 1
     if num_layers > 1 and not to_real:
         raise ValueError("ar_flow with num_layers > 1 stacks logit-latent layers: use to_real=True (or None)")
-    layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real) for _ in range(num_layers)]
+    layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=i % 2 == 1)
+              for i in range(num_layers)]
     base = StandardLogistic((dim,)) if to_real else StandardUniform((dim,))
-    return Flow(base, _interleave(layers, dim))
+    return Flow(base, layers)
 
 
 @register("pixelcnn_flow")
@@ -98,7 +87,10 @@ def pixelcnn_flow(event_shape: tuple[int, ...], num_components: int = 4, hidden_
 @register("maf")
 def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optional[Sequence[int]] = None,
         max_log_scale: float = 3.0) -> Flow:
-    """Masked autoregressive flow for vectors ``(D,)``, ``D >= 2``: MAF layers with Reverse in between.
+    """Masked autoregressive flow for vectors ``(D,)``, ``D >= 2``: MAF layers in alternating orders.
+
+    Every other layer conditions each entry on the entries after it (``reverse=True``) instead of
+    before it, which is a Reverse permutation between layers without the flip.
 
     ``hidden_dims`` defaults to two layers of ``max(64, 2 D)`` units. 24 layers by default: on smiley,
     5 layers missed the entropy by 0.07-0.08 nats/dim and 16 by 0.055 on one seed; 24 stay within 0.045
@@ -113,8 +105,9 @@ def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optiona
         torch.Size([4])
     """
     dim = vector_dim("maf", event_shape)
-    layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale) for _ in range(num_layers)]
-    return Flow(StandardNormal((dim,)), _interleave(layers, dim))
+    layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=i % 2 == 1)
+              for i in range(num_layers)]
+    return Flow(StandardNormal((dim,)), layers)
 
 
 @register("nsf_ar")
@@ -131,8 +124,9 @@ def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optio
         torch.Size([4])
     """
     dim = vector_dim("nsf_ar", event_shape)
-    layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound) for _ in range(num_layers)]
-    return Flow(StandardNormal((dim,)), _interleave(layers, dim))
+    layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=i % 2 == 1)
+              for i in range(num_layers)]  # alternating orders: no permutation between layers
+    return Flow(StandardNormal((dim,)), layers)
 
 
 @register("nsf_coupling")

@@ -22,13 +22,15 @@ def default_made_hidden(dim: int, width: int = 64, depth: int = 2) -> tuple[int,
 
 
 class MADE(nn.Module):
-    r"""A masked autoencoder: output ``i`` depends only on inputs ``x_{<i}`` (identity order).
+    r"""A masked autoencoder: output ``i`` depends only on inputs ``x_{<i}`` (or ``x_{>i}`` when reversed).
 
     .. math:: h_i(x) = f_i(x_1, \dots, x_{i-1}), \qquad i = 1, \dots, D
 
-    Wraps :class:`pyro.nn.AutoRegressiveNN`. Added here: the order is always the identity (so the
-    autoregressive Jacobian is lower triangular in the natural order; permutations go between layers
-    as separate transforms), the output is laid out ``(..., D, num_params)``, the last layer starts small
+    Wraps :class:`pyro.nn.AutoRegressiveNN`. Added here: the order is the identity or its reverse (so
+    the autoregressive Jacobian is lower or upper triangular in the natural order; a reversed MADE
+    replaces a flip between layers), the output is laid out ``(..., D, num_params)`` and contiguous
+    (each dimension's parameters side by side: the last layer's rows are stored in that order, so no
+    transpose reaches the spline or mixture maths), or ``(..., num_params, D)`` with ``params_first``, the last layer starts small
     (``init_scale``) so a fresh flow is close to its initial parameters, and a hidden size smaller than
     ``D`` raises a ValueError naming both numbers.
 
@@ -38,6 +40,8 @@ class MADE(nn.Module):
         hidden_dims: hidden layer sizes, each at least ``D``.
         skip_connections: add a masked linear skip from the inputs to the outputs.
         init_scale: multiplies the last layer's initial weights (0 makes it start constant).
+        reverse: output ``i`` depends on ``x_{>i}`` instead of ``x_{<i}``.
+        params_first: lay the output out ``(..., num_params, D)`` instead.
 
     References:
         Germain, Gregor, Murray, Larochelle, "MADE: Masked Autoencoder for Distribution Estimation",
@@ -50,7 +54,8 @@ class MADE(nn.Module):
     """
 
     def __init__(self, input_dim: int, num_params: int, hidden_dims: Optional[Sequence[int]] = None,
-                 skip_connections: bool = False, init_scale: float = 0.1) -> None:
+                 skip_connections: bool = False, init_scale: float = 0.1, reverse: bool = False,
+                 params_first: bool = False) -> None:
         super().__init__()
         if input_dim < 2:
             raise ValueError(f"MADE needs input_dim >= 2, got {input_dim}")
@@ -61,15 +66,35 @@ class MADE(nn.Module):
             )
         self.input_dim = input_dim
         self.num_params = num_params
+        self.reverse = reverse
+        order = torch.arange(input_dim)
         self.arn = AutoRegressiveNN(input_dim, list(hidden_dims), param_dims=[num_params],
-                                    permutation=torch.arange(input_dim), skip_connections=skip_connections)
+                                    permutation=order.flip(0) if reverse else order,
+                                    skip_connections=skip_connections)
+        self.output_shape = (num_params, input_dim) if params_first else (input_dim, num_params)
         with torch.no_grad():
             last = self.arn.layers[-1]
             last.weight.mul_(init_scale)
             last.bias.zero_()
+            if not params_first:  # Pyro orders the outputs (param, dim): store the rows (dim, param)
+                rows = torch.arange(num_params * input_dim).view(num_params, input_dim).t().reshape(-1)
+                for layer in [last] + ([self.arn.skip_layer] if skip_connections else []):
+                    layer.weight.copy_(layer.weight[rows])
+                    if layer.bias is not None:
+                        layer.bias.copy_(layer.bias[rows])
+                    layer.mask.copy_(layer.mask[rows])
+
+    @property
+    def output_bias(self) -> Tensor:
+        """The last layer's bias viewed in the output layout (to initialise particular parameters)."""
+        return self.arn.layers[-1].bias.view(self.output_shape)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.arn(x)
-        if self.num_params == 1:
-            return out.unsqueeze(-1)
-        return out.transpose(-1, -2)  # (..., num_params, D) -> (..., D, num_params)
+        arn = self.arn
+        h = x
+        for layer in arn.layers[:-1]:
+            h = arn.f(layer(h))
+        h = arn.layers[-1](h)
+        if arn.skip_layer is not None:
+            h = h + arn.skip_layer(x)
+        return h.unflatten(-1, self.output_shape)

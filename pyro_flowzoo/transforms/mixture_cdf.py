@@ -419,6 +419,8 @@ class MixtureCDFAutoregressive(FlowTransform):
         hidden_dims: MADE hidden sizes (each >= D).
         family: ``"gaussian"`` or ``"logistic"``.
         to_real: logit latent instead of ``(0, 1)``.
+        reverse: condition each entry on the entries after it (``x_{>d}``; the Jacobian is upper
+            triangular), so alternating layers need no permutation between them.
 
     References:
         Germain et al., "MADE", arXiv:1502.03509; Papamakarios, Pavlakou, Murray, "Masked Autoregressive
@@ -432,17 +434,17 @@ class MixtureCDFAutoregressive(FlowTransform):
     """
 
     def __init__(self, dim: int, num_components: int = 8, hidden_dims: Optional[Sequence[int]] = None,
-                 family: str = "gaussian", to_real: bool = False) -> None:
+                 family: str = "gaussian", to_real: bool = False, reverse: bool = False) -> None:
         super().__init__(event_dim=1)
         _check_family(family, num_components)
         self.dim, self.num_components, self.family, self.to_real = dim, num_components, family, to_real
+        self.reverse = reverse
         if not to_real:
             self.domain = constraints.independent(constraints.unit_interval, 1)
-        self.made = MADE(dim, 3 * num_components, hidden_dims)
+        self.made = MADE(dim, 3 * num_components, hidden_dims, reverse=reverse)
         with torch.no_grad():  # spread the initial components so they are not all alike
             grid = torch.linspace(-2.0, 2.0, num_components) if num_components > 1 else torch.zeros(1)
-            bias = self.made.arn.layers[-1].bias.view(3 * num_components, dim)
-            bias[num_components: 2 * num_components] = grid[:, None]
+            self.made.output_bias[:, num_components: 2 * num_components] = grid
 
     def _mixture(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return _params(self.made(x))
@@ -453,17 +455,13 @@ class MixtureCDFAutoregressive(FlowTransform):
 
     def forward_and_log_det(self, u: Tensor) -> tuple[Tensor, Tensor]:
         target = _target_logit(u, self.to_real)
-        columns: list[Tensor] = []
+        x = torch.zeros_like(u)  # entries not yet solved are placeholders the MADE's output d ignores
         log_det = u.new_zeros(u.shape[:-1])
-        for d in range(self.dim):
-            # Entries >= d are placeholders: the MADE's output d ignores them. The first dimension's
-            # mixture depends on nothing, so one row is enough (it broadcasts over the batch).
-            if d == 0:
-                x = u.new_zeros((1,) * (u.dim() - 1) + (self.dim,))
-            else:
-                x = torch.cat(columns + [u.new_zeros(u.shape[:-1] + (self.dim - d,))], -1)
-            log_w, loc, log_scale = _params(self.made(x)[..., d, :])
+        for i, d in enumerate(range(self.dim - 1, -1, -1) if self.reverse else range(self.dim)):
+            # The first solved dimension's mixture depends on nothing: one row is enough (it broadcasts).
+            net_in = x if i else u.new_zeros((1,) * (u.dim() - 1) + (self.dim,))
+            log_w, loc, log_scale = _params(self.made(net_in)[..., d, :])
             x_d, terms = _quantile(target[..., d], log_w, loc, log_scale, self.family)
-            columns.append(x_d.unsqueeze(-1))
+            x = torch.cat([x[..., :d], x_d.unsqueeze(-1), x[..., d + 1 :]], -1)
             log_det = log_det + _log_det(terms, self.to_real)
-        return torch.cat(columns, -1), log_det
+        return x, log_det
