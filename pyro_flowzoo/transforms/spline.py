@@ -34,18 +34,12 @@ MIN_DERIVATIVE = 1e-3
 _DERIV_SHIFT = math.log(math.expm1(1 - MIN_DERIVATIVE))
 
 
-def _knots(raw: Tensor, bound: float) -> tuple[Tensor, Tensor]:
+def _knots(raw: Tensor, bound: float) -> Tensor:
+    """The ``K + 1`` knot positions on ``[-B, B]``, end points exact (pads: their backward is a view)."""
     num_bins = raw.shape[-1]
     sizes = MIN_BIN + (1 - MIN_BIN * num_bins) * torch.softmax(raw, -1)
-    knots = F.pad(torch.cumsum(sizes, -1), (1, 0))
-    knots = 2 * bound * knots - bound
-    knots = torch.cat([knots.new_full(knots.shape[:-1] + (1,), -bound), knots[..., 1:-1],
-                       knots.new_full(knots.shape[:-1] + (1,), bound)], -1)
-    return knots, knots[..., 1:] - knots[..., :-1]
-
-
-def _gather(values: Tensor, index: Tensor) -> Tensor:
-    return values.expand(index.shape[:-1] + values.shape[-1:]).gather(-1, index).squeeze(-1)
+    inner = torch.cumsum(sizes[..., :-1], -1) * (2 * bound) - bound
+    return F.pad(F.pad(inner, (1, 0), value=-bound), (0, 1), value=bound)
 
 
 def rational_quadratic_spline(inputs: Tensor, raw_widths: Tensor, raw_heights: Tensor, raw_derivatives: Tensor,
@@ -74,21 +68,21 @@ def rational_quadratic_spline(inputs: Tensor, raw_widths: Tensor, raw_heights: T
         >>> torch.allclose(rational_quadratic_spline(y, *(torch.zeros(3, k) for k in (4, 4, 3)))[0], y)
         True
     """
-    cumwidths, widths = _knots(raw_widths, bound)
-    cumheights, heights = _knots(raw_heights, bound)
-    derivatives = MIN_DERIVATIVE + F.softplus(raw_derivatives + _DERIV_SHIFT)
-    one = derivatives.new_ones(derivatives.shape[:-1] + (1,))
-    derivatives = torch.cat([one, derivatives, one], -1)
+    xs, ys = _knots(raw_widths, bound), _knots(raw_heights, bound)
+    derivatives = F.pad(MIN_DERIVATIVE + F.softplus(raw_derivatives + _DERIV_SHIFT), (1, 1), value=1.0)
 
     inside = (inputs >= -bound) & (inputs <= bound)
     v = inputs.clamp(-bound, bound)
-    knots = cumheights if inverse else cumwidths
+    knots = ys if inverse else xs
     # Bin index: how many inner knots lie at or below the value (0 .. K-1).
-    shape = torch.broadcast_shapes(v.shape, knots.shape[:-1])
-    index = (v.unsqueeze(-1) >= knots[..., 1:-1]).sum(-1, keepdim=True).expand(shape + (1,))
-    x_k, w_k = _gather(cumwidths, index), _gather(widths, index)
-    y_k, h_k = _gather(cumheights, index), _gather(heights, index)
-    d_k, d_k1 = _gather(derivatives[..., :-1], index), _gather(derivatives[..., 1:], index)
+    index = (v.unsqueeze(-1) >= knots[..., 1:-1]).sum(-1, keepdim=True)
+    # One gather of both ends of the bin from one table (its backward: one scatter, no zero-filled slices).
+    table = torch.stack(torch.broadcast_tensors(xs, ys, derivatives), -2)  # (..., 3, K + 1)
+    shape = torch.broadcast_shapes(v.shape, table.shape[:-2]) + (3, 2)
+    ends = torch.cat([index, index + 1], -1).unsqueeze(-2).expand(shape)
+    picked = table.expand(shape[:-1] + table.shape[-1:]).gather(-1, ends)
+    x_k, x_k1, y_k, y_k1, d_k, d_k1 = picked.flatten(-2).unbind(-1)
+    w_k, h_k = x_k1 - x_k, y_k1 - y_k
     delta = h_k / w_k
     curvature = d_k + d_k1 - 2 * delta
     if inverse:
@@ -113,7 +107,8 @@ def rational_quadratic_spline(inputs: Tensor, raw_widths: Tensor, raw_heights: T
 
 
 def _split(raw: Tensor, num_bins: int) -> tuple[Tensor, Tensor, Tensor]:
-    return raw[..., :num_bins], raw[..., num_bins: 2 * num_bins], raw[..., 2 * num_bins:]
+    widths, heights, derivatives = raw.split([num_bins, num_bins, num_bins - 1], -1)  # backward: one cat
+    return widths, heights, derivatives
 
 
 class NeuralSplineAutoregressive(FlowTransform):
@@ -131,6 +126,8 @@ class NeuralSplineAutoregressive(FlowTransform):
         num_bins: spline bins ``K``.
         hidden_dims: MADE hidden sizes (each >= D).
         bound: spline interval ``[-B, B]``.
+        reverse: condition each entry on the entries after it (``x_{>d}``; the Jacobian is upper
+            triangular), so alternating layers need no permutation between them.
 
     References:
         Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", arXiv:1906.04032.
@@ -143,26 +140,25 @@ class NeuralSplineAutoregressive(FlowTransform):
     """
 
     def __init__(self, dim: int, num_bins: int = 8, hidden_dims: Optional[Sequence[int]] = None,
-                 bound: float = 5.0) -> None:
+                 bound: float = 5.0, reverse: bool = False) -> None:
         super().__init__(event_dim=1)
-        self.dim, self.num_bins, self.bound = dim, num_bins, bound
-        self.made = MADE(dim, 3 * num_bins - 1, hidden_dims)
+        self.dim, self.num_bins, self.bound, self.reverse = dim, num_bins, bound, reverse
+        self.made = MADE(dim, 3 * num_bins - 1, hidden_dims, reverse=reverse)
 
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         z, log_det = rational_quadratic_spline(x, *_split(self.made(x), self.num_bins), bound=self.bound)
         return z, -log_det.sum(-1)
 
     def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        columns: list[Tensor] = []
+        x = torch.zeros_like(z)  # entries not yet solved are placeholders the MADE's output d ignores
         log_det = z.new_zeros(z.shape[:-1])
-        for d in range(self.dim):
-            x = torch.cat(columns + [z.new_zeros(z.shape[:-1] + (self.dim - d,))], -1)
+        for d in (range(self.dim - 1, -1, -1) if self.reverse else range(self.dim)):
             raw = self.made(x)[..., d, :]
             x_d, ld = rational_quadratic_spline(z[..., d], *_split(raw, self.num_bins), inverse=True,
                                                 bound=self.bound)
-            columns.append(x_d.unsqueeze(-1))
+            x = torch.cat([x[..., :d], x_d.unsqueeze(-1), x[..., d + 1 :]], -1)
             log_det = log_det + ld
-        return torch.cat(columns, -1), log_det
+        return x, log_det
 
 
 class NeuralSplineCoupling(FlowTransform):
