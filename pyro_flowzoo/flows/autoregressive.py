@@ -26,6 +26,15 @@ from .vector import vector_dim
 __all__ = ["ar_flow", "pixelcnn_flow", "maf", "nsf_ar", "nsf_coupling", "planar", "radial"]
 
 
+def _reversed(num_layers: int) -> list[bool]:
+    """Which layers (latent -> data order) condition on later entries: alternating, the data side in natural order.
+
+    The same family as natural-order layers with a Reverse between them (for an even count that puts
+    one more flip at the latent side, a symmetry of the i.i.d. base), without the flips.
+    """
+    return [(num_layers - 1 - i) % 2 == 1 for i in range(num_layers)]
+
+
 @register("ar_flow")
 def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_components: int = 8,
             hidden_dims: Optional[Sequence[int]] = None, family: str = "gaussian",
@@ -55,8 +64,8 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
         to_real = num_layers > 1
     if num_layers > 1 and not to_real:
         raise ValueError("ar_flow with num_layers > 1 stacks logit-latent layers: use to_real=True (or None)")
-    layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=i % 2 == 1)
-              for i in range(num_layers)]
+    layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=r)
+              for r in _reversed(num_layers)]
     base = StandardLogistic((dim,)) if to_real else StandardUniform((dim,))
     return Flow(base, layers)
 
@@ -105,8 +114,8 @@ def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optiona
         torch.Size([4])
     """
     dim = vector_dim("maf", event_shape)
-    layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=i % 2 == 1)
-              for i in range(num_layers)]
+    layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r)
+              for r in _reversed(num_layers)]
     return Flow(StandardNormal((dim,)), layers)
 
 
@@ -124,8 +133,8 @@ def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optio
         torch.Size([4])
     """
     dim = vector_dim("nsf_ar", event_shape)
-    layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=i % 2 == 1)
-              for i in range(num_layers)]  # alternating orders: no permutation between layers
+    layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=r)
+              for r in _reversed(num_layers)]  # alternating orders: no permutation between layers
     return Flow(StandardNormal((dim,)), layers)
 
 
