@@ -19,9 +19,13 @@ testing = pytest.importorskip("torch._dynamo.testing")
 
 @pytest.fixture(autouse=True)
 def _fresh_dynamo():
+    # Dynamo's first compilation switches torch.distributions' argument validation off for the whole process
+    # (torch._dynamo.eval_frame.TorchPatcher); later tests rely on Pyro's support checks, so put it back.
+    validate = torch.distributions.Distribution._validate_args
     dynamo.reset()
     yield
     dynamo.reset()
+    torch.distributions.Distribution.set_default_validate_args(validate)
 
 
 def _tiny_glow(steps: int = 1) -> tuple[fz.Flow, torch.Tensor]:
