@@ -1,4 +1,4 @@
-"""MADE conditioners: Pyro's ``AutoRegressiveNN`` in a fixed (identity) order with a convenient output layout."""
+"""MADE conditioners: Pyro's ``AutoRegressiveNN`` in the identity or reversed order, output ``(D, P)`` or ``(P, D)``."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ class MADE(nn.Module):
     the autoregressive Jacobian is lower or upper triangular in the natural order; a reversed MADE
     replaces a flip between layers), the output is laid out ``(..., D, num_params)`` and contiguous
     (each dimension's parameters side by side: the last layer's rows are stored in that order, so no
-    transpose reaches the spline or mixture maths), or ``(..., num_params, D)`` with ``params_first``, the last layer starts small
-    (``init_scale``) so a fresh flow is close to its initial parameters, and a hidden size smaller than
-    ``D`` raises a ValueError naming both numbers.
+    transpose reaches the spline or mixture maths), or ``(..., num_params, D)`` with ``params_first``;
+    the last layer starts small (``init_scale``) so a fresh flow is close to its initial parameters, and a
+    hidden size smaller than ``D`` raises a ValueError naming both numbers.
 
     Args:
         input_dim: the number of inputs ``D`` (at least 2; a single variable needs no MADE).
@@ -72,17 +72,43 @@ class MADE(nn.Module):
                                     permutation=order.flip(0) if reverse else order,
                                     skip_connections=skip_connections)
         self.output_shape = (num_params, input_dim) if params_first else (input_dim, num_params)
+        # Pyro orders the output rows (param, dim); unless params_first they are stored (dim, param).
+        self._rows = None if params_first or num_params == 1 else \
+            torch.arange(num_params * input_dim).view(num_params, input_dim).t().reshape(-1)
         with torch.no_grad():
             last = self.arn.layers[-1]
             last.weight.mul_(init_scale)
             last.bias.zero_()
-            if not params_first:  # Pyro orders the outputs (param, dim): store the rows (dim, param)
-                rows = torch.arange(num_params * input_dim).view(num_params, input_dim).t().reshape(-1)
-                for layer in [last] + ([self.arn.skip_layer] if skip_connections else []):
-                    layer.weight.copy_(layer.weight[rows])
+            if self._rows is not None:
+                for layer in self._output_layers():
+                    layer.weight.copy_(layer.weight[self._rows])
                     if layer.bias is not None:
-                        layer.bias.copy_(layer.bias[rows])
-                    layer.mask.copy_(layer.mask[rows])
+                        layer.bias.copy_(layer.bias[self._rows])
+                    layer.mask.copy_(layer.mask[self._rows])
+        self._register_load_state_dict_pre_hook(self._from_pyro_row_order)
+
+    def _output_layers(self) -> list[nn.Module]:
+        return [self.arn.layers[-1]] + ([self.arn.skip_layer] if self.arn.skip_layer is not None else [])
+
+    def _from_pyro_row_order(self, state_dict: dict, prefix: str, *args) -> None:
+        """Loads state saved with the output rows in Pyro's (param, dim) order (before 1752ae4) correctly.
+
+        The saved mask tells the layouts apart: the rows of different dimensions differ, so a mask that
+        matches this module's only after the (dim, param) reordering was saved in the old order.
+        """
+        if self._rows is None:
+            return
+        names = [f"arn.layers.{len(self.arn.layers) - 1}."] + (["arn.skip_layer."] if self.arn.skip_layer else [])
+        mask = state_dict.get(prefix + names[0] + "mask")
+        if mask is None or mask.shape != self.arn.layers[-1].mask.shape:
+            return
+        mask, current = mask.cpu(), self.arn.layers[-1].mask.cpu()
+        if torch.equal(mask, current) or not torch.equal(mask[self._rows], current):
+            return
+        for name in names:
+            for key in ("weight", "bias", "mask"):
+                if prefix + name + key in state_dict:
+                    state_dict[prefix + name + key] = state_dict[prefix + name + key][self._rows]
 
     @property
     def output_bias(self) -> Tensor:

@@ -465,3 +465,7 @@ class MixtureCDFAutoregressive(FlowTransform):
             x = torch.cat([x[..., :d], x_d.unsqueeze(-1), x[..., d + 1 :]], -1)
             log_det = log_det + _log_det(terms, self.to_real)
         return x, log_det
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, num_components={self.num_components}, family={self.family!r}, "
+                f"to_real={self.to_real}, reverse={self.reverse}")

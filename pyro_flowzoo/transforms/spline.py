@@ -160,6 +160,9 @@ class NeuralSplineAutoregressive(FlowTransform):
             log_det = log_det + ld
         return x, log_det
 
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_bins={self.num_bins}, bound={self.bound}, reverse={self.reverse}"
+
 
 class NeuralSplineCoupling(FlowTransform):
     r"""Coupling rational-quadratic spline flow (NSF-C): masked entries condition splines on the others.
