@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import torch
+
 from ..flow import Flow, StandardLogistic, StandardNormal, StandardUniform
 from ..transforms import (
     MaskedAffineAutoregressive,
@@ -33,6 +35,43 @@ def _reversed(num_layers: int) -> list[bool]:
     one more flip at the latent side, a symmetry of the i.i.d. base), without the flips.
     """
     return [(num_layers - 1 - i) % 2 == 1 for i in range(num_layers)]
+
+
+def upgrade_reverse_interleaved_state(flow: Flow, state_dict: dict) -> dict:
+    """Maps a ``maf`` / ``nsf_ar`` / ``ar_flow`` state saved before 1752ae4 onto today's layers (same densities).
+
+    Those stacks were ``[layer, Reverse, layer, ...]`` (state keys ``transforms.0``, ``transforms.2``, ...);
+    today every other layer conditions on the entries after it instead. A layer that sat between two
+    flips becomes a reversed layer by flipping its MADE's input columns and output dimensions (the masks
+    are saved with the weights, so the function is exactly the old one); an even count leaves one flip at
+    the latent side, which the i.i.d. base does not see. States in today's layout are returned unchanged.
+    """
+    n = len(flow.transforms)
+    if n < 2 or not any(k.startswith(f"transforms.{n}.") for k in state_dict):
+        return state_dict
+    out = {k: v for k, v in state_dict.items() if not k.startswith("transforms.")}
+    for j, layer in enumerate(flow.transforms):
+        old_prefix, new_prefix = f"transforms.{2 * j}.", f"transforms.{j}."
+        part = {k[len(old_prefix):]: v for k, v in state_dict.items() if k.startswith(old_prefix)}
+        if layer.reverse:
+            made = layer.made
+            dim, params = made.input_dim, made.num_params
+            flip = torch.arange(dim - 1, -1, -1)
+            # Old rows were Pyro's (param, dim); row r of this layer's layout is (param p, dim d) of the old
+            # layer's output at dim D - 1 - d.
+            p_idx, d_idx = torch.meshgrid(torch.arange(params), torch.arange(dim), indexing="ij")
+            if made.output_shape == (dim, params):
+                p_idx, d_idx = p_idx.t(), d_idx.t()
+            rows = (p_idx * dim + (dim - 1 - d_idx)).reshape(-1)
+            last = f"made.arn.layers.{len(made.arn.layers) - 1}."
+            for key, value in list(part.items()):
+                if key.startswith(("made.arn.layers.0.", "made.arn.skip_layer.")) and value.dim() == 2:
+                    value = value[:, flip]  # input columns
+                if key.startswith((last, "made.arn.skip_layer.")):
+                    value = value[rows]
+                part[key] = value
+        out.update({new_prefix + k: v for k, v in part.items()})
+    return out
 
 
 @register("ar_flow")
