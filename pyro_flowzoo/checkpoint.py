@@ -161,12 +161,7 @@ def flow_from_checkpoint(checkpoint: Union[PathLike, dict[str, Any]],
         dtype = next((v.dtype for v in payload["state_dict"].values() if v.is_floating_point()), None)
         if dtype is not None:
             flow.to(dtype)  # a flow trained in float64 comes back in float64
-        state = payload["state_dict"]
-        if name in ("maf", "nsf_ar", "ar_flow"):
-            from .flows.autoregressive import upgrade_reverse_interleaved_state
-
-            state = upgrade_reverse_interleaved_state(flow, state)
-        flow.load_state_dict(state)
+        flow.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{where}: cannot rebuild flow {name!r}: {first[:200]}") from None

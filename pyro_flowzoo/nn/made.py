@@ -111,6 +111,11 @@ class MADE(nn.Module):
                     state_dict[prefix + name + key] = state_dict[prefix + name + key][self._rows]
 
     @property
+    def order(self) -> range:
+        """The order in which a sequential inverse can solve the dimensions (each needs only those before it)."""
+        return range(self.input_dim - 1, -1, -1) if self.reverse else range(self.input_dim)
+
+    @property
     def output_bias(self) -> Tensor:
         """The last layer's bias viewed in the output layout (to initialise particular parameters)."""
         return self.arn.layers[-1].bias.view(self.output_shape)

@@ -70,7 +70,7 @@ class MaskedAffineAutoregressive(FlowTransform):
     def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
         x = torch.zeros_like(z)
         log_det = z.new_zeros(z.shape[:-1])
-        for d in (range(self.dim - 1, -1, -1) if self.reverse else range(self.dim)):
+        for d in self.made.order:
             shift, neg_log_scale = self._shift_neg_log_scale(x)
             column = z[..., d : d + 1] * torch.exp(-neg_log_scale[..., d : d + 1]) + shift[..., d : d + 1]
             x = torch.cat([x[..., :d], column, x[..., d + 1 :]], -1)

@@ -457,7 +457,7 @@ class MixtureCDFAutoregressive(FlowTransform):
         target = _target_logit(u, self.to_real)
         x = torch.zeros_like(u)  # entries not yet solved are placeholders the MADE's output d ignores
         log_det = u.new_zeros(u.shape[:-1])
-        for i, d in enumerate(range(self.dim - 1, -1, -1) if self.reverse else range(self.dim)):
+        for i, d in enumerate(self.made.order):
             # The first solved dimension's mixture depends on nothing: one row is enough (it broadcasts).
             net_in = x if i else u.new_zeros((1,) * (u.dim() - 1) + (self.dim,))
             log_w, loc, log_scale = _params(self.made(net_in)[..., d, :])

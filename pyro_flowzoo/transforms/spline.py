@@ -152,7 +152,7 @@ class NeuralSplineAutoregressive(FlowTransform):
     def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
         x = torch.zeros_like(z)  # entries not yet solved are placeholders the MADE's output d ignores
         log_det = z.new_zeros(z.shape[:-1])
-        for d in (range(self.dim - 1, -1, -1) if self.reverse else range(self.dim)):
+        for d in self.made.order:
             raw = self.made(x)[..., d, :]
             x_d, ld = rational_quadratic_spline(z[..., d], *_split(raw, self.num_bins), inverse=True,
                                                 bound=self.bound)
