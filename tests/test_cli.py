@@ -19,13 +19,7 @@ TINY_2D = ["--hparam", "num_layers=2", "--hparam", "hidden_dims=(16,)"]
 TINY_IMAGE = ["--hparam", "levels=1", "--hparam", "steps=1", "--hparam", "hidden_channels=8"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small models on a shared 2-core machine: a second OpenMP thread mostly spins
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -20,14 +20,7 @@ from pyro_flowzoo.checkpoint import (
 from pyro_flowzoo.data import sample_moons
 from pyro_flowzoo.train import dequantize, evaluate_nll, fit, lr_factor
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small models on a shared 2-core machine: a second OpenMP thread mostly spins
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _flow(seed: int = 1, **kw):
