@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import torch
-
 from ..flow import Flow, StandardLogistic, StandardNormal, StandardUniform
 from ..transforms import (
     MaskedAffineAutoregressive,
@@ -35,46 +33,6 @@ def _reversed(num_layers: int) -> list[bool]:
     one more flip at the latent side, a symmetry of the i.i.d. base), without the flips.
     """
     return [(num_layers - 1 - i) % 2 == 1 for i in range(num_layers)]
-
-
-def _alternating_flow(base, layers: list) -> Flow:
-    """The flow of alternating-order ``layers``; it also loads states saved in the old layout (see below)."""
-    flow = Flow(base, layers)
-    flow._register_load_state_dict_pre_hook(_from_reverse_interleaved, with_module=True)
-    return flow
-
-
-def _from_reverse_interleaved(flow: Flow, state_dict: dict, prefix: str, *args) -> None:
-    """Maps a ``maf`` / ``nsf_ar`` / ``ar_flow`` state saved before 1752ae4 onto today's layers (same densities).
-
-    Those stacks were ``[layer, Reverse, layer, ...]`` (state keys ``transforms.0``, ``transforms.2``, ...);
-    today every other layer conditions on the entries after it instead. A layer that sat between two
-    flips becomes a reversed layer by flipping its MADE's input columns and output dimensions (the masks
-    are saved with the weights, so the function is exactly the old one); an even count leaves one flip at
-    the latent side, which the i.i.d. base does not see. States in today's layout are left alone.
-    """
-    n, head = len(flow.transforms), prefix + "transforms."
-    if n < 2 or not any(k.startswith(f"{head}{n}.") for k in state_dict):
-        return
-    old = {k: state_dict.pop(k) for k in [k for k in state_dict if k.startswith(head)]}
-    for j, layer in enumerate(flow.transforms):
-        old_prefix, new_prefix = f"{head}{2 * j}.", f"{head}{j}."
-        part = {k[len(old_prefix):]: v for k, v in old.items() if k.startswith(old_prefix)}
-        if layer.reverse:
-            made = layer.made
-            dim = made.input_dim
-            # Old rows were Pyro's (param p, dim d), row p * D + d; this layer's row for (p, d) is the old
-            # layer's output at dim D - 1 - d, laid out as this MADE lays out its output.
-            rows = torch.arange(made.num_params * dim).view(made.num_params, dim).flip(-1)
-            rows = (rows if made.output_shape[0] == made.num_params else rows.t()).reshape(-1)
-            last = f"made.arn.layers.{len(made.arn.layers) - 1}."
-            for key, value in list(part.items()):
-                if key.startswith(("made.arn.layers.0.", "made.arn.skip_layer.")) and value.dim() == 2:
-                    value = value.flip(-1)  # input columns
-                if key.startswith((last, "made.arn.skip_layer.")):
-                    value = value[rows]
-                part[key] = value
-        state_dict.update({new_prefix + k: v for k, v in part.items()})
 
 
 @register("ar_flow")
@@ -109,7 +67,7 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
     layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=r)
               for r in _reversed(num_layers)]
     base = StandardLogistic((dim,)) if to_real else StandardUniform((dim,))
-    return _alternating_flow(base, layers)
+    return Flow(base, layers)
 
 
 @register("pixelcnn_flow")
@@ -158,7 +116,7 @@ def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optiona
     dim = vector_dim("maf", event_shape)
     layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r)
               for r in _reversed(num_layers)]
-    return _alternating_flow(StandardNormal((dim,)), layers)
+    return Flow(StandardNormal((dim,)), layers)
 
 
 @register("nsf_ar")
@@ -177,7 +135,7 @@ def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optio
     dim = vector_dim("nsf_ar", event_shape)
     layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=r)
               for r in _reversed(num_layers)]  # alternating orders: no permutation between layers
-    return _alternating_flow(StandardNormal((dim,)), layers)
+    return Flow(StandardNormal((dim,)), layers)
 
 
 @register("nsf_coupling")

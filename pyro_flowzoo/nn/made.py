@@ -85,30 +85,9 @@ class MADE(nn.Module):
                     if layer.bias is not None:
                         layer.bias.copy_(layer.bias[self._rows])
                     layer.mask.copy_(layer.mask[self._rows])
-        self._register_load_state_dict_pre_hook(self._from_pyro_row_order)
 
     def _output_layers(self) -> list[nn.Module]:
         return [self.arn.layers[-1]] + ([self.arn.skip_layer] if self.arn.skip_layer is not None else [])
-
-    def _from_pyro_row_order(self, state_dict: dict, prefix: str, *args) -> None:
-        """Loads state saved with the output rows in Pyro's (param, dim) order (before 1752ae4) correctly.
-
-        The saved mask tells the layouts apart: the rows of different dimensions differ, so a mask that
-        matches this module's only after the (dim, param) reordering was saved in the old order.
-        """
-        if self._rows is None:
-            return
-        names = [f"arn.layers.{len(self.arn.layers) - 1}."] + (["arn.skip_layer."] if self.arn.skip_layer else [])
-        mask = state_dict.get(prefix + names[0] + "mask")
-        if mask is None or mask.shape != self.arn.layers[-1].mask.shape:
-            return
-        mask, current = mask.cpu(), self.arn.layers[-1].mask.cpu()
-        if torch.equal(mask, current) or not torch.equal(mask[self._rows], current):
-            return
-        for name in names:
-            for key in ("weight", "bias", "mask"):
-                if prefix + name + key in state_dict:
-                    state_dict[prefix + name + key] = state_dict[prefix + name + key][self._rows]
 
     @property
     def order(self) -> range:
