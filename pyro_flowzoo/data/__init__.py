@@ -48,7 +48,8 @@ from torch.utils.data import Dataset, Subset
 
 from ..transforms.elementwise import uniform_dequantize
 from . import images as _images
-from . import toy
+from . import exact, toy
+from .exact import EXACT_SETS, ExactSet
 from .shapes import SHAPE_NAMES, make_shapes
 from .toy import moons_log_prob, sample_moons, sample_smiley, smiley_log_prob
 
@@ -66,6 +67,9 @@ __all__ = [
     "sample_smiley",
     "smiley_log_prob",
     "toy",
+    "exact",
+    "EXACT_SETS",
+    "ExactSet",
 ]
 
 SPLITS = ("train", "valid", "test")
