@@ -1,19 +1,27 @@
 """Glow on a GPU, side by side with normflows: training images/s and bits/dim after equal steps.
 
 The Glow paper's CIFAR-10 configuration (L=3, K=32, 512 hidden channels, 44M parameters) at batch 256 on
-3x32x32. One process, four phases, each followed by the elapsed wall-clock and (with ``--out``) an updated
+3x32x32. One process, five phases, each followed by the elapsed wall-clock and (with ``--out``) an updated
 ``results.json`` / ``results.md``, so a time-out still leaves the phases done so far:
 
 1. build every configuration (ActNorm's data-dependent initialisation runs eagerly on the timing batch);
 2. warm-up: ``--warmup`` training steps per configuration; the first step is timed on its own (it
    includes compilation for the compiled configurations; ``compile_s`` = first step - steady step) and
-   its loss is checked against the eager loss of the same configuration at the same parameters;
+   its loss and gradients are checked against eager ones at the same parameters;
 3. timing: ``--rounds`` interleaved rounds of ``--iters`` steps per configuration on one fixed batch,
-   median images/s, ratios against normflows float32, peak GPU memory;
-4. training: normflows (float32) and our fastest configuration train ``--train-steps`` steps from the
+   median images/s, ratios against normflows float32, peak GPU memory, and the issue-16 target line
+   (our fastest over normflows float32 and over normflows' fastest);
+4. profile: ``--profile-steps`` steps of normflows and of our fastest under torch.profiler: GPU busy time
+   against wall-clock, kernels and host syncs per step, time by kernel kind (``profile.md`` holds the
+   profiler's tables) -- where the time goes when the target is missed;
+5. training: normflows (float32) and our fastest configuration train ``--train-steps`` steps from the
    same seed on the same images (a stream of ``--train-images`` synthetic images, cycled), then report
-   test bits/dim on ``--test-images`` held-out images (ours also in float32 without autocast). Steps are
-   cut, for both alike and loudly, if the measured step times say the phase would overrun ``--budget-s``.
+   test bits/dim on ``--test-images`` held-out images (ours also in float32 without autocast).
+
+``--budget-s`` (seconds since start-up) keeps the whole run inside the device command's time-out: a
+compiled configuration whose warm-up would start after 45% of it is skipped, timing stops after 60% (at
+least 2 rounds), the profile is skipped after 70%, and the training steps are cut, for both libraries
+alike and loudly, to what the measured step times say fits (skipped below 20 steps).
 
 A training step (timing and training alike, both libraries alike): zero_grad, loss = bits/dim of
 ``-log_prob(x)``, backward, global gradient-norm clip at ``--clip-grad``, Adam (fused on CUDA) with a
@@ -27,22 +35,31 @@ Data: synthetic 8-bit images (smooth random blobs plus noise), uniformly dequant
 Glow has no logit either). Differences that remain: ours has Glow's learned priors (normflows' example:
 fixed standard normals) and a tanh-bounded coupling log-scale (normflows: ``sigmoid(raw + 2)``).
 
-Configurations: ``normflows`` (float32; PyTorch's default TF32 for cuDNN convolutions), ``normflows+bf16``
-(autocast), ``ours`` (float32), ``ours+cl+bf16`` (channels_last, bf16 autocast; only the coupling and
-prior networks run in bf16: ActNorm, the 1x1 convolutions, the affine maths and every log-determinant stay
-float32), ``ours+cl+bf16+compile`` (the same, every coupling network compiled), ``ours+cl+bf16+regional``
-(the same, every flow step -- ActNorm, 1x1 convolution, coupling -- compiled as one region with
-``fullgraph=True``; the steps of one level share one compiled graph, so 3 regions are compiled, not 96).
+Configurations (names compose: ``+cl`` channels_last, ``bf16`` autocast, ``+compile`` per network,
+``+regional`` per flow step, ``+cg`` CUDA graphs). Default: ``normflows`` (float32; PyTorch's default TF32
+for cuDNN convolutions), ``normflows+bf16`` (autocast), ``ours`` (float32), ``ours+cl+bf16`` (channels_last,
+bf16 autocast; only the coupling and prior networks run in bf16: ActNorm, the 1x1 convolutions, the affine
+maths and every log-determinant stay float32), ``ours+cl+bf16+regional`` (the same, every flow step --
+ActNorm, 1x1 convolution, coupling -- compiled as one region with ``fullgraph=True``; the steps of one level
+share one compiled graph, so 3 regions are compiled, not 96), ``ours+cl+bf16+regional+cg`` (the same regions
+under inductor's ``reduce-overhead`` mode: each region replayed as a CUDA graph, which removes the launch
+cost of its kernels; ``cudagraph_skips`` in the dynamo stats says if inductor declined). Opt-in:
+``ours+cl+bf16+compile`` (every coupling network compiled) and ``normflows+compile`` (each GlowBlock's
+inverse compiled, not fullgraph: normflows' ActNorm reads a tensor on the host on every call).
 
-Expected wall-clock of the default command on an H100 (an estimate from normflows' ~760 images/s there,
-not yet measured): start-up and builds ~30 s; warm-up ~10 s plus compilation (3 region graphs and 3
-coupling-net graphs, forward and backward; 1-3 min); timing 6 configurations x 40 steps at ~0.1-0.35 s
-~ 50 s; training 500 x (0.34 s normflows + ~0.1 s ours) ~ 220 s: 5-8 minutes. With ``--budget-s 480``
-the training steps are cut if compilation runs long. ``--out`` (default ``$OUT``) receives the results.
+Expected wall-clock on an H100/H200 (an estimate from normflows' ~760 images/s on an H100, not measured):
+start-up and builds ~30 s; warm-up ~10 s plus compilation (3 region graphs forward and backward, then again
+for CUDA graphs: 1-3 min); timing 6 configurations x 40 steps at ~0.05-0.35 s ~ 50 s; profile ~15 s; then
+training takes what is left of ``--budget-s`` (default 270 s: ~100 steps at ~0.4 s per pair of steps).
+``--out`` (default ``$OUT``) receives results.json, results.md and profile.md.
 
-    python benchmarks/glow_gpu.py --device cuda                       # full, 5-8 minutes on an H100
-    python benchmarks/glow_gpu.py --device cpu --quick                # smoke run (aot_eager), ~15 s
+    python benchmarks/glow_gpu.py --device cuda --budget-s 270        # the device run: time-out 330 s
+    python benchmarks/glow_gpu.py --device cpu --quick                # smoke run (aot_eager), ~15-30 s
     python benchmarks/glow_gpu.py --device cpu --quick --compile-backend inductor --configs ours+regional
+
+The device machine has torch but not pyro-ppl, pyro-api or normflows: carry them as wheels in ``.whl``
+(``pip download --no-deps pyro-ppl==1.9.2 pyro-api==0.1.2``; normflows 1.7.3 is an sdist: ``pip wheel
+--no-deps normflows==1.7.3``), with a snapshot of the committed package in ``.gpu`` (see RESULTS.md).
 """
 
 from __future__ import annotations
@@ -77,8 +94,18 @@ from pyro_flowzoo.transforms.coupling import _Coupling  # noqa: E402
 
 SHAPE = (3, 32, 32)
 DIMS = math.prod(SHAPE)
-DEFAULT_CONFIGS = ["normflows", "normflows+bf16", "ours", "ours+cl+bf16", "ours+cl+bf16+compile",
-                   "ours+cl+bf16+regional"]
+# Warm-up runs in this order and a compiled configuration is skipped once the budget runs short, so the
+# likeliest fastest (regional) comes before the riskier CUDA-graph variant. ``ours+cl+bf16+compile`` (each
+# coupling net compiled) and ``normflows+compile`` are opt-in: each adds a minute or so of compilation.
+DEFAULT_CONFIGS = ["normflows", "normflows+bf16", "ours", "ours+cl+bf16", "ours+cl+bf16+regional",
+                   "ours+cl+bf16+regional+cg"]
+TARGET = 8.0  # issue 16: ours >= 8x normflows' float32 images/s, at equal bits/dim after equal steps
+# Fractions of --budget-s (seconds since start-up) past which a phase is shortened, so that the images/s
+# table, then the profile, then the training comparison come back inside the device command's time-out.
+WARMUP_END = 0.45  # a compiled configuration still waiting for its warm-up (compilation) is skipped
+TIMING_END = 0.6  # after at least 2 rounds, no further timing rounds
+PROFILE_END = 0.7  # no profile
+MIN_TRAIN_STEPS = 20  # fewer fit: the training comparison is skipped
 
 
 def dataset(n: int, seed: int, chunk: int = 4096) -> Tensor:
@@ -179,6 +206,7 @@ class Config:
         self.name, self.module, self._log_prob = name, module, log_prob
         self.bf16, self.channels_last = "bf16" in name, "+cl" in name
         self.compiled = "compile" in name or "regional" in name
+        self.cudagraphs = "+cg" in name
         self.params = [p for p in module.parameters() if p.requires_grad]
         impl = args.adam if args.adam != "auto" else ("fused" if device.type == "cuda" else "foreach")
         self.opt = torch.optim.Adam(self.params, lr=args.lr, fused=True if impl == "fused" else None,
@@ -189,7 +217,8 @@ class Config:
         self.device = device
         self.rates: list[float] = []
         self.info: dict = {"params": sum(p.numel() for p in self.params), "bf16": self.bf16,
-                           "channels_last": self.channels_last, "compiled": self.compiled, "adam": impl}
+                           "channels_last": self.channels_last, "compiled": self.compiled,
+                           "cudagraphs": self.cudagraphs, "adam": impl}
 
     def state_bytes(self) -> int:
         """Bytes held between steps: parameters, buffers and the optimizer's state."""
@@ -226,10 +255,22 @@ class Config:
 
 def make(name: str, args: argparse.Namespace, device: torch.device, init_batch: Tensor) -> Config:
     torch.manual_seed(args.seed)
+    mode = args.compile_mode if args.compile_backend == "inductor" and args.compile_mode != "default" else None
+    if "+cg" in name and args.compile_backend == "inductor":
+        mode = "reduce-overhead"  # inductor's CUDA-graph trees: every compiled region replayed as a CUDA graph
     if name.startswith("normflows"):
         m = normflows_glow(SHAPE, args.levels, args.steps, args.hidden).to(device)
         with torch.no_grad():
             m.log_prob(init_batch, None)  # ActNorm's data-dependent init, eagerly
+        if "compile" in name:
+            # normflows' best compiled form we know: each GlowBlock's inverse compiled (one graph per level
+            # shape, parameters lifted to inputs). Not fullgraph: its ActNorm branches on a tensor each call.
+            import normflows as nf
+
+            for blk in m.modules():
+                if isinstance(blk, nf.flows.GlowBlock):
+                    blk.inverse = torch.compile(blk.inverse, backend=args.compile_backend, dynamic=False,
+                                                **({"mode": mode} if mode else {}))
         return Config(name, m, lambda x: m.log_prob(x, None), args, device)
     flow = fz.build("glow", SHAPE, levels=args.levels, steps=args.steps, hidden_channels=args.hidden,
                     logit_alpha=None).to(device)
@@ -239,7 +280,6 @@ def make(name: str, args: argparse.Namespace, device: torch.device, init_batch: 
     with torch.no_grad():
         flow.log_prob(init_batch)  # ActNorm's data-dependent init, eagerly, before anything is compiled
     regions = None
-    mode = args.compile_mode if args.compile_backend == "inductor" and args.compile_mode != "default" else None
     if "regional" in name:
         regions = compile_regions(flow, args.compile_backend, mode)
     elif "compile" in name:
@@ -258,12 +298,17 @@ def sync(device: torch.device) -> None:
 
 
 def dynamo_stats(since: Optional[dict] = None) -> dict:
-    """Graphs compiled and graph breaks so far (minus ``since``): a recompilation per step would show here."""
+    """Graphs compiled, graph breaks and CUDA-graph skips so far (minus ``since``).
+
+    A recompilation per step would show in ``graphs``; ``cudagraph_skips`` counts regions that inductor ran
+    without a CUDA graph (a CPU tensor, a mutated input, ...): a ``+cg`` configuration with skips is not one.
+    """
     try:
         from torch._dynamo.utils import counters
     except ImportError:
         return {}
-    now = {"graphs": counters["stats"].get("unique_graphs", 0), "graph_breaks": sum(counters["graph_break"].values())}
+    now = {"graphs": counters["stats"].get("unique_graphs", 0), "graph_breaks": sum(counters["graph_break"].values()),
+           "cudagraph_skips": counters["inductor"].get("cudagraph_skips", 0)}
     return {k: v - (since or {}).get(k, 0) for k, v in now.items()}
 
 
@@ -281,7 +326,7 @@ class Report:
             "torch": torch.__version__, "normflows": _version("normflows"), "pyro": _version("pyro-ppl"),
             "cuda": torch.version.cuda, "cudnn_tf32": torch.backends.cudnn.allow_tf32 if cuda else None,
             "matmul_tf32": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
-            "args": vars(args), "phases": [], "configs": {}, "train": {}, "events": [],
+            "args": vars(args), "phases": [], "configs": {}, "train": {}, "profile": {}, "target": {}, "events": [],
         }
 
     def elapsed(self) -> float:
@@ -297,6 +342,26 @@ class Report:
         self.data["phases"].append({"phase": name, "wall_s": t})
         print(f"[{t:7.1f} s] phase done: {name}", flush=True)
         self.write()
+
+    def target(self) -> None:
+        """The issue's target from what was measured: our best images/s over normflows' (float32 and best)."""
+        rates = {n: c["median"] for n, c in self.data["configs"].items() if "median" in c}
+        ours = {n: v for n, v in rates.items() if n.startswith("ours")}
+        peers = {n: v for n, v in rates.items() if n.startswith("normflows")}
+        t: dict = {"target": TARGET}
+        if ours and "normflows" in rates:
+            best = max(ours, key=ours.get)
+            peer = max(peers, key=peers.get)
+            t |= {"ours_best": best, "ours_best_img_s": ours[best], "normflows_img_s": rates["normflows"],
+                  "ratio_vs_normflows_fp32": round(ours[best] / rates["normflows"], 2),
+                  "normflows_best": peer, "ratio_vs_normflows_best": round(ours[best] / peers[peer], 2),
+                  "speed_met": ours[best] >= TARGET * rates["normflows"]}
+        train = self.data["train"]
+        pair = [n for n in train if n.startswith("normflows")][:1] + [n for n in train if n.startswith("ours")][:1]
+        if len(pair) == 2 and all("test_bpd" in train[n] for n in pair):
+            t |= {"bpd_pair": pair, "steps": train[pair[1]]["steps"],
+                  "test_bpd_ours_minus_normflows": round(train[pair[1]]["test_bpd"] - train[pair[0]]["test_bpd"], 4)}
+        self.data["target"] = t
 
     def markdown(self) -> str:
         d = self.data
@@ -339,7 +404,32 @@ class Report:
                              f"{t['test_bpd']:.4f} | {_fmt(t.get('test_bpd_float32'), '{:.4f}')} | "
                              f"{t['train_s']:.1f} | {t['steps_per_s']:.2f} | {t['clipped_fraction']:.0%} | "
                              f"{t['nonfinite_steps']} |")
-        notable = [e for e in d["events"] if e.get("error") or e.get("nonfinite_steps") or "train_steps_cut_from" in e]
+        t = d.get("target") or {}
+        if "ratio_vs_normflows_fp32" in t:
+            lines += ["", f"**Target (issue 16): ours >= {t['target']:g}x normflows float32 images/s at equal bits/dim "
+                          f"after equal steps.** Our fastest, {t['ours_best']}: {t['ours_best_img_s']:.0f} images/s = "
+                          f"**{t['ratio_vs_normflows_fp32']:.2f}x** normflows float32 ({t['normflows_img_s']:.0f}); "
+                          f"{t['ratio_vs_normflows_best']:.2f}x normflows' fastest measured ({t['normflows_best']}). "
+                          f"Speed target {'met' if t['speed_met'] else 'missed'}."
+                      + (f" Test bits/dim after {t['steps']} equal steps, {t['bpd_pair'][1]} minus "
+                         f"{t['bpd_pair'][0]}: {t['test_bpd_ours_minus_normflows']:+.4f}."
+                         if "test_bpd_ours_minus_normflows" in t else " No training comparison (yet).")]
+        prof = {n: p for n, p in d.get("profile", {}).items() if "busy_ms_per_step" in p}
+        if prof:
+            kinds = sorted({k for p in prof.values() for k in p["kinds_ms_per_step"]})
+            lines += ["", f"Where a training step's time goes (torch.profiler, steps: {a['profile_steps']}; wall is "
+                          "inflated by the profiler; busy = summed self time of "
+                          + ("GPU kernels" if "cuda" == a["device"].split(":")[0] else "CPU operators")
+                          + ", ms/step)", "",
+                      "| configuration | wall ms | busy ms | busy % | kernels (CPU: ops) | "
+                      "host syncs (CPU: scalar reads) | "
+                      + " | ".join(kinds) + " |", "|---" * (6 + len(kinds)) + "|"]
+            for n, p in prof.items():
+                lines.append(f"| {n} | {p['wall_ms_per_step']:.1f} | {p['busy_ms_per_step']:.1f} | "
+                             f"{p['busy_fraction']:.0%} | {p['rows_per_step']:.0f} | {p['host_syncs_per_step']:.0f} | "
+                             + " | ".join(f"{p['kinds_ms_per_step'].get(k, 0.0):.1f}" for k in kinds) + " |")
+        notable = [e for e in d["events"] if e.get("error") or e.get("nonfinite_steps") or e.get("skipped")
+                   or "train_steps_cut_from" in e or "rounds_cut_from" in e]
         if notable:
             lines += ["", "Events: " + "; ".join(json.dumps(e) for e in notable)]
         lines += ["", "Phases (elapsed wall-clock): " + ", ".join(f"{p['phase']} {p['wall_s']} s" for p in d["phases"])]
@@ -416,6 +506,10 @@ def warm_up(c: Config, x: Tensor, args: argparse.Namespace, report: Report) -> N
 def time_rounds(configs: list[Config], x: dict[str, Tensor], args: argparse.Namespace, report: Report) -> None:
     device = configs[0].device
     for r in range(args.rounds):
+        if r >= 2 and report.elapsed() > TIMING_END * args.budget_s:
+            report.event(phase="timing", rounds_cut_from=args.rounds, to=r, budget_s=args.budget_s,
+                         elapsed_s=round(report.elapsed(), 1))
+            break
         for c in configs:
             info = report.data["configs"][c.name]
             if "error" in info:
@@ -465,6 +559,104 @@ def time_rounds(configs: list[Config], x: dict[str, Tensor], args: argparse.Name
             info["compile_s"] = round(info["first_step_s"] - args.batch / med, 2)
 
 
+_KERNEL_KINDS = (  # first match wins, on lower-cased CUDA kernel names (cuDNN, cuBLAS, inductor) or CPU op names
+    ("optimizer", ("adam", "multi_tensor", "_foreach")),
+    ("inductor (fused)", ("triton",)),
+    ("convolution", ("conv", "cudnn", "fprop", "dgrad", "wgrad", "implicit", "winograd")),
+    ("matmul", ("gemm", "matmul", "cutlass", "nvjet", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
+    ("copy / layout", ("nchwtonhwc", "nhwctonchw", "transpose", "permute", "copy", "memcpy", "memset", "cat",
+                       "fill")),
+    ("reduction", ("reduce_kernel", "reduction", "welford", "logsumexp", "aten::sum", "aten::mean", "aten::std")),
+    ("elementwise", ("elementwise", "vectorized", "unrolled", "pointwise", "aten::mul", "aten::add", "aten::sub",
+                     "aten::div", "aten::exp", "aten::log", "aten::tanh", "aten::sigmoid", "aten::neg", "aten::where")),
+)
+
+
+def _kind(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, keys in _KERNEL_KINDS if any(k in low for k in keys)), "other")
+
+
+def profile_steps(c: Config, x: Tensor, steps: int) -> tuple[dict, str]:
+    """Where a training step's time goes: GPU busy time against wall-clock, kernels, host syncs, by kind.
+
+    On CUDA the rows are kernels (device self time); on the CPU, operators (CPU self time). Returns a summary
+    and the profiler's own table. Profiling slows the host side, so wall ms/step here is above the timed one.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = c.device.type == "cuda"
+    c.step(x)  # one unprofiled step: nothing left to compile or autotune
+    sync(c.device)
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            c.step(x)
+        sync(c.device)
+        wall = time.perf_counter() - t0
+    avgs = prof.key_averages()
+
+    def self_us(e) -> float:
+        if cuda:
+            return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0)
+        return e.self_cpu_time_total
+
+    rows = [e for e in avgs if (e.device_type == DeviceType.CUDA) == cuda and self_us(e) > 0]
+    if not cuda:
+        rows = [e for e in rows if e.key.startswith("aten::")]
+    busy_ms = sum(self_us(e) for e in rows) / 1000 / steps
+    kinds: dict[str, float] = {}
+    for e in rows:
+        kinds[_kind(e.key)] = kinds.get(_kind(e.key), 0.0) + self_us(e) / 1000 / steps
+    # A tensor read on the host (``.item()``, ``if tensor:``) is one cudaStreamSynchronize on CUDA (the timing's
+    # own torch.cuda.synchronize is a cudaDeviceSynchronize, not counted); on the CPU, count the scalar reads.
+    sync_names = ("cudaStreamSynchronize", "cudaMemcpy") if cuda else ("aten::_local_scalar_dense",)
+    syncs = sum(e.count for e in avgs if e.key in sync_names) / steps
+    top = sorted(rows, key=self_us, reverse=True)[:12]
+    summary = {
+        "steps": steps, "wall_ms_per_step": round(1000 * wall / steps, 2),
+        "busy_ms_per_step": round(busy_ms, 2), "busy_fraction": round(busy_ms / (1000 * wall / steps), 3),
+        "rows_per_step": round(sum(e.count for e in rows) / steps, 1), "host_syncs_per_step": round(syncs, 1),
+        "kinds_ms_per_step": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+        "top": [[e.key[:100], round(self_us(e) / 1000 / steps, 3), round(e.count / steps, 1)] for e in top],
+    }
+    table = ""
+    for sort in ("self_device_time_total", "self_cuda_time_total") if cuda else ("self_cpu_time_total",):
+        try:  # the device sort key was renamed across torch versions
+            table = avgs.table(sort_by=sort, row_limit=30, max_name_column_width=90)
+            break
+        except Exception as error:
+            table = f"(profiler table failed: {type(error).__name__}: {error})"
+    return summary, table
+
+
+def profile_phase(configs: list[Config], x: dict[str, Tensor], args: argparse.Namespace, report: Report) -> None:
+    """Profiles normflows float32 and our fastest configuration (or ``--profile-configs``); ``profile.md`` in --out."""
+    timed = {c.name: statistics.median(c.rates) for c in configs if c.rates}
+    names = args.profile_configs
+    if names is None:
+        ours = [n for n in timed if n.startswith("ours")]
+        names = [n for n in ["normflows"] if n in timed] + ([max(ours, key=timed.get)] if ours else [])
+    texts = []
+    for c in configs:
+        if c.name not in names or c.name not in timed:
+            continue
+        try:
+            summary, table = profile_steps(c, x[c.name], args.profile_steps)
+        except Exception as error:
+            summary, table = {"error": f"{type(error).__name__}: {error}"[:2000]}, ""
+            traceback.print_exc()
+        report.data["profile"][c.name] = summary
+        report.event(config=c.name, phase="profile", **{k: v for k, v in summary.items() if k != "top"},
+                     elapsed_s=round(report.elapsed(), 1))
+        texts.append(f"## {c.name}\n\n```\n{json.dumps(summary, indent=1)}\n\n{table}\n```\n")
+        report.write()
+    if report.out and texts:
+        head = f"# Training-step profiles ({report.data['device']})\n\n"
+        (report.out / "profile.md").write_text(head + "\n".join(texts))
+
+
 def test_bpd(c: Config, test: Tensor, bf16: bool, batch: int) -> float:
     """Mean bits/dim on held-out images, eagerly (no compilation for the no-grad graph), bf16 autocast or not."""
     as_trained, c.bf16 = c.bf16, bf16
@@ -483,7 +675,11 @@ def train_compare(names: list[str], args: argparse.Namespace, device: torch.devi
     per_step = sum(step_s.get(n, 0.0) for n in names)
     left = args.budget_s - report.elapsed() - 30.0 * len(names)  # build, data, evaluation
     if per_step > 0 and steps * per_step > left:
-        cut = max(1, int(left / per_step))
+        cut = max(0, int(left / per_step))
+        if cut < MIN_TRAIN_STEPS:  # bits/dim after a handful of warm-up steps would compare nothing
+            report.event(phase="train", skipped=f"budget: {cut} steps would fit", budget_s=args.budget_s,
+                         elapsed_s=round(report.elapsed(), 1))
+            return
         if cut < steps:
             report.event(phase="train", train_steps_cut_from=steps, to=cut, budget_s=args.budget_s,
                          elapsed_s=round(report.elapsed(), 1), est_s_per_step_pair=round(per_step, 3))
@@ -561,8 +757,12 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
     parser.add_argument("--compile-backend", default=None, help="inductor (default on CUDA) or aot_eager (CPU default)")
     parser.add_argument("--compile-mode", default="default", help="inductor mode: default, max-autotune, ...")
-    parser.add_argument("--budget-s", type=float, default=480.0,
-                        help="wall-clock budget: the training phase is cut to fit (both libraries alike)")
+    parser.add_argument("--budget-s", type=float, default=270.0,
+                        help="wall-clock budget from start-up: compiled warm-ups, timing rounds, the profile and the "
+                             "training steps (both libraries alike) are cut to fit; keep ~60 s below the time-out")
+    parser.add_argument("--profile-steps", type=int, default=1, help="profiled training steps per config (0: none)")
+    parser.add_argument("--profile-configs", nargs="+", default=None,
+                        help="configurations to profile (default: normflows and our fastest)")
     parser.add_argument("--out", default=os.environ.get("OUT") or None,
                         help="folder for results.json and results.md (default: $OUT if set)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default 1 on CPU)")
@@ -611,6 +811,11 @@ def main() -> None:
     report.phase("build")
 
     for c in configs:
+        if c.compiled and report.elapsed() > WARMUP_END * args.budget_s:
+            report.data["configs"][c.name]["error"] = "skipped: budget"
+            report.event(config=c.name, phase="warmup", skipped="budget", budget_s=args.budget_s,
+                         elapsed_s=round(report.elapsed(), 1))
+            continue
         try:
             warm_up(c, inputs[c.name], args, report)
         except Exception as error:
@@ -621,9 +826,16 @@ def main() -> None:
     report.phase("warm-up (compilation included)")
 
     time_rounds(configs, inputs, args, report)
+    report.target()
     print()
     print(report.markdown(), flush=True)
     report.phase("timing")
+
+    if args.profile_steps and report.elapsed() < PROFILE_END * args.budget_s:
+        profile_phase(configs, inputs, args, report)
+        report.phase("profile")
+    elif args.profile_steps:
+        report.event(phase="profile", skipped="budget", elapsed_s=round(report.elapsed(), 1))
 
     if args.train_steps:
         timed = {c.name: args.batch / statistics.median(c.rates) for c in configs if c.rates}
@@ -636,9 +848,10 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         train_compare(names, args, device, report, timed)
+        report.target()
         report.phase("training")
-        print()
-        print(report.markdown(), flush=True)
+    print()  # the whole table last: the device tool's reply carries the end of the output
+    print(report.markdown(), flush=True)
 
 
 if __name__ == "__main__":
