@@ -76,5 +76,4 @@ def write_metrics(out: Path, lines: Sequence[str]) -> None:
 
 def bits_per_dim(nats_per_dim: float, n_bins: int) -> float:
     """Bits/dim of discrete data from the nats/dim of its dequantized density on [0, 1]^D."""
-    # -log p(x) of one dimension is nats_per_dim, so the library's formula applies with D = 1.
-    return float(metrics.bits_per_dim(torch.tensor(-nats_per_dim), (1,), n_bins))
+    return float(metrics.nats_to_bits(nats_per_dim, n_bins))

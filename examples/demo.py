@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 from pyro_flowzoo import FLOWS, build, plot  # noqa: E402
 from pyro_flowzoo.checkpoint import checkpoint_payload, save_checkpoint  # noqa: E402
-from pyro_flowzoo.cli import dataset_names, load_data  # noqa: E402
+from pyro_flowzoo.data import DATASETS, load  # noqa: E402
+from pyro_flowzoo.metrics import nats_to_bits  # noqa: E402
 from pyro_flowzoo.train import evaluate_nll, fit  # noqa: E402
 
 # Small settings that train in seconds on 2 cores; builders not listed here use their defaults.
@@ -80,15 +81,15 @@ def _panel(ax: Any, density: torch.Tensor, extent: tuple[float, ...], points: to
 def run_2d(name: str, flows: list[str], out: Path, steps: int, g: int, rows: list[dict[str, Any]],
            quick: bool = False) -> None:
     sizes = {"train": 500, "valid": 200, "test": 200} if quick else {"train": 5000, "valid": 1000, "test": 5000}
-    train, valid, test = (load_data(name, s, n=n) for s, n in sizes.items())
+    train, valid, test = (load(name, s, n=n) for s, n in sizes.items())
     pts, extent = _grid(train.x, g)
     panels = []
     results = {}
     entropy = None
-    if test.log_prob is not None:
+    if test.true_log_prob is not None:
         with torch.no_grad():
-            entropy = -test.log_prob(test.x.double()).mean().item() / 2
-            panels.append(("data (true density)", test.log_prob(pts.double()).exp().reshape(g, g).float(),
+            entropy = -test.true_log_prob(test.x.double()).mean().item() / 2
+            panels.append(("data (true density)", test.true_log_prob(pts.double()).exp().reshape(g, g).float(),
                            test.x[:1000]))
     for flow_name in flows:
         torch.manual_seed(0)
@@ -124,21 +125,23 @@ def run_2d(name: str, flows: list[str], out: Path, steps: int, g: int, rows: lis
 
 
 def run_images(out: Path, steps: int, rows: list[dict[str, Any]], quick: bool = False) -> Optional[str]:
-    if "digits" not in dataset_names():
+    if "digits" not in DATASETS:
         return "digits data set not available: image run skipped"
     n = 200 if quick else None  # digits: train 1,200 / valid 197 / test 400 images
-    train, valid, test = (load_data("digits", s, **({"n": n} if n else {})) for s in ("train", "valid", "test"))
-    plot.image_grid(train.x[:64].float(), n_levels=train.n_bins, title="digits (data)", path=out / "digits_data.png")
+    train, valid, test = (load("digits", s, **({"n": n} if n else {})) for s in ("train", "valid", "test"))
+    plot.image_grid(train.x[:64], n_levels=train.n_levels, title="digits (data)", path=out / "digits_data.png")
     results = {}
     for flow_name, hparams, lr in IMAGE_RUNS:
         if flow_name not in FLOWS:
             continue
         torch.manual_seed(0)
         flow = build(flow_name, train.event_shape, **hparams)
-        result = fit(flow, train.x, valid.x, steps=steps, batch_size=32 if quick else 128, lr=lr, seed=0,
-                     n_bins=train.n_bins, progress=False, patience=None)
-        nll = evaluate_nll(flow, test.x, n_bins=test.n_bins)
-        bpd = nll if test.n_bins is None else (nll + math.log(test.n_bins)) / math.log(2)
+        # integer levels: fit() and evaluate_nll() dequantize them with n_bins
+        result = fit(flow, train.tensor(integer=True), valid.tensor(integer=True), steps=steps,
+                     batch_size=32 if quick else 128, lr=lr, seed=0, n_bins=train.n_levels, progress=False,
+                     patience=None)
+        nll = evaluate_nll(flow, test.tensor(integer=True), n_bins=test.n_levels)
+        bpd = nats_to_bits(nll, test.n_levels)
         with torch.no_grad():
             plot.image_grid(flow.sample((64,), temperature=0.8), title=f"{flow_name} samples (T=0.8)",
                             path=out / f"digits_{flow_name}_samples.png")
@@ -200,7 +203,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     flows = vector_flows()
-    data_sets = [d for d in DATA_2D if d in dataset_names()]
+    data_sets = [d for d in DATA_2D if d in DATASETS]
     for name in data_sets[:1] if args.quick else data_sets:
         run_2d(name, flows, out, steps, g, rows, args.quick)
     note = run_images(out, image_steps, rows, args.quick)

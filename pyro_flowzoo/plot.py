@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from .flow import Flow, StandardLogistic, StandardUniform
+
+if TYPE_CHECKING:
+    from .data import DataSplit
 
 __all__ = [
     "density_2d",
@@ -37,6 +40,9 @@ __all__ = [
     "floored_samples",
     "interpolations",
     "training_curves",
+    "scatter_2d",
+    "samples_picture",
+    "training_pictures",
     "save_figure",
 ]
 
@@ -502,3 +508,83 @@ def training_curves(results: Union[Any, Mapping[str, Any]], *, unit: str = "nats
         ax.set_xscale("log")
     ax.legend(fontsize=7, frameon=False)
     return _finish(fig, path, title)
+
+
+# -- pictures of a trained flow (what the command line writes) ------------------------------------------
+def scatter_2d(x: Tensor, labels: Optional[Tensor] = None, *, title: Optional[str] = None,
+               path: Optional[PathLike] = None) -> Figure:
+    """A scatter plot of 2-D points ``(N, 2)``, coloured by ``labels`` where given.
+
+    Example:
+        >>> len(scatter_2d(torch.randn(20, 2), title="points").axes)
+        1
+    """
+    if x.dim() != 2 or x.shape[1] != 2:
+        raise ValueError(f"scatter_2d expects points of shape (N, 2), got {tuple(x.shape)}")
+    fig = Figure(figsize=(4, 4), layout="constrained")
+    ax = fig.subplots()
+    _scatter(ax, x, labels, s=3.0)
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _finish(fig, path, None)
+
+
+def _class_contexts(flow: Flow, n: int) -> Optional[Tensor]:
+    """One-hot contexts for ``n`` samples of a conditional flow: the classes in turn, sorted (a row per class)."""
+    if not flow.is_conditional:
+        return None
+    shape = tuple(flow.context_shape or ())
+    if len(shape) != 1:
+        raise ValueError(f"cannot draw a flow conditioned on contexts of shape {shape} as one picture; "
+                         f"expected one-hot class labels (K,)")
+    labels = (torch.arange(n) % shape[0]).sort().values
+    return torch.nn.functional.one_hot(labels, shape[0]).float()
+
+
+def samples_picture(flow: Flow, n: int = 64, *, temperature: float = 1.0, title: Optional[str] = None,
+                    path: Optional[PathLike] = None) -> Figure:
+    """``n`` samples of a flow as one picture: a grid for images (C, H, W), a scatter for 2-D points.
+
+    A flow conditioned on one-hot class labels (context shape ``(K,)``) draws the classes in turn, one grid
+    row (or one colour) per class.
+
+    Example:
+        >>> from pyro_flowzoo import build
+        >>> len(samples_picture(build("realnvp", (2,), num_layers=2, hidden_dims=(8,)), 30).axes)
+        1
+    """
+    context = _class_contexts(flow, n)
+    shape = tuple(flow.event_shape)
+    if len(shape) != 3 and shape != (2,):
+        raise ValueError(f"cannot draw samples of shape {shape} as a picture (2-D points or (C, H, W) images)")
+    x = _samples(flow, n, temperature, context)
+    if len(shape) == 3:
+        nrow = math.ceil(n / context.shape[1]) if context is not None else None
+        return image_grid(x, nrow=nrow, title=title, path=path)
+    labels = None if context is None else context.argmax(-1)
+    return scatter_2d(x, labels, title=title, path=path)
+
+
+def training_pictures(flow: Flow, data: DataSplit, out_dir: PathLike, result: Any = None) -> list[Path]:
+    """The pictures of a training run in ``out_dir``; returns their paths.
+
+    ``density.png``: data, true and model densities, samples (unconditional 2-D flows); ``samples.png``: a
+    sample grid (images; 10 per class for conditional flows); ``curves.png``: the training curves of
+    ``result`` (a :class:`~pyro_flowzoo.train.FitResult`) where it has any.
+    """
+    out = Path(out_dir)
+    paths = []
+    title = f"{flow.builder} on {data.name}"
+    if tuple(data.event_shape) == (2,) and not flow.is_conditional:
+        paths.append(out / "density.png")
+        density_2d(flow, data.tensor(2000), true_log_prob=data.true_log_prob, resolution=120, n_samples=1000,
+                   title=title, path=paths[-1])
+    elif len(data.event_shape) == 3:
+        paths.append(out / "samples.png")
+        n = 10 * flow.context_shape[0] if flow.is_conditional and len(flow.context_shape or ()) == 1 else 64
+        samples_picture(flow, n, title=title, path=paths[-1])
+    if result is not None and result.train_nll:
+        paths.append(out / "curves.png")
+        training_curves(result, unit="nats/dim", title=title, path=paths[-1])
+    return paths
