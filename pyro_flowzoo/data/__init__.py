@@ -117,12 +117,25 @@ class DataSplit:
             return int(self.labels.max()) + 1
         return None
 
-    def tensor(self, n: Optional[int] = None) -> Tensor:
-        """The (first ``n``) data points as one tensor, stacking a ``Dataset`` if need be."""
+    def tensor(self, n: Optional[int] = None, *, integer: bool = False) -> Tensor:
+        """The (first ``n``) data points as one tensor, stacking a ``Dataset`` if need be.
+
+        ``integer=True`` gives the levels of discrete data as an integer tensor (uint8 up to 256 levels, else
+        int64): the form :func:`pyro_flowzoo.fit` and :func:`~pyro_flowzoo.train.evaluate_nll` dequantize
+        with ``n_bins=n_levels``. Continuous data are returned as they are.
+
+        Example:
+            >>> load("digits", "test", n=3).tensor(integer=True).dtype
+            torch.uint8
+        """
         if isinstance(self.x, Tensor):
-            return self.x if n is None else self.x[:n]
-        count = len(self) if n is None else min(n, len(self))
-        return torch.stack([self.x[i][0] for i in range(count)])
+            x = self.x if n is None else self.x[:n]
+        else:
+            count = len(self) if n is None else min(n, len(self))
+            x = torch.stack([self.x[i][0] for i in range(count)])
+        if integer and self.discrete and x.is_floating_point():
+            x = x.round().to(torch.uint8 if (self.n_levels or 256) <= 256 else torch.long)
+        return x
 
 
 @dataclass(frozen=True)
