@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional, Sequence, Union
 
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.distributions import constraints
 from pyro.distributions.transforms import LowerCholeskyAffine
 from pyro.infer.autoguide import AutoContinuous
 from pyro.infer.autoguide.initialization import init_to_median
 from pyro.nn import PyroParam
 from torch import Tensor, nn
-from torch.distributions import AffineTransform, biject_to
+from torch.distributions import AffineTransform, Transform, biject_to
 
 from ..flow import Flow
 from ..flows.registry import FLOWS
+from ..nn.made import MADE
+from ..transforms.base import _FlowTransformMixin
+from ..transforms.mixture_cdf import MixtureCDFAutoregressive
+from ..transforms.normalization import ActNorm
+from ..transforms.planar_radial import Planar, Radial
 from .posterior import FlowPosterior
 
 __all__ = ["AutoFlowGuide", "VECTOR_BUILDERS", "GUIDE_DEFAULTS"]
@@ -23,8 +30,28 @@ __all__ = ["AutoFlowGuide", "VECTOR_BUILDERS", "GUIDE_DEFAULTS"]
 #: The vector builders an :class:`AutoFlowGuide` is meant to take (those registered can be used).
 VECTOR_BUILDERS: tuple[str, ...] = ("nice", "realnvp", "maf", "nsf_ar", "nsf_coupling", "ar_flow", "planar", "radial")
 
-#: Hyper-parameters passed to a builder unless the caller overrides them (a guide needs support R^D).
-GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {"ar_flow": {"to_real": True}}
+#: Hyper-parameters passed to a builder unless the caller overrides them: sizes for VI (the guide runs on
+#: every step, so it is kept small), support R^D (``ar_flow``), logistic mixture components (a mixture of
+#: identical standard logistics is the identity on the logit scale). ``hidden_dims``, where a builder takes
+#: it, defaults to two layers of ``max(32, 2 D)`` units.
+GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "nice": {"num_layers": 4},
+    "realnvp": {"num_layers": 4},
+    "maf": {"num_layers": 3, "max_log_scale": 3.0},
+    "nsf_ar": {"num_layers": 2, "num_bins": 8},
+    "nsf_coupling": {"num_layers": 4, "num_bins": 8},
+    "ar_flow": {"num_layers": 2, "num_components": 4, "family": "logistic", "to_real": True},
+    "planar": {"num_layers": 8},
+    "radial": {"num_layers": 8},
+}
+
+#: Builders whose latent-to-data pass is sequential (``D`` passes, or a root solve per entry): a guide
+#: samples on every step, so by default it uses their layers inverted (the parallel pass samples; for
+#: ``maf`` that is the inverse autoregressive flow of Kingma et al.).
+SEQUENTIAL_SAMPLERS: frozenset[str] = frozenset({"maf", "nsf_ar", "ar_flow"})
+
+_LAPLACE_MAX_DIM = 200  # a dense Hessian and Cholesky above that would dominate the set-up
+_INIT_PARTICLES = 64  # draws that score each candidate initial Gaussian (common random numbers)
 
 FlowSpec = Union[str, Callable[[tuple[int, ...]], Flow], None]
 
@@ -35,47 +62,205 @@ def _is_real_vector(support: constraints.Constraint) -> bool:
     return support is constraints.real
 
 
+def _vi_hidden(dim: int) -> tuple[int, int]:
+    return (max(32, 2 * dim),) * 2
+
+
+@torch.no_grad()
+def start_at_identity(flow: Flow) -> Flow:
+    """Sets every layer of ``flow`` to the identity map (mixture-CDF layers: within about 0.01 of it).
+
+    MADE conditioners get a zero output layer (MAF: zero shift and log-scale; splines: uniform bins and
+    unit derivatives; mixture CDFs: equal weights, unit scales and locations spread by +-0.1 only, which
+    keeps the components apart so their gradients differ); planar layers get ``\\hat u = 0``; radial
+    layers ``\\beta = 0``; a data-side ``ActNorm`` is marked initialised at the identity (the guide's
+    affine layer standardises instead). Couplings built on a zero-initialised MLP are the identity already.
+
+    Example:
+        >>> from pyro_flowzoo import FLOWS
+        >>> flow = start_at_identity(FLOWS["planar"]((3,), num_layers=2))
+        >>> z = torch.randn(4, 3)
+        >>> torch.allclose(flow.from_latent(z)[0], z, atol=1e-6)
+        True
+    """
+    for module in flow.modules():
+        if isinstance(module, MADE):
+            for layer in module._output_layers():
+                layer.weight.zero_()
+                if layer.bias is not None:
+                    layer.bias.zero_()
+        elif isinstance(module, Planar):
+            # u_hat = u + (softplus(w.u) - 1 - w.u) w / |w|^2 vanishes for u = c w with softplus(c |w|^2) = 1.
+            module.u.copy_(module.w * (math.log(math.expm1(1.0)) / module.w.pow(2).sum().clamp(min=1e-12)))
+        elif isinstance(module, Radial):
+            module.raw_beta.copy_(module.raw_alpha)  # beta = softplus(raw_beta) - softplus(raw_alpha) = 0
+        elif isinstance(module, ActNorm):
+            # A data-side standardisation would initialise itself from the guide's first samples; the
+            # guide's own affine layer does that job, so it starts (and stays marked) initialised at 0.
+            module.loc.zero_()
+            module.log_scale.zero_()
+            module.initialized.fill_(True)
+            module._init_seen = True
+    for module in flow.modules():
+        if isinstance(module, MixtureCDFAutoregressive):
+            k = module.num_components
+            module.made.output_bias[:, k: 2 * k] = torch.linspace(-0.1, 0.1, k) if k > 1 else 0.0
+    return flow
+
+
+class _Inverted(_FlowTransformMixin, Transform):
+    """A zoo layer run backwards: the guide samples through the layer's parallel (data-to-latent) pass."""
+
+    def __init__(self, layer: _FlowTransformMixin) -> None:
+        super().__init__(cache_size=0)
+        self._setup(layer.domain.event_dim)
+        self.layer = layer
+
+    def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y, log_det = self.layer.inverse_and_log_det(x)
+        return y, -log_det
+
+    def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x, log_det = self.layer.forward_and_log_det(y)
+        return x, -log_det
+
+
+class _FiniteGradient(torch.autograd.Function):
+    """Identity whose backward replaces non-finite entries of the incoming gradient by zero."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+class _GradientGuard(Transform):
+    r"""The identity, except that a non-finite gradient reaching the guide's sample is zeroed.
+
+    If the model's log-density is not finite at one particle (an overflowing ``exp`` in the model, a
+    scale that underflows to 0), that particle's gradient through the sample would be NaN and one Adam
+    step would turn every guide parameter into NaN. With the guard that particle only loses its
+    pathwise term on that step; the parameters stay finite and the loop goes on.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _GradientGuard)
+
+    def _call(self, x: Tensor) -> Tensor:
+        return _FiniteGradient.apply(x) if x.requires_grad else x
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return y
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[:-1])
+
+
+class _Chain(Transform):
+    """The guide's base-to-latent map as one transform (what :meth:`AutoFlowGuide.get_transform` returns).
+
+    The forward pass computes the log-determinant alongside and remembers the last pair by identity, so
+    ``NeuTraReparam``'s ``transform(z)`` then ``log_abs_det_jacobian(z, x)`` is one pass, not two.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+
+    def __init__(self, parts: Sequence[Transform]) -> None:
+        super().__init__(cache_size=0)
+        self.parts = list(parts)
+        self._pair: tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]] = (None, None, None)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def _forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        total = z.new_zeros(z.shape[:-1])
+        for t in self.parts:
+            if isinstance(t, _FlowTransformMixin):
+                x, log_det = t.forward_and_log_det(z)
+            else:
+                x = t(z)
+                log_det = t.log_abs_det_jacobian(z, x)
+            if log_det.dim() > total.dim():
+                log_det = log_det.reshape(log_det.shape[: total.dim()] + (-1,)).sum(-1)
+            total = total + log_det
+            z = x
+        return z, total
+
+    def _call(self, z: Tensor) -> Tensor:
+        x, log_det = self._forward_and_log_det(z)
+        self._pair = (z, x, log_det)
+        return x
+
+    def _inverse(self, x: Tensor) -> Tensor:
+        for t in reversed(self.parts):
+            x = t.inverse_and_log_det(x)[0] if isinstance(t, _FlowTransformMixin) else t.inv(x)
+        return x
+
+    def log_abs_det_jacobian(self, z: Tensor, x: Tensor) -> Tensor:
+        z0, x0, log_det = self._pair
+        if z0 is z and x0 is x:
+            return log_det
+        return self._forward_and_log_det(z)[1]
+
+
 class AutoFlowGuide(AutoContinuous):
     r"""An autoguide whose posterior over the model's unconstrained latent vector is a zoo flow.
 
     All latent sites are mapped to the unconstrained space (``biject_to(support).inv``) and packed
     into one vector of size ``D`` (:class:`~pyro.infer.autoguide.AutoContinuous` does that
     bookkeeping). The posterior over that vector is a flow ``T`` from :data:`~pyro_flowzoo.FLOWS`
-    followed by a learned affine layer:
+    on a standard normal base, followed by a learned affine layer:
 
     .. math::
-        \zeta = \mu + \sigma \odot T(z), \qquad z \sim p_Z, \qquad
-        \log q(\zeta) = \log p_Z(z) - \log|\det J_T(z)| - \sum_i \log \sigma_i
+        \zeta = \mu + \mathrm{diag}(\sigma) L\, T(z), \qquad z \sim N(0, I), \qquad
+        \log q(\zeta) = \log N(z; 0, I) - \log|\det J_T(z)| - \sum_i \log \sigma_i
 
-    With ``affine="tril"`` the last layer is ``mu + diag(sigma) L T(z)`` with ``L`` unit lower
-    triangular (the parametrisation of ``AutoMultivariateNormal``), so the guide contains every
-    Gaussian and the flow only has to model what is not Gaussian. Flows that cannot make linear
-    correlations themselves (radial layers are rotation-symmetric about their centres) need it.
+    with ``L`` unit lower triangular (``affine="tril"``, the default: the parametrisation of
+    ``AutoMultivariateNormal``), so the guide contains every Gaussian and the flow only has to model
+    what is not Gaussian; ``affine="diag"`` drops ``L``.
 
-    Builders start as (or near) the identity, and ``mu`` starts at ``init_loc_fn``'s point and
-    ``sigma`` at ``init_scale``, so the guide begins as a narrow Gaussian where the posterior is
-    (as :class:`~pyro.infer.autoguide.AutoNormal` does) while the flow's networks see standardised
-    inputs. The affine layer sits on the data side for that reason.
+    Defaults made for VI (measured in ``benchmarks/vi.py``):
 
-    Compared with Pyro's ``AutoNormalizingFlow(model, partial(iterated, n, affine_coupling))``:
-    Pyro's coupling keeps the first ``D // 2`` coordinates fixed and iterating it without a
-    permutation never transforms them, so those coordinates stay exactly ``N(0, 1)`` whatever the
-    posterior is (and there is no location/scale layer). Every coupling builder here alternates its
-    masks, and the affine layer moves every coordinate.
+    - **initialisation**: the flow starts at the identity (:func:`start_at_identity`), so the guide
+      starts as the Gaussian of the affine layer. With ``init_scale=None`` that Gaussian is chosen
+      among a Laplace approximation (the mode of the unconstrained log joint, found by L-BFGS from
+      ``init_loc_fn``'s point, and the inverse Hessian there, for ``D <= 200``) and ``N(init, s^2 I)``
+      for ``s`` in 0.1 and 1, by the ELBO of each on 64 common draws; the Laplace start makes a
+      Gaussian posterior nearly exact at step 0, and the check keeps it from being used where the mode
+      is a poor summary (Neal's funnel, whose mode sits in the neck). A float ``init_scale`` skips that
+      and starts at ``N(init, init_scale^2 I)``.
+    - **sizes** (:data:`GUIDE_DEFAULTS`): few layers of ``max(32, 2 D)`` hidden units;
+    - **direction**: builders whose sampling pass is sequential (:data:`SEQUENTIAL_SAMPLERS`) are used
+      with their layers inverted (``invert=None``), so sampling and scoring are one parallel pass per
+      layer;
+    - **stability**: log-scales are bounded in every affine layer of the zoo (tanh), spline bins and
+      derivatives have floors, and a non-finite gradient reaching the sample (the model's density
+      overflowing at one particle) is zeroed before it reaches any parameter, so an infinite or NaN
+      ELBO on one step leaves the parameters finite.
 
     The guide's distribution is a :class:`~pyro_flowzoo.infer.FlowPosterior`: it scores its own
-    samples from the forward pass, so ``Trace_ELBO`` never runs an inverse (planar and radial layers
-    have no closed-form inverse; MAF's inverse is its slow direction). ``median()`` and
+    samples from the forward pass, so ``Trace_ELBO`` never runs an inverse. ``median()`` and
     ``quantiles()`` are computed from ``num_summary_samples`` posterior samples per coordinate.
+    :meth:`get_base_dist` and :meth:`get_transform` make it usable with ``NeuTraReparam``.
 
     Args:
         model: a Pyro model with continuous latent sites.
         flow: a builder name in ``FLOWS`` (a vector builder, see :data:`VECTOR_BUILDERS`), a callable
-            ``event_shape -> Flow``, or ``None`` for the affine layer alone (a diagonal Normal guide).
+            ``event_shape -> Flow``, or ``None`` for the affine layer alone (a Gaussian guide).
         init_loc_fn: per-site initialisation (see Pyro's autoguide initialisation functions).
-        init_scale: initial ``sigma`` of the affine layer.
-        affine: ``"diag"`` (location and scale per coordinate) or ``"tril"`` (a full lower
-            triangular scale, ``D (D + 1) / 2`` parameters).
+        init_scale: initial ``sigma`` of the affine layer, or None for the automatic start above.
+        affine: ``"tril"`` (a full lower triangular scale, ``D (D + 1) / 2`` parameters) or ``"diag"``.
+        invert: use the builder's layers inverted (None: for :data:`SEQUENTIAL_SAMPLERS` only).
         num_summary_samples: samples used by :meth:`median` and :meth:`quantiles`.
         **builder_kwargs: hyper-parameters for the builder (merged over :data:`GUIDE_DEFAULTS`).
 
@@ -86,7 +271,9 @@ class AutoFlowGuide(AutoContinuous):
 
     References:
         Rezende, Mohamed, "Variational Inference with Normalizing Flows", arXiv:1505.05770;
-        Kucukelbir et al., "Automatic Differentiation Variational Inference", arXiv:1603.00788.
+        Kingma et al., "Improving Variational Inference with Inverse Autoregressive Flow", arXiv:1606.04934;
+        Kucukelbir et al., "Automatic Differentiation Variational Inference", arXiv:1603.00788;
+        Hoffman et al., "NeuTra-lizing Bad Geometry in HMC with Neural Transport", arXiv:1903.03704.
 
     Example:
         >>> import pyro
@@ -101,8 +288,8 @@ class AutoFlowGuide(AutoContinuous):
     """
 
     def __init__(self, model: Callable, flow: FlowSpec = "realnvp", *, init_loc_fn: Callable = init_to_median,
-                 init_scale: float = 0.1, affine: str = "diag", num_summary_samples: int = 1000,
-                 **builder_kwargs: Any) -> None:
+                 init_scale: Optional[float] = None, affine: str = "tril", invert: Optional[bool] = None,
+                 num_summary_samples: int = 1000, **builder_kwargs: Any) -> None:
         if isinstance(flow, str):
             if flow not in FLOWS:
                 raise ValueError(f"unknown flow {flow!r}; choose one of: {', '.join(sorted(FLOWS))}")
@@ -110,8 +297,8 @@ class AutoFlowGuide(AutoContinuous):
             raise ValueError(f"flow must be a builder name, a callable event_shape -> Flow, or None; got {flow!r}")
         if flow is None and builder_kwargs:
             raise ValueError(f"flow=None takes no builder hyper-parameters; got {sorted(builder_kwargs)}")
-        if not (isinstance(init_scale, float) and init_scale > 0):
-            raise ValueError(f"expected init_scale > 0 (a float), got {init_scale!r}")
+        if init_scale is not None and not (isinstance(init_scale, float) and init_scale > 0):
+            raise ValueError(f"expected init_scale > 0 (a float) or None, got {init_scale!r}")
         if affine not in ("diag", "tril"):
             raise ValueError(f"affine must be 'diag' or 'tril', got {affine!r}")
         if num_summary_samples < 2:
@@ -120,6 +307,7 @@ class AutoFlowGuide(AutoContinuous):
         self._builder_kwargs = dict(builder_kwargs)
         self._init_scale = init_scale
         self.affine = affine
+        self.invert = (isinstance(flow, str) and flow in SEQUENTIAL_SAMPLERS) if invert is None else bool(invert)
         self.num_summary_samples = int(num_summary_samples)
         super().__init__(model, init_loc_fn=init_loc_fn)
 
@@ -131,7 +319,10 @@ class AutoFlowGuide(AutoContinuous):
         name = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
         try:
             if isinstance(spec, str):
-                flow = FLOWS[spec]((dim,), **{**GUIDE_DEFAULTS.get(spec, {}), **self._builder_kwargs})
+                hparams = {**GUIDE_DEFAULTS.get(spec, {}), **self._builder_kwargs}
+                if "hidden_dims" not in hparams and spec not in ("planar", "radial"):
+                    hparams["hidden_dims"] = _vi_hidden(dim)
+                flow = FLOWS[spec]((dim,), **hparams)
             else:
                 flow = spec((dim,))
         except ValueError as e:
@@ -147,35 +338,128 @@ class AutoFlowGuide(AutoContinuous):
         if not _is_real_vector(flow.dist.support):
             raise ValueError(f"AutoFlowGuide: flow {name!r} has support {flow.dist.support}, expected R^{dim} "
                              "(for ar_flow pass to_real=True)")
+        if self.invert and not all(isinstance(t, _FlowTransformMixin) for t in flow._transforms):
+            raise ValueError(f"AutoFlowGuide: invert=True needs pyro_flowzoo transforms; {name!r} has others")
+        if isinstance(spec, str):
+            start_at_identity(flow)
         return flow
 
     def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
         super()._setup_prototype(*args, **kwargs)
-        loc = self._init_loc()
-        self.loc = nn.Parameter(loc)
-        self.scale = PyroParam(torch.full_like(loc, self._init_scale), constraints.softplus_positive)
+        flow = self._build_flow(self.latent_dim)  # first: a flow that cannot be built fails before any fitting
+        loc = self._init_loc().detach()
+        if self._init_scale is None:
+            loc, tril = self._initial_gaussian(loc, args, kwargs)
+        else:
+            tril = torch.diag(torch.full_like(loc, self._init_scale))
         if self.affine == "tril":
-            self.scale_tril = PyroParam(torch.eye(loc.numel(), dtype=loc.dtype, device=loc.device),
-                                        constraints.unit_lower_cholesky)
-        flow = self._build_flow(self.latent_dim)
+            scale = tril.diagonal()
+            unit_tril = tril / scale[:, None]
+        else:
+            scale, unit_tril = tril.pow(2).sum(-1).sqrt(), None
+        self.loc = nn.Parameter(loc.clone())
+        self.scale = PyroParam(scale.clone(), constraints.softplus_positive)
+        if unit_tril is not None:
+            self.scale_tril = PyroParam(unit_tril.clone(), constraints.unit_lower_cholesky)
         # Registered as a submodule: reading self.flow inside the guide calls pyro.module on it.
         self.flow = None if flow is None else flow.to(loc)
 
+    # -- the initial Gaussian -----------------------------------------------------------------
+    def _log_joint(self, latent: Tensor, args: tuple, kwargs: dict) -> Tensor:
+        """The model's log joint density of one packed unconstrained latent (Jacobians included)."""
+        values, log_det = {}, latent.new_zeros(())
+        for site, unconstrained in self._unpack_latent(latent):
+            transform = biject_to(site["fn"].support)
+            value = transform(unconstrained)
+            values[site["name"]] = value
+            log_det = log_det + transform.log_abs_det_jacobian(unconstrained, value).sum()
+        with poutine.block():  # invisible to the SVI trace (and its particle plate) this may run inside
+            trace = poutine.trace(poutine.condition(self.model, values)).get_trace(*args, **kwargs)
+        return trace.log_prob_sum() + log_det
+
+    def _laplace(self, loc: Tensor, args: tuple, kwargs: dict) -> Optional[tuple[Tensor, Tensor]]:
+        """Mode and Cholesky factor of the inverse Hessian there, or None if either is not usable."""
+        def neg_log_joint(u: Tensor) -> Tensor:
+            return -self._log_joint(u, args, kwargs)
+
+        u = loc.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([u], lr=1.0, max_iter=100, tolerance_change=1e-7, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            value = neg_log_joint(u)
+            value.backward()
+            return value
+
+        try:
+            opt.step(closure)
+            mode = u.detach()
+            hessian = torch.autograd.functional.hessian(neg_log_joint, mode)
+        except (ValueError, RuntimeError):  # a distribution refusing a parameter far from the start
+            return None
+        if not (bool(torch.isfinite(mode).all()) and bool(torch.isfinite(hessian).all())):
+            return None
+        chol_precision, info = torch.linalg.cholesky_ex(0.5 * (hessian + hessian.T))
+        if int(info) != 0:
+            return None
+        covariance = torch.cholesky_inverse(chol_precision)
+        tril, info = torch.linalg.cholesky_ex(covariance)
+        if int(info) != 0 or not bool(torch.isfinite(tril).all()):
+            return None
+        return mode, tril
+
+    def _initial_gaussian(self, loc: Tensor, args: tuple, kwargs: dict) -> tuple[Tensor, Tensor]:
+        """The best of the candidate starting Gaussians ``(mean, scale_tril)`` by a common-draws ELBO."""
+        dim = loc.numel()
+        candidates = [(loc, torch.diag(torch.full_like(loc, s))) for s in (0.1, 1.0)]
+        with torch.enable_grad():
+            laplace = self._laplace(loc, args, kwargs) if dim <= _LAPLACE_MAX_DIM else None
+        if laplace is not None:
+            candidates.insert(0, laplace)
+        eps = torch.randn(_INIT_PARTICLES, dim, dtype=loc.dtype, device=loc.device)
+        best, best_elbo = candidates[-1], -math.inf
+        with torch.no_grad():
+            for mean, tril in candidates:
+                z = mean + eps @ tril.T
+                log_q = dist.MultivariateNormal(mean, scale_tril=tril).log_prob(z)
+                try:
+                    log_p = torch.stack([self._log_joint(zs, args, kwargs) for zs in z])
+                except (ValueError, RuntimeError):
+                    continue
+                elbo = (log_p - log_q).mean().item()
+                if math.isfinite(elbo) and elbo > best_elbo:
+                    best, best_elbo = (mean, tril), elbo
+        return best
+
     # -- the posterior ------------------------------------------------------------------------
+    def _affine(self) -> Transform:
+        if self.affine == "tril":
+            return LowerCholeskyAffine(self.loc, self.scale[..., None] * self.scale_tril)
+        return AffineTransform(self.loc, self.scale, event_dim=1)
+
+    def _flow_parts(self) -> list[Transform]:
+        flow = self.flow  # one read: each read of a submodule of a PyroModule registers its parameters again
+        if flow is None:
+            return []
+        parts = flow._transforms
+        return [_Inverted(t) for t in reversed(parts)] if self.invert else list(parts)
+
+    def get_base_dist(self) -> dist.TorchDistribution:
+        """The base distribution ``N(0, I_D)`` of :meth:`get_transform` (for ``NeuTraReparam``)."""
+        zeros = torch.zeros_like(self.loc)
+        return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+
+    def get_transform(self, *args: Any, **kwargs: Any) -> Transform:
+        """The map from :meth:`get_base_dist` to the packed unconstrained latent (flow, then affine layer)."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        return _Chain([*self._flow_parts(), self._affine()])
+
     def get_posterior(self, *args: Any, **kwargs: Any) -> FlowPosterior:
         """The posterior over the packed unconstrained latent vector (a Pyro distribution on R^D)."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        if self.affine == "tril":
-            affine = LowerCholeskyAffine(self.loc, self.scale[..., None] * self.scale_tril)
-        else:
-            affine = AffineTransform(self.loc, self.scale, event_dim=1)
-        flow = self.flow
-        if flow is None:
-            base = dist.Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
-            return FlowPosterior(base, [affine])
-        flow_dist = flow.dist
-        return FlowPosterior(flow_dist.base_dist, [*flow_dist.transforms, affine])
+        return FlowPosterior(self.get_base_dist(), [*self._flow_parts(), self._affine(), _GradientGuard()])
 
     # -- summaries by sampling ----------------------------------------------------------------
     def _constrain(self, latent: Tensor) -> dict[str, Tensor]:

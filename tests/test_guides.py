@@ -1,0 +1,179 @@
+"""AutoFlowGuide's VI defaults: identity start, initial Gaussian, stability, NeuTra and Pyro integration."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import MCMC, NUTS, SVI, JitTrace_ELBO, Predictive, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer.autoguide import AutoMultivariateNormal
+from pyro.infer.reparam import NeuTraReparam
+from pyro.optim import Adam
+
+from pyro_flowzoo import FLOWS
+from pyro_flowzoo.infer import GUIDE_DEFAULTS, VECTOR_BUILDERS, AutoFlowGuide, GaussianLinearPosterior, funnel_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BUILDERS = [pytest.param(n, id=n, marks=pytest.mark.skipif(n not in FLOWS, reason=f"{n} not registered"))
+            for n in VECTOR_BUILDERS]
+# The defaults' layer counts with narrow networks: what these tests check does not depend on width.
+TINY = {n: {**{k: v for k, v in GUIDE_DEFAULTS.get(n, {}).items() if k != "num_layers"}, "num_layers": 2}
+        for n in VECTOR_BUILDERS}
+for n in ("nice", "realnvp", "maf", "nsf_ar", "nsf_coupling", "ar_flow"):
+    TINY[n]["hidden_dims"] = (8,)
+
+
+def svi_steps(model, guide, steps: int, lr: float = 1e-2, particles: int = 8, vectorize: bool = True,
+              loss=Trace_ELBO, *args) -> list[float]:
+    elbo = loss(num_particles=particles, vectorize_particles=vectorize, max_plate_nesting=1)
+    svi = SVI(model, guide, Adam({"lr": lr}), elbo)
+    return [svi.step(*args) for _ in range(steps)]
+
+
+def params_finite() -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in pyro.get_param_store().values())
+
+
+# -- start ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", BUILDERS)
+def test_default_guide_starts_as_its_affine_layer(name):
+    """Flow layers start at the identity, so the guide's transform is exactly mu + sigma L z at step 0."""
+    guide = AutoFlowGuide(partial(funnel_model, 4), name, init_scale=0.5)
+    guide()
+    z = torch.randn(64, 4)
+    x = guide.get_transform()(z)
+    expected = guide.loc + guide.scale * z  # L is the identity at the start
+    atol = 1e-2 if name == "ar_flow" else 1e-5  # mixture-CDF layers keep their components 0.1 apart
+    assert torch.allclose(x, expected, atol=atol)
+    # The flow has parameters that can move it away from the identity.
+    assert sum(p.numel() for p in guide.flow.parameters()) > 0
+
+
+def test_laplace_start_is_the_gaussian_posterior():
+    problem = GaussianLinearPosterior(3)
+    guide = AutoFlowGuide(problem.model, "realnvp", **TINY["realnvp"])
+    guide()
+    theta = guide.latent_samples(20000).double()  # MC s.e.: 0.007 sd for the mean, ~0.01 for the covariance
+    sd = problem.cov.diagonal().sqrt()
+    assert ((theta.mean(0) - problem.mean) / sd).abs().max() < 0.05
+    assert ((torch.cov(theta.T) - problem.cov) / (sd[:, None] * sd)).abs().max() < 0.05
+
+
+def test_funnel_start_is_not_the_laplace_approximation():
+    """The funnel's mode sits in the neck (v = -9 (D - 1) / 2): the ELBO check must reject it."""
+    guide = AutoFlowGuide(partial(funnel_model, 6), "realnvp", **TINY["realnvp"])
+    guide()
+    assert guide.scale.min() > 0.05 and guide.loc[0] > -5.0
+    pyro.clear_param_store()  # both guides' parameters have the same names in Pyro's store
+    explicit = AutoFlowGuide(partial(funnel_model, 6), "realnvp", init_scale=0.3, **TINY["realnvp"])
+    explicit()
+    assert torch.allclose(explicit.scale, torch.full((6,), 0.3))
+
+
+# -- stability --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", BUILDERS)
+def test_plain_loop_on_the_funnel_keeps_parameters_finite(name):
+    guide = AutoFlowGuide(partial(funnel_model, 4), name, **TINY[name])
+    losses = svi_steps(partial(funnel_model, 4), guide, steps=15, lr=1e-2, particles=16)
+    assert params_finite()
+    assert math.isfinite(losses[-1])
+
+
+@pytest.mark.parametrize("particles,vectorize", [(1, False), (4, False), (16, True)])
+def test_particles_vectorised_or_not(particles, vectorize):
+    guide = AutoFlowGuide(partial(funnel_model, 4), "realnvp", **TINY["realnvp"])
+    losses = svi_steps(partial(funnel_model, 4), guide, 5, 1e-3, particles, vectorize)
+    assert params_finite() and all(math.isfinite(v) for v in losses)
+
+
+def overflow_model():
+    """A likelihood that overflows wherever z_0 > 1: log density -inf there, and an infinite gradient."""
+    z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    gain = torch.where(z[..., 0] > 1.0, torch.tensor(math.inf), torch.tensor(1.0))
+    pyro.sample("y", dist.Normal(z[..., 0] * gain, 1.0), obs=torch.tensor(0.0))
+
+
+def test_non_finite_elbo_does_not_corrupt_parameters():
+    guide = AutoFlowGuide(overflow_model, "realnvp", init_scale=1.0, **TINY["realnvp"])
+    losses = svi_steps(overflow_model, guide, steps=3, particles=64)
+    assert not all(math.isfinite(v) for v in losses)  # some particles hit the NaN region
+    assert params_finite()
+    # Without the guard one such step turns Pyro's own guide into NaN.
+    pyro.clear_param_store()
+    svi_steps(overflow_model, AutoMultivariateNormal(overflow_model, init_scale=1.0), steps=1, particles=64)
+    assert not params_finite()
+
+
+# -- Pyro integration ------------------------------------------------------------------------------
+def test_neutra_nuts_on_a_funnel():
+    model = partial(funnel_model, 3)
+    guide = AutoFlowGuide(model, "realnvp", **TINY["realnvp"])
+    svi_steps(model, guide, steps=60, lr=1e-2, particles=8)
+    neutra = NeuTraReparam(guide.requires_grad_(False))
+    reparam_model = pyro.poutine.reparam(model, config=lambda site: neutra)
+    mcmc = MCMC(NUTS(reparam_model, max_tree_depth=4), warmup_steps=30, num_samples=40, disable_progbar=True)
+    mcmc.run()
+    latent = mcmc.get_samples()["v_shared_latent"]
+    assert latent.shape == (40, 3)
+    samples = neutra.transform_sample(latent)
+    assert samples["v"].shape == (40,) and samples["x"].shape == (40, 2)
+    assert bool(torch.isfinite(samples["x"]).all())
+    # The chain moves along the funnel's neck (v ~ N(0, 3^2)) instead of sticking.
+    assert samples["v"].std() > 1.0
+    # get_transform's log-determinant is the Jacobian's.
+    z = torch.randn(3)
+    transform = guide.get_transform()
+    jac = torch.autograd.functional.jacobian(transform, z)
+    assert torch.allclose(transform.log_abs_det_jacobian(z, transform(z)), torch.linalg.slogdet(jac)[1], atol=1e-4)
+
+
+def constrained_model(data):
+    """Positive, simplex and bounded sites, a latent inside a plate, and a data plate."""
+    rate = pyro.sample("rate", dist.Gamma(2.0, 2.0))
+    probs = pyro.sample("probs", dist.Dirichlet(torch.ones(3)))
+    frac = pyro.sample("frac", dist.Beta(2.0, 2.0))
+    with pyro.plate("groups", 2, dim=-1):
+        offset = pyro.sample("offset", dist.Normal(0.0, rate))
+    with pyro.plate("data", data.shape[0], dim=-1):
+        pyro.sample("y", dist.Normal(offset.sum(-1, keepdim=True) + frac + probs[..., :1], 1.0), obs=data)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:FutureWarning")
+@pytest.mark.parametrize("loss", [Trace_ELBO, TraceMeanField_ELBO, JitTrace_ELBO], ids=lambda c: c.__name__)
+def test_elbos_constrained_sites_and_plates(loss):
+    data = torch.tensor([0.3, 0.8, 1.1, 0.2])
+    guide = AutoFlowGuide(constrained_model, "realnvp", **TINY["realnvp"])
+    # JIT needs the default ELBO keyword arguments only; the others get vectorised particles too.
+    if loss is JitTrace_ELBO:
+        elbo = loss(num_particles=2, max_plate_nesting=1, ignore_jit_warnings=True)
+    else:
+        elbo = loss(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
+    svi = SVI(constrained_model, guide, Adam({"lr": 1e-2}), elbo)
+    losses = [svi.step(data) for _ in range(4)]
+    assert all(math.isfinite(v) for v in losses) and params_finite()
+    assert guide.latent_dim == 1 + 2 + 1 + 2  # the simplex of 3 has 2 unconstrained coordinates
+    draws = Predictive(constrained_model, guide=guide, num_samples=50, parallel=True)(data)
+    assert (draws["rate"] > 0).all()
+    assert torch.allclose(draws["probs"].sum(-1), torch.ones(()), atol=1e-5) and (draws["probs"] > 0).all()
+    assert ((draws["frac"] > 0) & (draws["frac"] < 1)).all()
+    assert draws["offset"].shape[-1] == 2 and draws["y"].shape[-1] == 4
+    median, q = guide.median(data), guide.quantiles([0.1, 0.9], data)
+    assert median["probs"].shape == (3,) and q["offset"].shape == (2, 2)
+    assert (q["rate"][0] < median["rate"]).all() and (median["rate"] < q["rate"][1]).all()
+
+
+def test_sequential_builders_sample_through_their_parallel_pass():
+    """maf's guide is an IAF: its posterior samples and scores with one MADE pass per layer."""
+    guide = AutoFlowGuide(partial(funnel_model, 5), "maf", **TINY["maf"])
+    guide()
+    assert guide.invert and not AutoFlowGuide(partial(funnel_model, 5), "realnvp").invert
+    calls = []
+    for made in (m for m in guide.flow.modules() if type(m).__name__ == "MADE"):
+        made.register_forward_hook(lambda *a: calls.append(1))
+    guide.get_posterior().rsample((7,))
+    assert len(calls) == 2  # one pass per layer, not one per dimension
