@@ -248,6 +248,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", nargs="*", default=TARGETS, choices=TARGETS)
     parser.add_argument("--guides", nargs="*", default=OURS + PYRO_GUIDES)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/vi.json"))
+    parser.add_argument("--also", nargs="*", type=Path, default=[],
+                        help="more result files (other processes' --out) to include in the table")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the results so far")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.seeds = 30, 1
@@ -257,10 +260,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else []
     done = {(r["guide"], r["target"], r["seed"], r["steps"]) for r in results}
-    if "logreg" in args.targets and not args.quick:
+    if "logreg" in args.targets and not args.quick and not args.table_only:
         nuts_reference()
     jobs = [(g, t, s, args.steps) for t in args.targets for g in args.guides for s in range(args.seeds)
-            if (g, t, s, args.steps) not in done]
+            if (g, t, s, args.steps) not in done and not args.table_only]
     pool = mp.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     it = pool.imap_unordered(_run_star, jobs) if pool else map(_run_star, jobs)
     for r in it:
@@ -270,7 +273,11 @@ def main(argv: list[str] | None = None) -> None:
         args.out.write_text(json.dumps(results, indent=1))
     if pool:
         pool.close()
-    mine = [r for r in results if r["steps"] == args.steps and r["guide"] in args.guides]
+    for path in args.also:
+        key = ("guide", "target", "seed", "steps")
+        results += [r for r in json.loads(path.read_text()) if tuple(r[k] for k in key) not in done]
+    mine = [r for r in results
+            if r["steps"] == args.steps and r["guide"] in args.guides and r["target"] in args.targets]
     lines = table(mine, args.guides, args.targets)
     md = args.out.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n")
