@@ -4,6 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The offline data files next to this checkout (MNIST IDX), where present; an existing setting wins.
+WORKSPACE_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(WORKSPACE_DATA)),)
+export PYRO_FLOWZOO_DATA ?= $(WORKSPACE_DATA)
+endif
+
 .PHONY: test demo lint venv clean
 
 $(STAMP): setup.cfg pyproject.toml

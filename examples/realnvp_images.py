@@ -30,8 +30,8 @@ from pyro_flowzoo.train import evaluate_nll, fit
 def main(argv=None) -> None:
     p = _common.parser("realnvp_images", __doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist", choices=["celeba", "cifar10", "mnist", "fashion_mnist", "digits"])
-    p.add_argument("--root", default=None, help="directory with the data files (default: $PYRO_FLOWZOO_DATA or "
-                                                "../shared/data)")
+    p.add_argument("--root", default=None, help="directory with the data files (default: $PYRO_FLOWZOO_DATA, "
+                                                "else ~/.cache/pyro_flowzoo)")
     p.add_argument("--n-bits", type=int, default=8, help="CelebA: keep this many bits per channel (e.g. 5)")
     p.add_argument("--n-train", type=int, default=None, help="use only the first N training images")
     p.add_argument("--epochs", type=int, default=30)

@@ -1,9 +1,10 @@
 """A VAE whose encoder ends in a conditional flow, against the plain Gaussian encoder.
 
-Binarised 8x8 digits (scikit-learn, bundled; ``--mnist`` uses the 10,000 MNIST test images in
-``/work/shared/data/mnist`` if present), a Bernoulli decoder MLP, a ``k``-dimensional standard normal
-prior. Encoders (``pyro_flowzoo.infer.FlowEncoder``): a diagonal Gaussian, and the same Gaussian
-followed by a conditional RealNVP or a conditional IAF reading a context vector from the encoder.
+Binarised 8x8 digits (scikit-learn, bundled; ``--mnist`` uses the 10,000 MNIST test images from the data
+root: ``--root``, else ``$PYRO_FLOWZOO_DATA``, else ``~/.cache/pyro_flowzoo``), a Bernoulli decoder MLP, a
+``k``-dimensional standard normal prior. Encoders (``pyro_flowzoo.infer.FlowEncoder``): a diagonal Gaussian,
+and the same Gaussian followed by a conditional RealNVP or a conditional IAF reading a context vector from the
+encoder.
 Every VAE is trained with Pyro's SVI (Trace_ELBO) for the same number of steps from the same seed.
 Reported on the test split (a fixed shuffle): the ELBO and the importance-weighted bound with
 ``K = 200`` samples (IWAE; a tighter estimate of ``log p(x)``), in nats per image.
@@ -17,7 +18,6 @@ Writes under ``--out`` (default ``runs/examples/vi_vae``): ``metrics.md``, ``met
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import time
@@ -35,20 +35,19 @@ from pyro.optim import ClippedAdam  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
+from pyro_flowzoo.data import data_root  # noqa: E402
+from pyro_flowzoo.data.images import find_idx_dir, load_idx_pair  # noqa: E402
 from pyro_flowzoo.infer import FlowEncoder  # noqa: E402
 from pyro_flowzoo.nn import MLP  # noqa: E402
 
-MNIST = Path("/work/shared/data/mnist/t10k-images-idx3-ubyte.gz")
 
-
-def load_data(mnist: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def load_data(mnist: bool, seed: int, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Binarised images (threshold at half intensity), a fixed 85/15 train/test shuffle, and the side length."""
     if mnist:
-        if not MNIST.exists():
-            raise SystemExit(f"--mnist: {MNIST} not found")
-        with gzip.open(MNIST, "rb") as f:
-            raw = f.read()
-        images = torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).reshape(-1, 784).float() / 255
+        directory = find_idx_dir([data_root(root)], ("mnist", "MNIST/raw", "MNIST"))
+        if directory is None:
+            raise SystemExit(f"--mnist: no t10k-images-idx3-ubyte[.gz] in {data_root(root)} or its mnist/")
+        images = load_idx_pair(directory, "t10k")[0].reshape(-1, 784).float() / 255
         side = 28
     else:
         images = torch.tensor(load_digits().data, dtype=torch.float32) / 16
@@ -99,6 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/examples/vi_vae"))
     parser.add_argument("--mnist", action="store_true", help="MNIST test images instead of 8x8 digits")
+    parser.add_argument("--root", default=None, help="data root (default: $PYRO_FLOWZOO_DATA, else "
+                                                     "~/.cache/pyro_flowzoo)")
     parser.add_argument("--latent-dim", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=None, help="default 150 (digits), 20 (MNIST); quick: 1")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--encoders", nargs="*", default=["gaussian", "realnvp", "iaf"])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    train, test, side = load_data(args.mnist, args.seed)
+    train, test, side = load_data(args.mnist, args.seed, args.root)
     if args.quick:
         train, test = train[:200], test[:100]
     epochs = args.epochs or (1 if args.quick else (20 if args.mnist else 150))

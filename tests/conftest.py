@@ -1,6 +1,15 @@
+import os
+from pathlib import Path
+
 import pyro
 import pytest
 import torch
+
+# The offline data files (MNIST IDX) of this checkout's workspace, where present: the library itself only
+# reads root= / $PYRO_FLOWZOO_DATA / ~/.cache/pyro_flowzoo; tests needing the files skip without them.
+_WORKSPACE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not os.environ.get("PYRO_FLOWZOO_DATA") and _WORKSPACE_DATA.is_dir():
+    os.environ["PYRO_FLOWZOO_DATA"] = str(_WORKSPACE_DATA)
 
 
 @pytest.fixture(autouse=True)

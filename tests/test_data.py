@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -11,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_flowzoo.data import DATASETS, DataSplit, dequantize, load, make_shapes, quantize, toy
+from pyro_flowzoo.data import DATASETS, DataSplit, data_root, dequantize, load, make_shapes, quantize, toy
 from pyro_flowzoo.data.images import read_idx
 
 ISSUE_NAMES = ["moons", "smiley", "two_gaussians", "mog", "8gaussians", "checkerboard", "2spirals", "rings",
                "pinwheel", "circles", "swissroll", "shapes", "digits", "mnist", "fashion_mnist", "cifar10", "celeba",
                "flowers102"]
 TOYS = [n for n, info in DATASETS.items() if info.kind == "toy"]
-MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+MNIST_DIR = data_root() / "mnist"  # conftest points $PYRO_FLOWZOO_DATA at the offline files where present
 
 
 def test_registry_has_the_issue_names():
@@ -135,10 +136,32 @@ def test_bad_idx_file(tmp_path):
         load("mnist", root=str(tmp_path))
 
 
-@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="no ../shared/data/mnist")
-def test_mnist_from_shared_data():
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="no mnist directory in the data root ($PYRO_FLOWZOO_DATA)")
+def test_mnist_from_the_data_root():
     d = load("mnist", "test", n=16)
     assert d.x.shape == (16, 1, 28, 28) and d.x.max() > 200 and d.labels.max() <= 9
+
+
+def test_data_root_from_argument_else_env_else_home_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYRO_FLOWZOO_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_root() == tmp_path / "home" / ".cache" / "pyro_flowzoo"
+    monkeypatch.setenv("PYRO_FLOWZOO_DATA", str(tmp_path / "env"))
+    assert data_root() == tmp_path / "env"
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+
+
+def test_loaders_read_the_env_root_unless_given_root(tmp_path, monkeypatch):
+    env, arg = tmp_path / "env", tmp_path / "arg"
+    (env / "mnist").mkdir(parents=True)
+    arg.mkdir()
+    _write_idx(env / "mnist" / "t10k-images-idx3-ubyte", np.zeros((20, 2, 2)))
+    _write_idx(arg / "t10k-images-idx3-ubyte", np.zeros((10, 2, 2)))
+    monkeypatch.setenv("PYRO_FLOWZOO_DATA", str(env))
+    assert len(load("mnist", "test")) == 4  # 20% of the 20 images under $PYRO_FLOWZOO_DATA/mnist
+    assert len(load("mnist", "test", root=str(arg))) == 2  # root= wins over the variable
+    with pytest.raises(FileNotFoundError, match=re.escape(str(env))):  # the torchvision sets look there too
+        load("cifar10", "test")
 
 
 def test_cifar10_from_fake_batches(tmp_path, monkeypatch):

@@ -18,19 +18,20 @@ use :func:`dequantize` for continuous values in ``[0, 1]`` and :func:`pyro_flowz
 
 - ``digits``: scikit-learn's 8x8 digits (offline), 17 levels; a fixed permutation (seed 0) gives
   train 1,200 / valid 197 / test 400 images.
-- ``mnist`` / ``fashion_mnist``: IDX files (``*-images-idx3-ubyte[.gz]``, ``*-labels-idx1-ubyte[.gz]``) in a
-  directory searched as ``root=`` (or ``$PYRO_FLOWZOO_DATA``, else ``<repo>/../shared/data``), then its
-  ``mnist``/``MNIST/raw`` (``fashion_mnist``/``FashionMNIST/raw``) subdirectories; 256 levels. With the
+- ``mnist`` / ``fashion_mnist``: IDX files (``*-images-idx3-ubyte[.gz]``, ``*-labels-idx1-ubyte[.gz]``) in the
+  data root or its ``mnist``/``MNIST/raw`` (``fashion_mnist``/``FashionMNIST/raw``) subdirectories; 256 levels. With the
   ``train-*`` files present: train = first 55,000 training images, valid = last 5,000, test = the 10,000 test
   images. With only the ``t10k-*`` files (the offline case): train = test images 0-6,999, valid = 7,000-7,999,
   test = 8,000-9,999. ``download=True`` fetches them through torchvision where the network allows.
-- ``cifar10``, ``celeba``, ``flowers102``: torchvision sets under ``root=`` (``download=True`` where the
+- ``cifar10``, ``celeba``, ``flowers102``: torchvision sets under the data root (``download=True`` where the
   network allows); ``x`` is a torch ``Dataset`` of ``(levels (C, H, W), target)`` items. CIFAR-10: valid is
   the last 5,000 training images. CelebA: 148x148 centre crop resized to ``size`` (32) with ``n_bits``
   (8, or e.g. 5 or 2 as in Glow); targets are the 40 attributes. Flowers102: centre square crop resized to
   ``size`` (32); its own train/val/test splits.
 
-Every loader takes ``n=`` (keep the first ``n`` items of the split).
+Every loader takes ``n=`` (keep the first ``n`` items of the split). The loaders that read files take
+``root=``, the data root; by default it is ``$PYRO_FLOWZOO_DATA`` when set, else ``~/.cache/pyro_flowzoo``
+(see :func:`data_root`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ..transforms.elementwise import uniform_dequantize
 from . import images as _images
 from . import exact, toy
 from .exact import EXACT_SETS, ExactSet
+from .images import data_root
 from .shapes import SHAPE_NAMES, make_shapes
 from .toy import moons_log_prob, sample_moons, sample_smiley, smiley_log_prob
 
@@ -58,6 +60,7 @@ __all__ = [
     "DatasetInfo",
     "DataSplit",
     "load",
+    "data_root",
     "dequantize",
     "quantize",
     "make_shapes",
@@ -256,12 +259,11 @@ def _load_idx_set(name: str, split: str = "train", n: Optional[int] = None, root
                   download: bool = False) -> DataSplit:
     _check_split(name, split)
     subdirs, tv_name, classes = _IDX_SETS[name]
-    roots = _images.default_roots(root)
-    directory = _images.find_idx_dir(roots, subdirs)
+    target = data_root(root)
+    directory = _images.find_idx_dir([target], subdirs)
     if directory is None and download:
         import torchvision
 
-        target = roots[0]
         try:
             getattr(torchvision.datasets, tv_name)(str(target), train=True, download=True)
             getattr(torchvision.datasets, tv_name)(str(target), train=False, download=True)
@@ -270,8 +272,7 @@ def _load_idx_set(name: str, split: str = "train", n: Optional[int] = None, root
                                               f"there by hand") from None
         directory = _images.find_idx_dir([target], subdirs)
     if directory is None:
-        where = ", ".join(str(r) for r in roots)
-        raise _missing(name, where, "pass root=DIR holding t10k-images-idx3-ubyte.gz (and train-*), set "
+        raise _missing(name, str(target), "pass root=DIR holding t10k-images-idx3-ubyte.gz (and train-*), set "
                                     "PYRO_FLOWZOO_DATA, or use download=True where the network allows")
     test = _images.load_idx_pair(directory, "t10k")
     train = _images.load_idx_pair(directory, "train")
@@ -315,17 +316,12 @@ def _torchvision(name: str, make: Callable[[], Any], root: Path) -> Any:
                                         f"files, or download=True where the network allows") from None
 
 
-def _root_for(root: Optional[str]) -> Path:
-    roots = _images.default_roots(root)
-    return next((r for r in roots if r.exists()), roots[0])
-
-
 def _load_cifar10(split: str = "train", n: Optional[int] = None, root: Optional[str] = None,
                   download: bool = False) -> DataSplit:
     _check_split("cifar10", split)
     import torchvision
 
-    base = _root_for(root)
+    base = data_root(root)
     ds = _torchvision("cifar10", lambda: torchvision.datasets.CIFAR10(str(base), train=split != "test",
                                                                        download=download), base)
     data = torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous()
@@ -359,7 +355,7 @@ def _load_celeba(split: str = "train", n: Optional[int] = None, root: Optional[s
     import torchvision
     from torchvision import transforms as T
 
-    base = _root_for(root)
+    base = data_root(root)
     ds = _torchvision("celeba", lambda: torchvision.datasets.CelebA(
         str(base), split=split, target_type="attr", download=download), base)
     prepare = T.Compose([T.CenterCrop(148), T.Resize(size, antialias=True)])
@@ -382,7 +378,7 @@ def _load_flowers102(split: str = "train", n: Optional[int] = None, root: Option
     import torchvision
     from torchvision import transforms as T
 
-    base = _root_for(root)
+    base = data_root(root)
     tv_split = {"train": "train", "valid": "val", "test": "test"}[split]
     ds = _torchvision("flowers102", lambda: torchvision.datasets.Flowers102(str(base), split=tv_split,
                                                                              download=download), base)

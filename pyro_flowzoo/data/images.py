@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["read_idx", "find_idx_dir", "default_roots", "LevelsDataset"]
+__all__ = ["read_idx", "find_idx_dir", "data_root", "DATA_ENV", "LevelsDataset"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -47,16 +47,23 @@ def read_idx(path: PathLike) -> Tensor:
     return torch.from_numpy(body.reshape(shape).copy())
 
 
-def default_roots(root: Optional[PathLike] = None) -> list[Path]:
-    """Where data sets are looked for: ``root``, else ``$PYRO_FLOWZOO_DATA``, else ``<repo>/../shared/data``."""
+DATA_ENV = "PYRO_FLOWZOO_DATA"
+
+
+def data_root(root: Optional[PathLike] = None) -> Path:
+    """The directory data files are read from (and downloaded to).
+
+    ``root`` when given, else ``$PYRO_FLOWZOO_DATA`` when set, else ``~/.cache/pyro_flowzoo``.
+
+    Example:
+        >>> data_root("/data/sets")
+        PosixPath('/data/sets')
+    """
     if root is not None:
-        return [Path(root).expanduser()]
-    roots = []
-    if os.environ.get("PYRO_FLOWZOO_DATA"):
-        roots.append(Path(os.environ["PYRO_FLOWZOO_DATA"]).expanduser())
-    repo = Path(__file__).resolve().parents[2]
-    roots.append(repo.parent / "shared" / "data")
-    return roots
+        return Path(root).expanduser()
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    return Path("~/.cache/pyro_flowzoo").expanduser()
 
 
 def _idx_file(directory: Path, stem: str) -> Optional[Path]:
