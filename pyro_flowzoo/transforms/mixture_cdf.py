@@ -296,10 +296,10 @@ def mixture_quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale
     ``|target_logit|`` beyond where ``sigmoid`` underflows, the component quantiles are bracketed by
     Mills-ratio bounds instead). The root is found by :func:`monotone_solve` on the logit scale
     (accurate in both tails, for every finite target a flow produces: no clamp at +-80 / +-700, where
-    ``sigmoid`` underflows, as there used to be); one differentiable
-    Newton step at the root then gives gradients with respect to the target and the mixture parameters
-    (implicit function theorem). The result satisfies ``|x - x_hat| < 1e-6 (1 + |x|)`` in float64
-    and ``1e-4 (1 + |x|)`` in float32, far tails included, within the fixed iteration cap.
+    ``sigmoid`` underflows); one differentiable Newton step at the root then gives gradients with respect
+    to the target and the mixture parameters (implicit function theorem). The result satisfies
+    ``|x - x_hat| < 1e-6 (1 + |x|)`` in float64 and ``1e-4 (1 + |x|)`` in float32, far tails included,
+    within the fixed iteration cap.
 
     Numerically unreachable inputs give the best finite answer, never NaN: a target beyond
     ``+-sqrt(finfo.max) / 4`` (an infinite one, say) is clamped to it, and the layers map a latent
