@@ -12,10 +12,12 @@ from pyro.distributions.conditional import (
     ConditionalTransform,
     ConditionalTransformedDistribution,
 )
+from pyro.distributions.util import sum_rightmost
 from torch import Tensor, nn
 from torch.distributions import Transform
 
 from .transforms.base import _FlowTransformMixin
+from .transforms.compose import pull_back, push_forward
 
 __all__ = ["Flow", "BaseDistribution", "StandardNormal", "StandardLogistic", "StandardUniform"]
 
@@ -41,8 +43,9 @@ class BaseDistribution(nn.Module):
     def log_prob(self, z: Tensor) -> Tensor:
         return self.dist().log_prob(z)
 
-    def sample(self, sample_shape: Shape = (), temperature: float = 1.0) -> Tensor:
-        return self.dist(temperature).rsample(torch.Size(sample_shape))
+    def sample(self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0) -> Tensor:
+        shape = (sample_shape,) if isinstance(sample_shape, int) else sample_shape
+        return self.dist(temperature).rsample(torch.Size(shape))
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"
@@ -57,8 +60,7 @@ class StandardNormal(BaseDistribution):
     def log_prob(self, z: Tensor) -> Tensor:
         # Same value as Normal(0, 1).log_prob summed, without Pyro's per-call validation overhead.
         d = self.event_shape.numel()
-        return -0.5 * z.pow(2).reshape(z.shape[: z.dim() - len(self.event_shape)] + (-1,)).sum(-1) \
-            - 0.5 * d * math.log(2 * math.pi)
+        return -0.5 * sum_rightmost(z.pow(2), len(self.event_shape)) - 0.5 * d * math.log(2 * math.pi)
 
 
 class StandardLogistic(BaseDistribution):
@@ -68,8 +70,7 @@ class StandardLogistic(BaseDistribution):
         return dist.Logistic(self.loc, self.scale * temperature).to_event(len(self.event_shape))
 
     def log_prob(self, z: Tensor) -> Tensor:
-        lp = -z - 2 * nn.functional.softplus(-z)
-        return lp.reshape(z.shape[: z.dim() - len(self.event_shape)] + (-1,)).sum(-1)
+        return sum_rightmost(-z - 2 * nn.functional.softplus(-z), len(self.event_shape))
 
 
 class StandardUniform(BaseDistribution):
@@ -81,8 +82,8 @@ class StandardUniform(BaseDistribution):
         return dist.Uniform(self.loc, self.scale).to_event(len(self.event_shape))
 
     def log_prob(self, z: Tensor) -> Tensor:
-        inside = ((z >= 0) & (z <= 1)).reshape(z.shape[: z.dim() - len(self.event_shape)] + (-1,)).all(-1)
-        return torch.where(inside, 0.0, -math.inf).to(z.dtype)
+        outside = sum_rightmost(((z < 0) | (z > 1)).to(z.dtype), len(self.event_shape)) > 0
+        return torch.where(outside, -math.inf, 0.0).to(z.dtype)
 
 
 TransformLike = Union[Transform, ConditionalTransform]
@@ -120,6 +121,8 @@ class Flow(nn.Module):
         >>> flow = Flow(StandardNormal((2,)), [Scaling((2,))])
         >>> flow.log_prob(torch.zeros(5, 2)).shape
         torch.Size([5])
+        >>> flow.sample(36).shape, flow.sample((4, 3)).shape
+        (torch.Size([36, 2]), torch.Size([4, 3, 2]))
     """
 
     def __init__(self, base: BaseDistribution, transforms: Sequence[TransformLike],
@@ -182,7 +185,7 @@ class Flow(nn.Module):
             raise ValueError(
                 f"expected data of shape (..., {', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}"
             )
-        if self.validate and not bool(torch.isfinite(x).all()):
+        if self.validate and not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
             raise ValueError("data passed to log_prob contain NaN or inf")
 
     # -- density ------------------------------------------------------------------------------
@@ -190,21 +193,7 @@ class Flow(nn.Module):
         """Maps data to the latent: returns ``(z, sum of log|det dT/dz|)``, batch-shaped."""
         self._check_data(x)
         self._check_context(context)
-        batch = x.shape[: x.dim() - len(self.event_shape)]
-        total = x.new_zeros(())
-        for t in reversed(self._parts(context)):
-            if isinstance(t, _FlowTransformMixin):
-                y, (x, ld) = x, t.inverse_and_log_det(x)
-            else:
-                y = x
-                x = t.inv(y)
-                ld = t.log_abs_det_jacobian(x, y)
-                if getattr(t, "_cache_size", 0) == 1:
-                    t._cached_x_y = None, None
-            if ld.dim() > len(batch):
-                ld = ld.reshape(ld.shape[: len(batch)] + (-1,)).sum(-1)
-            total = total + ld
-        return x, total.expand(batch) if total.dim() < len(batch) else total
+        return pull_back(self._parts(context), x, x.dim() - len(self.event_shape))
 
     def log_prob(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
         """Exact log-density of ``x`` (shape ``x.shape[:-len(event_shape)]``)."""
@@ -216,8 +205,8 @@ class Flow(nn.Module):
         return self.log_prob(x, context)
 
     # -- sampling -----------------------------------------------------------------------------
-    def _sample_shape(self, sample_shape: Shape, context: Optional[Tensor]) -> torch.Size:
-        shape = torch.Size(sample_shape)
+    def _sample_shape(self, sample_shape: Union[int, Shape], context: Optional[Tensor]) -> torch.Size:
+        shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape)
         if context is not None:
             shape = shape + context.shape[: context.dim() - len(self.context_shape)]
         return shape
@@ -225,21 +214,9 @@ class Flow(nn.Module):
     def from_latent(self, z: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """Maps latent to data: returns ``(x, sum of log|det dT/dz|)``."""
         self._check_context(context)
-        batch = z.shape[: z.dim() - len(self.base.event_shape)]
-        total = z.new_zeros(())
-        for t in self._parts(context):
-            if isinstance(t, _FlowTransformMixin):
-                z, ld = t.forward_and_log_det(z)
-            else:
-                x = t(z)
-                ld = t.log_abs_det_jacobian(z, x)
-                z = x
-            if ld.dim() > len(batch):
-                ld = ld.reshape(ld.shape[: len(batch)] + (-1,)).sum(-1)
-            total = total + ld
-        return z, total.expand(batch) if total.dim() < len(batch) else total
+        return push_forward(self._parts(context), z, z.dim() - len(self.base.event_shape))
 
-    def rsample_and_log_prob(self, sample_shape: Shape = (), temperature: float = 1.0,
+    def rsample_and_log_prob(self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0,
                              context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """Reparametrised samples with their log-density (under the untempered flow)."""
         self._check_context(context)
@@ -247,15 +224,18 @@ class Flow(nn.Module):
         x, log_det = self.from_latent(z, context)
         return x, self.base.log_prob(z) - log_det
 
-    def rsample(self, sample_shape: Shape = (), temperature: float = 1.0,
+    def rsample(self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0,
                 context: Optional[Tensor] = None) -> Tensor:
-        """Reparametrised samples of shape ``sample_shape (+ context batch) + event_shape``."""
+        """Reparametrised samples of shape ``sample_shape (+ context batch) + event_shape``.
+
+        ``sample_shape`` is a shape or an int: ``rsample(36)`` is ``rsample((36,))``.
+        """
         self._check_context(context)
         z = self.base.sample(self._sample_shape(sample_shape, context), temperature)
         return self.from_latent(z, context)[0]
 
     @torch.no_grad()
-    def sample(self, sample_shape: Shape = (), temperature: float = 1.0,
+    def sample(self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0,
                context: Optional[Tensor] = None) -> Tensor:
         """Samples (no gradient); ``temperature`` scales the base's standard deviation."""
         return self.rsample(sample_shape, temperature, context)
@@ -277,6 +257,22 @@ class Flow(nn.Module):
         self.clear_cache()
         base = self.base.dist().expand(context.shape[: context.dim() - len(self.context_shape)])
         return dist.TransformedDistribution(base, self._parts(context))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the flow's parameters and buffers live (CPU for a flow with none)."""
+        return self._first_float().device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the flow's parameters and buffers (torch's default for a flow with none)."""
+        return self._first_float().dtype
+
+    def _first_float(self) -> Tensor:
+        for t in (*self.parameters(), *self.buffers()):
+            if t.is_floating_point():
+                return t
+        return torch.empty((), dtype=torch.get_default_dtype())
 
     @property
     def num_parameters(self) -> int:

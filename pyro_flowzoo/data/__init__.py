@@ -47,9 +47,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from ..transforms.elementwise import uniform_dequantize
-from . import images as _images
+from ..transforms.elementwise import dequantize
 from . import exact, toy
+from . import images as _images
 from .exact import EXACT_SETS, ExactSet
 from .images import data_root
 from .shapes import SHAPE_NAMES, make_shapes
@@ -153,21 +153,6 @@ class DatasetInfo:
     n_levels: Optional[int]
     offline: bool  # available without any download
     description: str
-
-
-def dequantize(x: Tensor, n_levels: int, generator: Optional[torch.Generator] = None) -> Tensor:
-    r"""Uniform dequantization of integer levels to [0, 1]: :math:`y = (k + u) / n_{\text{levels}}`.
-
-    The data-side name of :func:`pyro_flowzoo.transforms.uniform_dequantize` (which checks the levels).
-
-    Example:
-        >>> y = dequantize(torch.tensor([0.0, 16.0]), 17)
-        >>> bool(((y >= 0) & (y < 1)).all())
-        True
-    """
-    if n_levels < 2:
-        raise ValueError(f"n_levels must be >= 2, got {n_levels}")
-    return uniform_dequantize(x, n_levels, generator)
 
 
 def quantize(y: Tensor, n_levels: int) -> Tensor:

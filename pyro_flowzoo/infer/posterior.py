@@ -6,18 +6,13 @@ from typing import Optional, Sequence
 
 import pyro.distributions as dist
 import torch
+from pyro.distributions.util import sum_rightmost
 from torch import Tensor
 from torch.distributions import Transform
 
-from ..transforms.base import _FlowTransformMixin
+from ..transforms.compose import push_forward
 
 __all__ = ["FlowPosterior"]
-
-
-def _sum_to(log_det: Tensor, batch_dims: int) -> Tensor:
-    if log_det.dim() > batch_dims:
-        log_det = log_det.reshape(log_det.shape[:batch_dims] + (-1,)).sum(-1)
-    return log_det
 
 
 class FlowPosterior(dist.TransformedDistribution):
@@ -63,17 +58,11 @@ class FlowPosterior(dist.TransformedDistribution):
         sample_shape = torch.Size(sample_shape)
         z = self.base_dist.rsample(sample_shape)
         batch_dims = len(sample_shape + self.base_dist.batch_shape)
-        log_q = _sum_to(self.base_dist.log_prob(z), batch_dims)
-        for t in self.transforms:
-            if isinstance(t, _FlowTransformMixin):
-                x, log_det = t.forward_and_log_det(z)
-            else:
-                x = t(z)
-                log_det = t.log_abs_det_jacobian(z, x)
-            log_q = log_q - _sum_to(log_det, batch_dims)
-            z = x
-        self._memo = (z, log_q)
-        return z, log_q
+        x, log_det = push_forward(self.transforms, z, batch_dims)
+        log_pz = self.base_dist.log_prob(z)
+        log_q = sum_rightmost(log_pz, log_pz.dim() - batch_dims) - log_det
+        self._memo = (x, log_q)
+        return x, log_q
 
     def rsample(self, sample_shape: Sequence[int] = ()) -> Tensor:
         return self.rsample_and_log_prob(sample_shape)[0]

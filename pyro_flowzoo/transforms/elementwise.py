@@ -12,21 +12,22 @@ from torch.nn import functional as F
 
 from .base import ConditionalFlowTransform, FlowTransform, sum_rightmost
 
-__all__ = ["Logit", "ElementwiseAffine", "ConditionalElementwiseAffine", "uniform_dequantize"]
+__all__ = ["Logit", "ElementwiseAffine", "ConditionalElementwiseAffine", "dequantize", "uniform_dequantize"]
 
 
-def uniform_dequantize(data: Tensor, n_bins: int = 256, generator: Optional[torch.Generator] = None,
-                       dtype: Optional[torch.dtype] = None, validate: bool = True) -> Tensor:
-    r"""Uniform dequantization of integer data ``k`` in ``{0, ..., n_bins - 1}`` to ``[0, 1]``.
+def dequantize(levels: Tensor, n_levels: int = 256, generator: Optional[torch.Generator] = None,
+               dtype: Optional[torch.dtype] = None, validate: bool = True) -> Tensor:
+    r"""Uniform dequantization of integer levels ``k`` in ``{0, ..., n_levels - 1}`` to ``[0, 1]``.
 
-    .. math:: x = \frac{k + u}{n_{\text{bins}}}, \qquad u \sim \mathcal{U}(0, 1)^D
+    .. math:: x = \frac{k + u}{n_{\text{levels}}}, \qquad u \sim \mathcal{U}(0, 1)^D
 
     A density ``p`` on ``[0, 1]^D`` fitted to such ``x`` gives the discrete model
-    ``P(k) >= exp(E_u log p(x)) / n_bins^D``: report :func:`pyro_flowzoo.bits_per_dim` with this ``n_bins``.
+    ``P(k) >= exp(E_u log p(x)) / n_levels^D``: report :func:`pyro_flowzoo.bits_per_dim` with this
+    number of levels (what :func:`pyro_flowzoo.fit` calls ``n_bins``).
 
     Args:
-        data: integer-valued tensor (any dtype) with entries in ``[0, n_bins - 1]``.
-        n_bins: number of levels (256 for 8-bit images, 17 for scikit-learn's digits).
+        levels: integer-valued tensor (any dtype) with entries in ``[0, n_levels - 1]``.
+        n_levels: number of levels (256 for 8-bit images, 17 for scikit-learn's digits).
         generator: optional random generator for the noise.
         dtype: dtype of the result (default: the data's if floating, else torch's default dtype).
         validate: check that the data are integers in range (three host syncs; training loops that
@@ -36,20 +37,23 @@ def uniform_dequantize(data: Tensor, n_bins: int = 256, generator: Optional[torc
         Theis, van den Oord, Bethge, "A note on the evaluation of generative models", arXiv:1511.01844.
 
     Example:
-        >>> x = uniform_dequantize(torch.tensor([0, 255]), 256)
+        >>> x = dequantize(torch.tensor([0, 255]), 256)
         >>> bool((x[0] < 1 / 256) & (x[1] >= 255 / 256))
         True
     """
-    if n_bins < 2:
-        raise ValueError(f"n_bins must be >= 2, got {n_bins}")
-    values = data.double() if not data.is_floating_point() else data
+    if n_levels < 2:
+        raise ValueError(f"n_levels must be >= 2, got {n_levels}")
+    values = levels.double() if not levels.is_floating_point() else levels
     if validate and values.numel() and (bool((values != values.round()).any()) or values.min() < 0
-                                        or values.max() > n_bins - 1):
-        raise ValueError(f"uniform_dequantize expects integers in [0, {n_bins - 1}], got values in "
+                                        or values.max() > n_levels - 1):
+        raise ValueError(f"dequantize expects integers in [0, {n_levels - 1}], got values in "
                          f"[{values.min().item()}, {values.max().item()}]")
-    out_dtype = dtype or (data.dtype if data.is_floating_point() else torch.get_default_dtype())
-    noise = torch.rand(data.shape, generator=generator, dtype=out_dtype, device=data.device)
-    return (data.to(out_dtype) + noise) / n_bins
+    out_dtype = dtype or (levels.dtype if levels.is_floating_point() else torch.get_default_dtype())
+    noise = torch.rand(levels.shape, generator=generator, dtype=out_dtype, device=levels.device)
+    return (levels.to(out_dtype) + noise) / n_levels
+
+
+uniform_dequantize = dequantize  # the transforms-side name of the same function
 
 
 class Logit(FlowTransform):
