@@ -9,7 +9,9 @@ import pyro  # noqa: F401 (the doctests use it)
 import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.importance import vectorized_importance_weights
-from pyro.optim import ClippedAdam
+from pyro.optim import PyroOptim
+
+from ..training.optim import PyroUpdater
 
 __all__ = ["fit_svi", "evidence"]
 
@@ -17,12 +19,14 @@ __all__ = ["fit_svi", "evidence"]
 def fit_svi(model: Callable, guide: Callable, *args: Any, steps: int = 1000, lr: float = 0.01,
             final_lr: Optional[float] = None, num_particles: int = 16, max_plate_nesting: Optional[int] = None,
             clip_norm: float = 10.0, callback: Optional[Callable[[int, float], None]] = None,
-            **kwargs: Any) -> list[float]:
-    r"""Maximises the ELBO with Pyro's ``SVI``, ``Trace_ELBO`` (vectorised particles) and ``ClippedAdam``.
+            optim: Optional[PyroOptim] = None, **kwargs: Any) -> list[float]:
+    r"""Maximises the ELBO with Pyro's ``SVI``, ``Trace_ELBO`` (vectorised particles) and Adam.
 
     .. math:: \text{ELBO}(q) = \mathbb{E}_{q(z)}[\log p(x, z) - \log q(z)] \le \log p(x)
 
-    The learning rate decays geometrically from ``lr`` to ``final_lr`` (default ``lr / 10``).
+    The learning rate decays geometrically from ``lr`` to ``final_lr`` (default ``lr / 10``); the
+    gradients are clipped to a global norm ``clip_norm`` over all parameters (one
+    :class:`~pyro_flowzoo.training.Updater`, as in :func:`~pyro_flowzoo.fit`).
 
     Args:
         model, guide: the Pyro model and guide; ``*args, **kwargs`` are passed to both.
@@ -31,8 +35,10 @@ def fit_svi(model: Callable, guide: Callable, *args: Any, steps: int = 1000, lr:
         final_lr: learning rate at the last step.
         num_particles: ELBO particles per step (vectorised).
         max_plate_nesting: as in ``Trace_ELBO`` (None: guessed by Pyro).
-        clip_norm: ``ClippedAdam``'s gradient clipping.
+        clip_norm: the maximum global gradient norm.
         callback: called as ``callback(step, loss)`` after every step.
+        optim: a Pyro optimizer to use instead (e.g. ``pyro.optim.ClippedAdam`` for per-tensor clipping);
+            ``lr``, ``final_lr`` and ``clip_norm`` are then ignored.
 
     Returns:
         the loss (negative ELBO estimate) at every step.
@@ -54,8 +60,9 @@ def fit_svi(model: Callable, guide: Callable, *args: Any, steps: int = 1000, lr:
     if steps < 1:
         raise ValueError(f"expected steps >= 1, got {steps}")
     final_lr = lr / 10 if final_lr is None else final_lr
-    lrd = (final_lr / lr) ** (1.0 / steps)
-    optim = ClippedAdam({"lr": lr, "lrd": lrd, "clip_norm": clip_norm})
+    if optim is None:
+        optim = PyroUpdater(lr=lr, clip_grad=clip_norm, total_steps=steps, schedule="exponential",
+                            final_lr_ratio=final_lr / lr)
     nesting = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, **nesting)
     svi = SVI(model, guide, optim, elbo)

@@ -23,7 +23,7 @@ class TrainConfig:
         weight_decay: L2 penalty as in ``torch.optim.Adam``.
         clip_grad: max global gradient norm (None or 0 disables).
         warmup_steps: linear warm-up length (default ``min(200, total // 20)``).
-        schedule: ``"cosine"`` (after warm-up) or ``"constant"``.
+        schedule: ``"cosine"`` (after warm-up), ``"exponential"`` (to ``lr * final_lr_ratio``) or ``"constant"``.
         final_lr_ratio: the cosine decays to ``lr * final_lr_ratio``.
         patience: epochs without validation improvement before stopping (None: never).
         method: ``"torch"`` (a plain loop on ``flow.log_prob``) or ``"svi"`` (Pyro's ``SVI`` with an
@@ -67,7 +67,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _choice("method", self.method, ("torch", "svi"))
         _choice("optimizer", self.optimizer, ("adam", "adamax"))
-        _choice("schedule", self.schedule, ("cosine", "constant"))
+        _choice("schedule", self.schedule, ("cosine", "exponential", "constant"))
         if self.epochs is not None and self.steps is not None:
             raise ValueError(f"give a budget in epochs or in steps, not both (got epochs={self.epochs}, "
                              f"steps={self.steps})")
@@ -86,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not 0.0 <= self.final_lr_ratio <= 1.0:
             raise ValueError(f"final_lr_ratio must be in [0, 1], got {self.final_lr_ratio}")
+        if self.schedule == "exponential" and self.final_lr_ratio <= 0:
+            raise ValueError("schedule='exponential' needs final_lr_ratio > 0 (the lr decays to lr * final_lr_ratio)")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:

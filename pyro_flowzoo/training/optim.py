@@ -24,11 +24,13 @@ __all__ = ["lr_factor", "Updater", "PyroUpdater", "clip_global_norm"]
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "cosine",
               final_lr_ratio: float = 0.0) -> float:
-    r"""Learning-rate multiplier: linear warm-up, then cosine decay (or constant).
+    r"""Learning-rate multiplier: linear warm-up, then cosine decay (or exponential, or constant).
 
     .. math::
         f(s) = \begin{cases} \frac{s + 1}{w + 1} & s < w \\
-        r + (1 - r)\,\tfrac12\bigl(1 + \cos(\pi \min(1, \tfrac{s - w}{S - w}))\bigr) & s \ge w \end{cases}
+        r + (1 - r)\,\tfrac12\bigl(1 + \cos(\pi t)\bigr) & s \ge w \text{ (cosine)} \\
+        r^{t} & s \ge w \text{ (exponential)} \end{cases}
+        \qquad t = \min\bigl(1, \tfrac{s - w}{S - w}\bigr)
 
     Example:
         >>> [round(lr_factor(s, 10, 2), 3) for s in (0, 1, 2, 6, 10)]
@@ -39,6 +41,8 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "c
     if schedule == "constant":
         return 1.0
     t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "exponential":
+        return final_lr_ratio**t
     return final_lr_ratio + (1.0 - final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
