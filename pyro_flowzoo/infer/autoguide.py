@@ -261,6 +261,8 @@ class AutoFlowGuide(AutoContinuous):
         init_scale: initial ``sigma`` of the affine layer, or None for the automatic start above.
         affine: ``"tril"`` (a full lower triangular scale, ``D (D + 1) / 2`` parameters) or ``"diag"``.
         invert: use the builder's layers inverted (None: for :data:`SEQUENTIAL_SAMPLERS` only).
+        affine_position: ``"data"`` puts the affine layer after the flow (``mu + sigma L T(z)``, the flow
+            works in standardised coordinates), ``"latent"`` before it (``T(mu + sigma L z)``).
         num_summary_samples: samples used by :meth:`median` and :meth:`quantiles`.
         **builder_kwargs: hyper-parameters for the builder (merged over :data:`GUIDE_DEFAULTS`).
 
@@ -289,7 +291,7 @@ class AutoFlowGuide(AutoContinuous):
 
     def __init__(self, model: Callable, flow: FlowSpec = "realnvp", *, init_loc_fn: Callable = init_to_median,
                  init_scale: Optional[float] = None, affine: str = "tril", invert: Optional[bool] = None,
-                 num_summary_samples: int = 1000, **builder_kwargs: Any) -> None:
+                 affine_position: str = "data", num_summary_samples: int = 1000, **builder_kwargs: Any) -> None:
         if isinstance(flow, str):
             if flow not in FLOWS:
                 raise ValueError(f"unknown flow {flow!r}; choose one of: {', '.join(sorted(FLOWS))}")
@@ -303,6 +305,9 @@ class AutoFlowGuide(AutoContinuous):
             raise ValueError(f"affine must be 'diag' or 'tril', got {affine!r}")
         if num_summary_samples < 2:
             raise ValueError(f"expected num_summary_samples >= 2, got {num_summary_samples}")
+        if affine_position not in ("data", "latent"):
+            raise ValueError(f"affine_position must be 'data' or 'latent', got {affine_position!r}")
+        self.affine_position = affine_position
         self._flow_spec = flow
         self._builder_kwargs = dict(builder_kwargs)
         self._init_scale = init_scale
@@ -453,13 +458,17 @@ class AutoFlowGuide(AutoContinuous):
         """The map from :meth:`get_base_dist` to the packed unconstrained latent (flow, then affine layer)."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        return _Chain([*self._flow_parts(), self._affine()])
+        return _Chain(self._parts())
 
     def get_posterior(self, *args: Any, **kwargs: Any) -> FlowPosterior:
         """The posterior over the packed unconstrained latent vector (a Pyro distribution on R^D)."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        return FlowPosterior(self.get_base_dist(), [*self._flow_parts(), self._affine(), _GradientGuard()])
+        return FlowPosterior(self.get_base_dist(), [*self._parts(), _GradientGuard()])
+
+    def _parts(self) -> list[Transform]:
+        flow, affine = self._flow_parts(), self._affine()
+        return [*flow, affine] if self.affine_position == "data" else [affine, *flow]
 
     # -- summaries by sampling ----------------------------------------------------------------
     def _constrain(self, latent: Tensor) -> dict[str, Tensor]:
