@@ -26,6 +26,7 @@ over the runs of a target), on 2 shared CPU cores with one thread per process: c
     python benchmarks/vi.py --quick                          # 30 steps, 1 seed, banana + gauss: checks the script
     python benchmarks/vi.py --seeds 5 --jobs 2               # everything (hours on 2 cores)
     python benchmarks/vi.py --targets banana funnel6 --guides realnvp AutoIAFNormal --seeds 5
+    python benchmarks/vi.py --speed --targets banana funnel6    # ms/step, guides interleaved in one process
 """
 
 from __future__ import annotations
@@ -191,6 +192,35 @@ def run(label: str, target_name: str, seed: int, steps: int) -> dict:
     return out
 
 
+def speed(guides: list[str], targets: list[str], steps: int = 50, rounds: int = 3) -> list[str]:
+    """ms per SVI step of every guide, interleaved in one process (``rounds`` x ``steps`` each), so that a
+    changing load on shared cores hits every guide alike; the median round, and its ratio to AutoIAFNormal."""
+    torch.set_num_threads(1)
+    lines = ["| target | " + " | ".join(guides) + " |", "|" + "---|" * (len(guides) + 1)]
+    for t in targets:
+        model, args, nesting, _ = target(t)
+        svis = {}
+        for g in guides:
+            pyro.clear_param_store()
+            pyro.set_rng_seed(0)
+            svis[g] = SVI(model, make_guide(g, model), Adam({"lr": 5e-3}),
+                          Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=nesting))
+            svis[g].step(*args)
+        times: dict = {g: [] for g in guides}
+        for _ in range(rounds):
+            for g, svi in svis.items():
+                start = time.perf_counter()
+                for _ in range(steps):
+                    svi.step(*args)
+                times[g].append((time.perf_counter() - start) / steps * 1e3)
+        ms = {g: statistics.median(v) for g, v in times.items()}
+        iaf = ms.get("AutoIAFNormal")
+        lines.append(f"| {t} | " + " | ".join(
+            f"{ms[g]:.1f}" + (f" ({ms[g] / iaf:.2f}x)" if iaf else "") for g in guides) + " |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def _run_star(job: tuple) -> dict:
     return run(*job)
 
@@ -198,11 +228,11 @@ def _run_star(job: tuple) -> dict:
 def _fmt(values: list[float], worst) -> str:
     if not values:
         return "-"
-    return f"{worst(values):.3f} / {statistics.median(values):.3f}"
+    return f"{worst(values):.3f} / {statistics.median(values):.3f} ({len(values)})"
 
 
 def table(results: list[dict], guides: list[str], targets: list[str]) -> list[str]:
-    """Markdown: worst / median over seeds of each target's score, and ms per step (median)."""
+    """Markdown: worst / median (number of seeds) of each target's score, and ms per step (median)."""
     cols = []
     for t in targets:
         if t == "gauss":
@@ -211,18 +241,17 @@ def table(results: list[dict], guides: list[str], targets: list[str]) -> list[st
             cols += [("logreg", "elbo", min, "logreg ELBO"), ("logreg", "mean_err", max, "logreg mean err (sd)")]
         else:
             cols.append((t, "gap", max, f"{t} gap"))
-    head = "| guide | " + " | ".join(c[3] for c in cols) + " | ms/step (ratio to IAF) | seeds |"
-    lines = [head, "|" + "---|" * (len(cols) + 3)]
+    head = "| guide | " + " | ".join(c[3] for c in cols) + " | ms/step (ratio to IAF) |"
+    lines = [head, "|" + "---|" * (len(cols) + 2)]
     by = {}
     for r in results:
         by.setdefault((r["guide"], r["target"]), []).append(r)
     iaf_ms = [r["ms_per_step"] for r in results if r["guide"] == "AutoIAFNormal" and "ms_per_step" in r]
     iaf = statistics.median(iaf_ms) if iaf_ms else None
     for g in guides:
-        cells, ms, seeds = [], [], set()
+        cells = []
         for t, key, worst, _ in cols:
             rs = by.get((g, t), [])
-            seeds |= {r["seed"] for r in rs}
             vals = [r.get(key, math.inf if worst is max else -math.inf) for r in rs]
             cells.append(_fmt(vals, worst))
         ms = [r["ms_per_step"] for r in results if r["guide"] == g and "ms_per_step" in r]
@@ -235,7 +264,7 @@ def table(results: list[dict], guides: list[str], targets: list[str]) -> list[st
                 ratios.append(statistics.median(a) / statistics.median(b))
         speed = "-" if not ms else f"{statistics.median(ms):.1f}" + (
             f" ({statistics.median(ratios):.2f}x)" if ratios and iaf else "")
-        lines.append(f"| {g} | " + " | ".join(cells) + f" | {speed} | {len(seeds)} |")
+        lines.append(f"| {g} | " + " | ".join(cells) + f" | {speed} |")
     return lines
 
 
@@ -251,12 +280,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--also", nargs="*", type=Path, default=[],
                         help="more result files (other processes' --out) to include in the table")
     parser.add_argument("--table-only", action="store_true", help="print the table of the results so far")
+    parser.add_argument("--speed", action="store_true", help="only the interleaved ms/step comparison")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.seeds = 30, 1
         args.targets = [t for t in args.targets if t in ("banana", "gauss")] or ["banana"]
         args.out = args.out.with_name(args.out.stem + "_quick.json")
     torch.set_num_threads(1)
+    if args.speed:
+        lines = speed(args.guides, args.targets, *((5, 1) if args.quick else (50, 3)))
+        print("\n".join(lines))
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else []
     done = {(r["guide"], r["target"], r["seed"], r["steps"]) for r in results}
@@ -273,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out.write_text(json.dumps(results, indent=1))
     if pool:
         pool.close()
-    for path in args.also:
+    for path in (p for p in args.also if p.exists()):
         key = ("guide", "target", "seed", "steps")
         results += [r for r in json.loads(path.read_text()) if tuple(r[k] for k in key) not in done]
     mine = [r for r in results
