@@ -4,6 +4,7 @@ import torch
 from registry import FlowCase, TransformCase
 
 from pyro_flowzoo.transforms import (
+    ElementwiseSpline,
     MaskedAffineAutoregressive,
     MixtureCDF,
     MixtureCDFAutoregressive,
@@ -27,6 +28,7 @@ def _wide(event_shape, scale=3.0):
 
 
 TRANSFORMS = [
+    TransformCase("ElementwiseSpline", lambda: ElementwiseSpline(2, num_bins=4, bound=2.0), (2,), sample_x=_wide((2,))),
     TransformCase("MixtureCDF", lambda: MixtureCDF(3, num_components=4), (3,), sample_x=_unit((3,))),
     TransformCase("MixtureCDF-logistic-real", lambda: MixtureCDF(2, 3, family="logistic", to_real=True), (2,)),
     TransformCase("MixtureCDFAutoregressive", lambda: MixtureCDFAutoregressive(3, 4, hidden_dims=(8, 8)), (3,),
@@ -66,6 +68,12 @@ FLOWS = [
     FlowCase("ar_flow", (2,), {"num_components": 3, "hidden_dims": (8,)}),
     FlowCase("ar_flow", (3,), {"num_layers": 2, "num_components": 3, "hidden_dims": (8,)}, id="ar_flow-3-real"),
     FlowCase("maf", (2,), {"num_layers": 2, "hidden_dims": (8,)}),
+    FlowCase("nsf_ar", (1,), {"num_layers": 2, "num_bins": 4}, id="nsf_ar-1", perturb=0.3),
+    FlowCase("nsf_coupling", (1,), {"num_layers": 1, "num_bins": 4, "support": (0.0, 5.0)},
+             id="nsf_coupling-1-interval",
+             sample_x=lambda b: 0.1 + 4.8 * torch.rand(b + (1,)), grid=(5.0, 8001), perturb=0.3),
+    FlowCase("ar_flow", (1,), {"num_components": 3, "support": (0.0, 1.0)}, id="ar_flow-1-interval",
+             sample_x=lambda b: 0.05 + 0.9 * torch.rand(b + (1,)), grid=(1.0, 4001)),
     FlowCase("maf", (4,), {"num_layers": 2, "hidden_dims": (8,)}),
     FlowCase("nsf_ar", (2,), {"num_layers": 2, "hidden_dims": (8,), "num_bins": 4}),
     FlowCase("nsf_ar", (3,), {"num_layers": 1, "hidden_dims": (8,), "num_bins": 4, "bound": 2.0}),

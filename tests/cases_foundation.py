@@ -9,14 +9,29 @@ from pyro_flowzoo.transforms import (
     AffineCoupling,
     ConditionalAdditiveCoupling,
     ConditionalAffineCoupling,
+    FirstBatchNorm,
+    Interval,
     Permute,
+    Positive,
     Reverse,
     Scaling,
     even_odd_mask,
     half_mask,
 )
 
+
+def _initialized_first_batch_norm(dim: int) -> FirstBatchNorm:
+    t = FirstBatchNorm(dim)
+    x = 2.0 + 3.0 * torch.randn(16, dim)
+    x[0, 0] = -float("inf")  # ignored by the statistics
+    t.initialize(x)
+    return t
+
+
 TRANSFORMS = [
+    TransformCase("Positive", lambda: Positive((2,)), (2,)),
+    TransformCase("FirstBatchNorm", lambda: _initialized_first_batch_norm(3), (3,)),
+    TransformCase("Interval", lambda: Interval(-1.0, 3.0, (2,)), (2,)),
     TransformCase("AdditiveCoupling", lambda: AdditiveCoupling(even_odd_mask(3), MLP(3, 3, (8,))), (3,)),
     TransformCase("AffineCoupling", lambda: AffineCoupling(half_mask(4), MLP(4, 8, (8,))), (4,)),
     TransformCase("AffineCoupling-odd", lambda: AffineCoupling(even_odd_mask(3, False), MLP(3, 6, (8,))), (3,)),
@@ -54,5 +69,7 @@ FLOWS = [
     FlowCase("nice", (2,), {"hidden_dims": (8, 8)}),
     FlowCase("nice", (5,), {"hidden_dims": (8,), "mask": "half"}),
     FlowCase("realnvp", (2,), {"num_layers": 4, "hidden_dims": (8, 8)}),
+    FlowCase("realnvp", (3,), {"num_layers": 2, "hidden_dims": (8,), "support": "positive"}, id="realnvp-3-positive",
+             sample_x=lambda b: torch.rand(b + (3,)) * 3 + 0.1),
     FlowCase("realnvp", (5,), {"num_layers": 3, "hidden_dims": (8,), "mask": "even_odd"}),
 ]

@@ -106,7 +106,8 @@ def test_mixture_cdf_rejects_bad_family():
 def test_ar_flow_default_is_one_uniform_layer_with_dimension_one_on_its_own():
     flow = fz.build("ar_flow", (2,), hidden_dims=(16,), num_components=3).double()
     assert isinstance(flow.base, fz.StandardUniform)
-    assert len(flow._transforms) == 1
+    # one mixture-CDF layer, then the data-side standardization every density builder ends with
+    assert len(flow._transforms) == 2 and type(flow._transforms[1]).__name__ == "FirstBatchNorm"
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -117,7 +118,7 @@ def test_ar_flow_default_is_one_uniform_layer_with_dimension_one_on_its_own():
 
 
 def test_ar_flow_sampling_round_trip_float64():
-    flow = fz.build("ar_flow", (2,), hidden_dims=(16,)).double()
+    flow = fz.build("ar_flow", (2,), hidden_dims=(16,)).double().eval()  # eval: no first-batch init in between
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -147,7 +148,7 @@ def test_ar_flow_stacked_round_trip_when_a_layer_outputs_large_logits():
     # logit latents of the next layer: sampling clamped them to 80, so z -> x -> z was off by up to 5.9
     # and the sampling log-det disagreed with the density's (ELBO above log Z).
     torch.manual_seed(0)
-    flow = fz.build("ar_flow", (2,), num_layers=2, to_real=True, hidden_dims=(8, 8), num_components=3)
+    flow = fz.build("ar_flow", (2,), num_layers=2, to_real=True, hidden_dims=(8, 8), num_components=3).eval()
     layers = [t for t in flow._transforms if isinstance(t, MixtureCDFAutoregressive)]
     with torch.no_grad():
         layers[0].made.output_bias[:, 6:] = 40.0  # component scales ~40: this layer's outputs reach far beyond +-80
@@ -292,8 +293,9 @@ def test_pixelcnn_cropped_sampling_matches_the_parallel_pass():
     assert (log_det_back - log_det).abs().max().item() < 1e-8
 
 
-@pytest.mark.parametrize("name, shape", [("maf", (2, 2, 2)), ("nsf_ar", (1,)), ("nsf_coupling", (3, 4)),
-                                         ("ar_flow", (1,)), ("planar", (2, 3)), ("pixelcnn_flow", (4,))])
+@pytest.mark.parametrize("name, shape", [("maf", (2, 2, 2)), ("nsf_ar", (2, 2)), ("nsf_coupling", (3, 4)),
+                                         ("ar_flow", (2, 3)), ("planar", (2, 3)), ("pixelcnn_flow", (4,)),
+                                         ("maf", (1,))])
 def test_builders_reject_unsupported_shapes(name, shape):
     with pytest.raises(ValueError, match="supports"):
         fz.build(name, shape)
@@ -307,7 +309,7 @@ def test_autoregressive_builders_alternate_orders_from_the_data_side(name, num_l
     # a 24-layer maf put one moons test point at 79,420 nats/dim).
     kw = {"to_real": True} if name == "ar_flow" else {}
     flow = fz.build(name, (3,), num_layers=num_layers, hidden_dims=(8,), **kw)
-    orders = [t.reverse for t in flow.transforms]
+    orders = [t.reverse for t in flow.transforms if hasattr(t, "reverse")]  # not the data-side FirstBatchNorm
     assert len(orders) == num_layers
     assert orders[-1] is False
     assert all(a != b for a, b in zip(orders, orders[1:]))

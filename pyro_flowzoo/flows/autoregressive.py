@@ -20,6 +20,9 @@ from ..transforms import (
     Radial,
     alternating_masks,
 )
+from ..transforms.elementwise_spline import ElementwiseSpline
+from ..transforms.mixture_cdf import MixtureCDF
+from .data_side import Support, data_side
 from .registry import register
 from .vector import vector_dim
 
@@ -38,8 +41,8 @@ def _reversed(num_layers: int) -> list[bool]:
 @register("ar_flow")
 def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_components: int = 8,
             hidden_dims: Optional[Sequence[int]] = None, family: str = "gaussian",
-            to_real: Optional[bool] = None) -> Flow:
-    """Mixture-CDF autoregressive flow (MADE conditioner) for vectors ``(D,)``, ``D >= 2``.
+            to_real: Optional[bool] = None, support: Support = None) -> Flow:
+    """Mixture-CDF autoregressive flow (MADE conditioner) for vectors ``(D,)``; for ``D = 1`` elementwise.
 
     Defaults: one layer for ``D = 2`` (uniform base: dimension 1 by its own mixture, dimension 2 by a
     mixture conditioned on dimension 1), three for larger ``D``. Several layers (or ``to_real=True``)
@@ -55,9 +58,9 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
         >>> type(flow.base).__name__, flow.sample((4,)).shape
         ('StandardUniform', torch.Size([4, 2]))
     """
-    dim = vector_dim("ar_flow", event_shape)
+    dim = vector_dim("ar_flow", event_shape, min_dim=1)
     if num_layers is None:
-        num_layers = 1 if dim == 2 else 3
+        num_layers = 1 if dim <= 2 else 3
     if num_layers < 1:
         raise ValueError(f"ar_flow needs num_layers >= 1, got {num_layers}")
     if to_real is None:
@@ -65,9 +68,10 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
     if num_layers > 1 and not to_real:
         raise ValueError("ar_flow with num_layers > 1 stacks logit-latent layers: use to_real=True (or None)")
     layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=r)
-              for r in _reversed(num_layers)]
+              for r in _reversed(num_layers)] if dim > 1 else \
+        [MixtureCDF(1, num_components, family, to_real) for _ in range(num_layers)]
     base = StandardLogistic((dim,)) if to_real else StandardUniform((dim,))
-    return Flow(base, layers)
+    return Flow(base, layers + data_side((dim,), support))
 
 
 @register("pixelcnn_flow")
@@ -95,7 +99,7 @@ def pixelcnn_flow(event_shape: tuple[int, ...], num_components: int = 4, hidden_
 
 @register("maf")
 def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optional[Sequence[int]] = None,
-        max_log_scale: float = 3.0) -> Flow:
+        max_log_scale: float = 3.0, support: Support = None) -> Flow:
     """Masked autoregressive flow for vectors ``(D,)``, ``D >= 2``: MAF layers in alternating orders.
 
     Every other layer conditions each entry on the entries after it (``reverse=True``) instead of
@@ -116,12 +120,12 @@ def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optiona
     dim = vector_dim("maf", event_shape)
     layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r)
               for r in _reversed(num_layers)]
-    return Flow(StandardNormal((dim,)), layers)
+    return Flow(StandardNormal((dim,)), layers + data_side((dim,), support))
 
 
 @register("nsf_ar")
 def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optional[Sequence[int]] = None,
-           num_bins: int = 8, bound: float = 5.0) -> Flow:
+           num_bins: int = 8, bound: float = 5.0, support: Support = None) -> Flow:
     """Autoregressive neural spline flow for vectors ``(D,)``, ``D >= 2`` (identity tails outside ``[-bound, bound]``).
 
     References:
@@ -132,15 +136,16 @@ def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optio
         >>> flow.log_prob(flow.sample((4,))).shape
         torch.Size([4])
     """
-    dim = vector_dim("nsf_ar", event_shape)
+    dim = vector_dim("nsf_ar", event_shape, min_dim=1)
     layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=r)
-              for r in _reversed(num_layers)]  # alternating orders: no permutation between layers
-    return Flow(StandardNormal((dim,)), layers)
+              for r in _reversed(num_layers)] if dim > 1 else \
+        [ElementwiseSpline(1, num_bins, bound) for _ in range(num_layers)]  # alternating orders, no permutation
+    return Flow(StandardNormal((dim,)), layers + data_side((dim,), support))
 
 
 @register("nsf_coupling")
 def nsf_coupling(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Sequence[int] = (64, 64),
-                 num_bins: int = 8, bound: float = 5.0, mask: str = "half") -> Flow:
+                 num_bins: int = 8, bound: float = 5.0, mask: str = "half", support: Support = None) -> Flow:
     """Coupling neural spline flow for vectors ``(D,)``, ``D >= 2``, with alternating masks.
 
     References:
@@ -151,9 +156,10 @@ def nsf_coupling(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims:
         >>> flow.log_prob(flow.sample((4,))).shape
         torch.Size([4])
     """
-    dim = vector_dim("nsf_coupling", event_shape)
-    layers = [NeuralSplineCoupling(m, num_bins, hidden_dims, bound) for m in alternating_masks(dim, num_layers, mask)]
-    return Flow(StandardNormal((dim,)), layers)
+    dim = vector_dim("nsf_coupling", event_shape, min_dim=1)
+    layers = [NeuralSplineCoupling(m, num_bins, hidden_dims, bound) for m in alternating_masks(dim, num_layers, mask)] \
+        if dim > 1 else [ElementwiseSpline(1, num_bins, bound) for _ in range(num_layers)]
+    return Flow(StandardNormal((dim,)), layers + data_side((dim,), support))
 
 
 @register("planar")

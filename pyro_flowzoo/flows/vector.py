@@ -9,6 +9,7 @@ from torch import nn
 from ..flow import Flow, StandardLogistic, StandardNormal
 from ..nn import MLP
 from ..transforms import AdditiveCoupling, AffineCoupling, Scaling, alternating_masks
+from .data_side import Support, data_side
 from .registry import register
 
 __all__ = ["nice", "realnvp", "vector_dim"]
@@ -31,7 +32,7 @@ def _reject_vector_hparams(name: str, **given: object) -> None:
 
 @register("nice")
 def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optional[Sequence[int]] = None,
-         mask: Optional[str] = None, **image_hparams) -> Flow:
+         mask: Optional[str] = None, support: Support = None, **image_hparams) -> Flow:
     """NICE: additive couplings with alternating masks, a final diagonal scaling, a logistic base.
 
     References:
@@ -45,7 +46,7 @@ def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optiona
     if len(event_shape) == 3:
         from .image import nice_image
 
-        _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask)
+        _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask, support=support)
         return nice_image(event_shape, num_layers=num_layers, **image_hparams)
     hidden_dims = (256, 256) if hidden_dims is None else hidden_dims
     mask = "even_odd" if mask is None else mask
@@ -58,12 +59,13 @@ def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optiona
         for m in alternating_masks(dim, num_layers, mask)
     ]
     transforms.append(Scaling((dim,)))  # data side: the paper's scaling follows the couplings
-    return Flow(StandardLogistic((dim,)), transforms)
+    return Flow(StandardLogistic((dim,)), transforms + data_side((dim,), support))
 
 
 @register("realnvp")
 def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
-            hidden_dims: Optional[Sequence[int]] = None, mask: Optional[str] = None, **image_hparams) -> Flow:
+            hidden_dims: Optional[Sequence[int]] = None, mask: Optional[str] = None, support: Support = None,
+            **image_hparams) -> Flow:
     """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
 
     On images ``(C, H, W)`` this is the multi-scale architecture of the paper (see ``flows.image``).
@@ -79,7 +81,8 @@ def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
     if len(event_shape) == 3:
         from .image import realnvp_image
 
-        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask)
+        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask,
+                               support=support)
         return realnvp_image(event_shape, **image_hparams)
     num_layers = 12 if num_layers is None else num_layers
     hidden_dims = (64, 64) if hidden_dims is None else hidden_dims
@@ -91,4 +94,4 @@ def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
         AffineCoupling(m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims), split_channels=True)
         for m in alternating_masks(dim, num_layers, mask)
     ]
-    return Flow(StandardNormal((dim,)), transforms)
+    return Flow(StandardNormal((dim,)), transforms + data_side((dim,), support))
