@@ -44,8 +44,16 @@ class BaseDistribution(nn.Module):
         return self.dist().log_prob(z)
 
     def sample(self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0) -> Tensor:
-        shape = (sample_shape,) if isinstance(sample_shape, int) else sample_shape
-        return self.dist(temperature).rsample(torch.Size(shape))
+        """Reparametrised draws of shape ``sample_shape + event_shape``."""
+        shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape)
+        if type(self)._standard is BaseDistribution._standard:
+            return self.dist(temperature).rsample(shape)
+        # location-scale families draw directly, without a distribution object (so this compiles)
+        return self.loc + self.scale * temperature * self._standard(shape + self.event_shape)
+
+    def _standard(self, shape: torch.Size) -> Tensor:
+        """Draws of the family's standard member (location 0, scale 1), where a subclass gives them."""
+        raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"
@@ -56,6 +64,9 @@ class StandardNormal(BaseDistribution):
 
     def dist(self, temperature: float = 1.0) -> dist.TorchDistribution:
         return dist.Normal(self.loc, self.scale * temperature).to_event(len(self.event_shape))
+
+    def _standard(self, shape: torch.Size) -> Tensor:
+        return torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
 
     def log_prob(self, z: Tensor) -> Tensor:
         # Same value as Normal(0, 1).log_prob summed, without Pyro's per-call validation overhead.
@@ -69,6 +80,11 @@ class StandardLogistic(BaseDistribution):
     def dist(self, temperature: float = 1.0) -> dist.TorchDistribution:
         return dist.Logistic(self.loc, self.scale * temperature).to_event(len(self.event_shape))
 
+    def _standard(self, shape: torch.Size) -> Tensor:
+        u = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device)
+        tiny = torch.finfo(u.dtype).tiny
+        return torch.logit(u.clamp(tiny, 1 - torch.finfo(u.dtype).eps))  # the logistic quantile, finite
+
     def log_prob(self, z: Tensor) -> Tensor:
         return sum_rightmost(-z - 2 * nn.functional.softplus(-z), len(self.event_shape))
 
@@ -80,6 +96,12 @@ class StandardUniform(BaseDistribution):
         if temperature != 1.0:
             raise ValueError("a uniform base has no temperature; use temperature=1.0")
         return dist.Uniform(self.loc, self.scale).to_event(len(self.event_shape))
+
+    def sample(self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0) -> Tensor:
+        if temperature != 1.0:
+            raise ValueError("a uniform base has no temperature; use temperature=1.0")
+        shape = torch.Size((sample_shape,) if isinstance(sample_shape, int) else sample_shape) + self.event_shape
+        return self.loc + (self.scale - self.loc) * torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device)
 
     def log_prob(self, z: Tensor) -> Tensor:
         outside = sum_rightmost(((z < 0) | (z > 1)).to(z.dtype), len(self.event_shape)) > 0

@@ -92,3 +92,46 @@ def test_one_compiled_flow_step_serves_every_step_of_the_same_shape():
         for a, b in zip(g, g_ref):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert counter.frame_count == 1  # the second step reused the first one's graph
+
+
+# ---- every vector builder: one graph for log_prob, sample and rsample_and_log_prob -----------------------
+VECTOR_BUILDERS = ["nice", "realnvp", "maf", "nsf_ar", "nsf_coupling", "ar_flow", "planar", "radial"]
+_TINY = {"nice": {"hidden_dims": (8,)}, "realnvp": {"num_layers": 2, "hidden_dims": (8,)},
+         "maf": {"num_layers": 2, "hidden_dims": (8,)}, "nsf_ar": {"num_layers": 1, "hidden_dims": (8,), "num_bins": 4},
+         "nsf_coupling": {"num_layers": 2, "hidden_dims": (8,), "num_bins": 4},
+         "ar_flow": {"num_components": 3, "hidden_dims": (8,)}, "planar": {"num_layers": 2},
+         "radial": {"num_layers": 2}}
+
+
+@pytest.mark.parametrize("name", VECTOR_BUILDERS)
+def test_vector_builder_compiles_fullgraph_without_recompiles(name):
+    torch.manual_seed(0)
+    flow = fz.build(name, (2,), **_TINY[name]).double()
+    with torch.no_grad():
+        for p in flow.parameters():  # away from the identity, so the check is not vacuous
+            p.add_(0.05 * torch.randn_like(p))
+        flow.log_prob(torch.randn(16, 2, dtype=torch.float64))  # data-dependent init runs eagerly first
+    counter = testing.CompileCounterWithBackend("aot_eager")
+    log_prob = torch.compile(flow.log_prob, backend=counter, fullgraph=True, dynamic=True)
+    frames = []
+    for n in (8, 5, 11):  # other batch sizes reuse the first compilation
+        x = torch.randn(n, 2, dtype=torch.float64)
+        torch.testing.assert_close(log_prob(x), flow.log_prob(x), rtol=1e-7, atol=1e-7)
+        frames.append(counter.frame_count)
+    assert frames[0] >= 1 and frames[1:] == frames[:1] * 2
+    x, lp = torch.compile(flow.rsample_and_log_prob, backend="aot_eager", fullgraph=True)((4,))
+    assert x.shape == (4, 2) and bool(torch.isfinite(lp).all())
+    torch.testing.assert_close(lp, flow.log_prob(x), rtol=1e-6, atol=1e-6)  # the sample's exact density
+    assert torch.compile(flow.sample, backend="aot_eager", fullgraph=True)((3,)).shape == (3, 2)
+
+
+def test_fit_compile_trains_like_eager_and_reports_the_compile_time():
+    x = fz.data.sample_moons(128, generator=torch.Generator().manual_seed(0)).double()
+    out = {}
+    for compiled in (False, True):
+        torch.manual_seed(1)
+        flow = fz.build("realnvp", (2,), num_layers=2, hidden_dims=(8,)).double()
+        res = fz.fit(flow, x, steps=4, batch_size=32, seed=0, compile=compiled)
+        out[compiled] = (torch.cat([p.detach().flatten() for p in flow.parameters()]), res)
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-9, atol=1e-9)
+    assert out[True][1].compile_time > 0 and out[False][1].compile_time == 0

@@ -40,6 +40,37 @@ def _default_tol(dtype: torch.dtype) -> float:
     return 1e-12 if dtype == torch.float64 else 1e-6
 
 
+def _rtsafe_step(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]], t: Tensor, x: Tensor, lo: Tensor,
+                 hi: Tensor, step_old: Tensor, index: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One safeguarded Newton/bisection step on the elements ``index`` (None: all): ``(x, lo, hi, |step|)``."""
+    g, dg = func(x, index)
+    g = g - t
+    lo = torch.where(g < 0, x, lo)
+    hi = torch.where(g > 0, x, hi)
+    newton = x - g / dg
+    use_newton = torch.isfinite(newton) & (newton >= lo) & (newton <= hi) & ((2 * g).abs() <= (step_old * dg).abs())
+    x_new = torch.where(g == 0, x, torch.where(use_newton, newton, 0.5 * (lo + hi)))
+    return x_new, lo, hi, (x_new - x).abs()
+
+
+def _solve_traced(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]], t: Tensor, lo: Tensor,
+                  hi: Tensor, x: Tensor, step_old: Tensor, tol: float, max_iter: int) -> Tensor:
+    """:func:`monotone_solve`'s loop as one ``while_loop`` for ``torch.compile`` (no data-dependent shapes):
+    every element steps until all have converged or ``max_iter`` is reached."""
+    from torch._higher_order_ops.while_loop import while_loop
+
+    def cond(i: Tensor, x: Tensor, lo: Tensor, hi: Tensor, step_old: Tensor, done: Tensor) -> Tensor:
+        return (i < max_iter) & ~done
+
+    def body(i: Tensor, x: Tensor, lo: Tensor, hi: Tensor, step_old: Tensor, done: Tensor) -> tuple[Tensor, ...]:
+        x_new, lo, hi, step = _rtsafe_step(func, t, x, lo, hi, step_old)
+        return i + 1, x_new, lo, hi, step, (step <= tol * (1 + x_new.abs())).all()
+
+    start = (torch.zeros((), dtype=torch.long, device=x.device), x, lo, hi, step_old,
+             torch.zeros((), dtype=torch.bool, device=x.device))
+    return while_loop(cond, body, start)[1]
+
+
 def monotone_solve(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]], target: Tensor, lo: Tensor,
                    hi: Tensor, tol: Optional[float] = None, max_iter: int = 100,
                    x0: Optional[Tensor] = None) -> Tensor:
@@ -84,17 +115,10 @@ def monotone_solve(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tens
         step_old = hi - lo
         index: Optional[Tensor] = None  # None: every element is still active
         xa = x
+        if torch.compiler.is_compiling():
+            return _solve_traced(func, t, lo, hi, x, hi - lo, tol, max_iter).reshape(shape)
         for _ in range(max_iter):
-            g, dg = func(xa, index)
-            g = g - t
-            lo = torch.where(g < 0, xa, lo)
-            hi = torch.where(g > 0, xa, hi)
-            newton = xa - g / dg
-            use_newton = (torch.isfinite(newton) & (newton >= lo) & (newton <= hi)
-                          & ((2 * g).abs() <= (step_old * dg).abs()))
-            x_new = torch.where(use_newton, newton, 0.5 * (lo + hi))
-            x_new = torch.where(g == 0, xa, x_new)
-            step = (x_new - xa).abs()
+            x_new, lo, hi, step = _rtsafe_step(func, t, xa, lo, hi, step_old, index)
             if index is None:
                 x = x_new
             else:
@@ -222,6 +246,9 @@ def _log_terms(x: Tensor, w: Tensor, loc: Tensor, inv_scale: Tensor, log_w: Tens
     tiny = 1e-280 if x.dtype == torch.float64 else 1e-30
     bad = (sums[0] < tiny) | (sums[1] < tiny) | (sums[2] < tiny)
     out = tuple(torch.log(torch.where(bad, torch.ones_like(v), v)) for v in sums)
+    if torch.compiler.is_compiling():  # no data-dependent branch in a graph: the log-scale values everywhere
+        exact = mixture_log_cdfs(x, log_w, loc, log_scale, family)
+        return tuple(torch.where(bad, e, o) for o, e in zip(out, exact))  # type: ignore[return-value]
     if bool(bad.any()):
         shape = bad.shape + loc.shape[-1:]
         exact = mixture_log_cdfs(x.expand(bad.shape)[bad], log_w.expand(shape)[bad], loc.expand(shape)[bad],
@@ -266,7 +293,7 @@ def _quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tenso
         # Start from the weight-averaged component quantiles (inside the bracket).
         x0 = (torch.exp(lw) * q).sum(-1)
         td = t.detach()
-        if td.dtype == torch.float64:
+        if td.dtype == torch.float64 and not torch.compiler.is_compiling():
             # Warm start in float32 (about twice as fast per element), where its range allows; float64
             # then needs about two Newton steps from there, with the same exact bracket as a safeguard.
             ok = td.abs() < 1e30  # representable in float32 (the solver is exact on the logit scale)
