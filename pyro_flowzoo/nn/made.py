@@ -1,4 +1,5 @@
-"""MADE conditioners: Pyro's ``AutoRegressiveNN`` in the identity or reversed order, output ``(D, P)`` or ``(P, D)``."""
+"""MADE conditioners: Pyro's ``AutoRegressiveNN`` in the identity or reversed order, output ``(D, P)`` or ``(P, D)``,
+optionally conditioned on a context that enters every hidden layer."""
 
 from __future__ import annotations
 
@@ -26,13 +27,19 @@ class MADE(nn.Module):
 
     .. math:: h_i(x) = f_i(x_1, \dots, x_{i-1}), \qquad i = 1, \dots, D
 
+    With ``context_features = K > 0`` the network is conditional: every hidden layer ``l`` adds an
+    unmasked projection of the context, ``a_l = M_l \odot W_l\, a_{l-1} + b_l + V_l c``, so each output may
+    depend on the whole context while the autoregressive masks ``M_l`` are untouched (Pyro's
+    ``ConditionalAutoRegressiveNN`` feeds the context to the first layer only).
+
     Wraps :class:`pyro.nn.AutoRegressiveNN`. Added here: the order is the identity or its reverse (so
     the autoregressive Jacobian is lower or upper triangular in the natural order; a reversed MADE
     replaces a flip between layers), the output is laid out ``(..., D, num_params)`` and contiguous
     (each dimension's parameters side by side: the last layer's rows are stored in that order, so no
     transpose reaches the spline or mixture maths), or ``(..., num_params, D)`` with ``params_first``;
     the last layer starts small (``init_scale``) so a fresh flow is close to its initial parameters, and a
-    hidden size smaller than ``D`` raises a ValueError naming both numbers.
+    hidden size smaller than ``D`` raises a ValueError naming both numbers. The context broadcasts
+    against the input's batch shape.
 
     Args:
         input_dim: the number of inputs ``D`` (at least 2; a single variable needs no MADE).
@@ -42,6 +49,7 @@ class MADE(nn.Module):
         init_scale: multiplies the last layer's initial weights (0 makes it start constant).
         reverse: output ``i`` depends on ``x_{>i}`` instead of ``x_{<i}``.
         params_first: lay the output out ``(..., num_params, D)`` instead.
+        context_features: size ``K`` of a context vector read by every hidden layer (0: unconditional).
 
     References:
         Germain, Gregor, Murray, Larochelle, "MADE: Masked Autoencoder for Distribution Estimation",
@@ -51,11 +59,14 @@ class MADE(nn.Module):
         >>> net = MADE(3, num_params=2, hidden_dims=(16,))
         >>> net(torch.randn(5, 3)).shape
         torch.Size([5, 3, 2])
+        >>> conditional = MADE(3, num_params=2, hidden_dims=(16,), context_features=4)
+        >>> conditional(torch.randn(5, 3), torch.randn(4)).shape
+        torch.Size([5, 3, 2])
     """
 
     def __init__(self, input_dim: int, num_params: int, hidden_dims: Optional[Sequence[int]] = None,
                  skip_connections: bool = False, init_scale: float = 0.1, reverse: bool = False,
-                 params_first: bool = False) -> None:
+                 params_first: bool = False, context_features: int = 0) -> None:
         super().__init__()
         if input_dim < 2:
             raise ValueError(f"MADE needs input_dim >= 2, got {input_dim}")
@@ -67,6 +78,10 @@ class MADE(nn.Module):
         self.input_dim = input_dim
         self.num_params = num_params
         self.reverse = reverse
+        self.context_features = context_features
+        self.hidden_dims = hidden_dims
+        # One projection for all hidden layers (split per layer): one matmul instead of one per layer.
+        self.context_proj = nn.Linear(context_features, sum(hidden_dims), bias=False) if context_features else None
         order = torch.arange(input_dim)
         self.arn = AutoRegressiveNN(input_dim, list(hidden_dims), param_dims=[num_params],
                                     permutation=order.flip(0) if reverse else order,
@@ -99,11 +114,21 @@ class MADE(nn.Module):
         """The last layer's bias viewed in the output layout (to initialise particular parameters)."""
         return self.arn.layers[-1].bias.view(self.output_shape)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
         arn = self.arn
-        h = x
-        for layer in arn.layers[:-1]:
-            h = arn.f(layer(h))
+        if self.context_proj is None:
+            if context is not None:
+                raise ValueError("this MADE has context_features=0: it takes no context")
+            h = x
+            for layer in arn.layers[:-1]:
+                h = arn.f(layer(h))
+        else:
+            if context is None:
+                raise ValueError(f"this MADE has context_features={self.context_features}: pass a context")
+            per_layer = self.context_proj(context).split(self.hidden_dims, -1)
+            h = x
+            for layer, c in zip(arn.layers[:-1], per_layer):
+                h = arn.f(layer(h) + c)
         h = arn.layers[-1](h)
         if arn.skip_layer is not None:
             h = h + arn.skip_layer(x)
