@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-CASE_MODULES = ["cases_foundation", "cases_image", "cases_autoregressive"]
+CASE_MODULES = ["cases_foundation", "cases_image", "cases_autoregressive", "cases_conditional"]
 
 
 @dataclass

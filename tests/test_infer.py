@@ -15,9 +15,9 @@ from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoMultivariateNormal, AutoNormalizingFlow
 from pyro.optim import Adam
 
-from pyro_flowzoo import FLOWS
+from pyro_flowzoo import FLOWS, build
+from pyro_flowzoo.flows import builders
 from pyro_flowzoo.infer import (
-    CONDITIONAL_FLOWS,
     VECTOR_BUILDERS,
     AutoFlowGuide,
     BananaPosterior,
@@ -276,7 +276,7 @@ def test_float64_model_and_deepcopy():
 
 
 # -- amortized ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("flow", [*CONDITIONAL_FLOWS, None])
+@pytest.mark.parametrize("flow", [*builders("vector", conditional=True), "iaf", None])
 def test_flow_encoder(flow):
     encoder = FlowEncoder(5, 3, hidden_dims=(16,), flow=flow, context_features=4,
                           flow_kwargs=None if flow is None else {"hidden_dims": (8,)}).double()
@@ -295,7 +295,7 @@ def test_flow_encoder(flow):
 
 
 def test_conditional_flow_condition_is_a_pyro_distribution():
-    flow = CONDITIONAL_FLOWS["realnvp"](2, 3, num_layers=2, hidden_dims=(8,))
+    flow = build("realnvp", (2,), context_shape=(3,), num_layers=2, hidden_dims=(8,))
     context = torch.randn(4, 3)
     q = flow.condition(context)
     assert isinstance(q, dist.TransformedDistribution)

@@ -2,7 +2,9 @@
 
 Every builder takes ``event_shape`` first, then keyword hyper-parameters with defaults measured on the
 2-D toy sets (``benchmarks/toy2d.py``); a shape it does not support raises a ValueError naming what it
-supports.
+supports. With ``context_shape=(K,)`` the vector builders return conditional flows: MADE-based layers
+read the context in every hidden layer (the density direction stays one parallel pass), spline
+couplings in their MLPs, planar and radial layers through a hypernetwork.
 """
 
 from __future__ import annotations
@@ -11,6 +13,12 @@ from typing import Optional, Sequence
 
 from ..flow import Flow, StandardLogistic, StandardNormal, StandardUniform
 from ..transforms import (
+    ConditionalMaskedAffineAutoregressive,
+    ConditionalMixtureCDFAutoregressive,
+    ConditionalNeuralSplineAutoregressive,
+    ConditionalNeuralSplineCoupling,
+    ConditionalPlanar,
+    ConditionalRadial,
     MaskedAffineAutoregressive,
     MixtureCDFAutoregressive,
     NeuralSplineAutoregressive,
@@ -20,11 +28,8 @@ from ..transforms import (
     Radial,
     alternating_masks,
 )
-from ..transforms.elementwise_spline import ElementwiseSpline
-from ..transforms.mixture_cdf import MixtureCDF
-from .data_side import Support, data_side
 from .registry import register
-from .vector import vector_dim
+from .vector import context_features, vector_dim
 
 __all__ = ["ar_flow", "pixelcnn_flow", "maf", "nsf_ar", "nsf_coupling", "planar", "radial"]
 
@@ -41,8 +46,8 @@ def _reversed(num_layers: int) -> list[bool]:
 @register("ar_flow")
 def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_components: int = 8,
             hidden_dims: Optional[Sequence[int]] = None, family: str = "gaussian",
-            to_real: Optional[bool] = None, support: Support = None) -> Flow:
-    """Mixture-CDF autoregressive flow (MADE conditioner) for vectors ``(D,)``; for ``D = 1`` elementwise.
+            to_real: Optional[bool] = None, context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+    """Mixture-CDF autoregressive flow (MADE conditioner) for vectors ``(D,)``, ``D >= 2``.
 
     Defaults: one layer for ``D = 2`` (uniform base: dimension 1 by its own mixture, dimension 2 by a
     mixture conditioned on dimension 1), three for larger ``D``. Several layers (or ``to_real=True``)
@@ -58,28 +63,31 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
         >>> type(flow.base).__name__, flow.sample((4,)).shape
         ('StandardUniform', torch.Size([4, 2]))
     """
-    dim = vector_dim("ar_flow", event_shape, min_dim=1)
+    dim = vector_dim("ar_flow", event_shape)
     if num_layers is None:
-        num_layers = 1 if dim <= 2 else 3
+        num_layers = 1 if dim == 2 else 3
     if num_layers < 1:
         raise ValueError(f"ar_flow needs num_layers >= 1, got {num_layers}")
     if to_real is None:
         to_real = num_layers > 1
     if num_layers > 1 and not to_real:
         raise ValueError("ar_flow with num_layers > 1 stacks logit-latent layers: use to_real=True (or None)")
-    layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=r)
-              for r in _reversed(num_layers)] if dim > 1 else \
-        [MixtureCDF(1, num_components, family, to_real) for _ in range(num_layers)]
+    k = context_features(context_shape)
+    layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=r) if not k
+              else ConditionalMixtureCDFAutoregressive(dim, k, num_components, hidden_dims, family, to_real, reverse=r)
+              for r in _reversed(num_layers)]
     base = StandardLogistic((dim,)) if to_real else StandardUniform((dim,))
-    return Flow(base, layers + data_side((dim,), support))
+    return Flow(base, layers, context_shape=context_shape)
 
 
-@register("pixelcnn_flow")
+@register("pixelcnn_flow", shapes=("image",), conditional=())
 def pixelcnn_flow(event_shape: tuple[int, ...], num_components: int = 4, hidden_channels: int = 64,
-                  num_blocks: int = 4, kernel_size: int = 3, family: str = "logistic") -> Flow:
+                  num_blocks: int = 4, kernel_size: int = 3, family: str = "logistic",
+                  context_shape: Optional[tuple[int, ...]] = None) -> Flow:
     """PixelCNN mixture-CDF autoregressive flow on images ``(C, H, W)`` with a uniform latent.
 
-    log_prob is one parallel pass; sampling goes pixel by pixel (``C H W`` passes). Feed it continuous
+    log_prob is one parallel pass; sampling goes pixel by pixel (``C H W`` passes). No conditional
+    version yet (``context_shape=`` raises a ValueError). Feed it continuous
     images in ``[0, 1]``: dequantize discrete or binary images first, ``x = (k + U(0, 1)) / n_bins``.
 
     References:
@@ -99,7 +107,7 @@ def pixelcnn_flow(event_shape: tuple[int, ...], num_components: int = 4, hidden_
 
 @register("maf")
 def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optional[Sequence[int]] = None,
-        max_log_scale: float = 3.0, support: Support = None) -> Flow:
+        max_log_scale: float = 3.0, context_shape: Optional[tuple[int, ...]] = None) -> Flow:
     """Masked autoregressive flow for vectors ``(D,)``, ``D >= 2``: MAF layers in alternating orders.
 
     Every other layer conditions each entry on the entries after it (``reverse=True``) instead of
@@ -118,14 +126,16 @@ def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optiona
         torch.Size([4])
     """
     dim = vector_dim("maf", event_shape)
-    layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r)
+    k = context_features(context_shape)
+    layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r) if not k
+              else ConditionalMaskedAffineAutoregressive(dim, k, hidden_dims, max_log_scale, reverse=r)
               for r in _reversed(num_layers)]
-    return Flow(StandardNormal((dim,)), layers + data_side((dim,), support))
+    return Flow(StandardNormal((dim,)), layers, context_shape=context_shape)
 
 
 @register("nsf_ar")
 def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optional[Sequence[int]] = None,
-           num_bins: int = 8, bound: float = 5.0, support: Support = None) -> Flow:
+           num_bins: int = 8, bound: float = 5.0, context_shape: Optional[tuple[int, ...]] = None) -> Flow:
     """Autoregressive neural spline flow for vectors ``(D,)``, ``D >= 2`` (identity tails outside ``[-bound, bound]``).
 
     References:
@@ -136,16 +146,18 @@ def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optio
         >>> flow.log_prob(flow.sample((4,))).shape
         torch.Size([4])
     """
-    dim = vector_dim("nsf_ar", event_shape, min_dim=1)
-    layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=r)
-              for r in _reversed(num_layers)] if dim > 1 else \
-        [ElementwiseSpline(1, num_bins, bound) for _ in range(num_layers)]  # alternating orders, no permutation
-    return Flow(StandardNormal((dim,)), layers + data_side((dim,), support))
+    dim = vector_dim("nsf_ar", event_shape)
+    k = context_features(context_shape)
+    layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=r) if not k
+              else ConditionalNeuralSplineAutoregressive(dim, k, num_bins, hidden_dims, bound, reverse=r)
+              for r in _reversed(num_layers)]  # alternating orders: no permutation between layers
+    return Flow(StandardNormal((dim,)), layers, context_shape=context_shape)
 
 
 @register("nsf_coupling")
 def nsf_coupling(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Sequence[int] = (64, 64),
-                 num_bins: int = 8, bound: float = 5.0, mask: str = "half", support: Support = None) -> Flow:
+                 num_bins: int = 8, bound: float = 5.0, mask: str = "half",
+                 context_shape: Optional[tuple[int, ...]] = None) -> Flow:
     """Coupling neural spline flow for vectors ``(D,)``, ``D >= 2``, with alternating masks.
 
     References:
@@ -156,15 +168,21 @@ def nsf_coupling(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims:
         >>> flow.log_prob(flow.sample((4,))).shape
         torch.Size([4])
     """
-    dim = vector_dim("nsf_coupling", event_shape, min_dim=1)
-    layers = [NeuralSplineCoupling(m, num_bins, hidden_dims, bound) for m in alternating_masks(dim, num_layers, mask)] \
-        if dim > 1 else [ElementwiseSpline(1, num_bins, bound) for _ in range(num_layers)]
-    return Flow(StandardNormal((dim,)), layers + data_side((dim,), support))
+    dim = vector_dim("nsf_coupling", event_shape)
+    k = context_features(context_shape)
+    layers = [NeuralSplineCoupling(m, num_bins, hidden_dims, bound) if not k
+              else ConditionalNeuralSplineCoupling(m, k, num_bins, hidden_dims, bound)
+              for m in alternating_masks(dim, num_layers, mask)]
+    return Flow(StandardNormal((dim,)), layers, context_shape=context_shape)
 
 
-@register("planar")
-def planar(event_shape: tuple[int, ...], num_layers: int = 8) -> Flow:
+@register("planar", min_dim=1)
+def planar(event_shape: tuple[int, ...], num_layers: int = 8, hidden_dims: Sequence[int] = (32,),
+           context_shape: Optional[tuple[int, ...]] = None) -> Flow:
     """A stack of planar flows (exact inverses) on a standard normal, for vectors ``(D,)``, ``D >= 1``.
+
+    With ``context_shape=(K,)`` each layer's parameters come from a hypernetwork of the context
+    (``hidden_dims``; unused otherwise), the invertibility constraint applied per context.
 
     References:
         Rezende, Mohamed, "Variational Inference with Normalizing Flows", arXiv:1505.05770.
@@ -175,12 +193,18 @@ def planar(event_shape: tuple[int, ...], num_layers: int = 8) -> Flow:
         torch.Size([4])
     """
     dim = vector_dim("planar", event_shape, min_dim=1)
-    return Flow(StandardNormal((dim,)), [Planar(dim) for _ in range(num_layers)])
+    k = context_features(context_shape)
+    layers = [Planar(dim) if not k else ConditionalPlanar(dim, k, hidden_dims) for _ in range(num_layers)]
+    return Flow(StandardNormal((dim,)), layers, context_shape=context_shape)
 
 
-@register("radial")
-def radial(event_shape: tuple[int, ...], num_layers: int = 8) -> Flow:
+@register("radial", min_dim=1)
+def radial(event_shape: tuple[int, ...], num_layers: int = 8, hidden_dims: Sequence[int] = (32,),
+           context_shape: Optional[tuple[int, ...]] = None) -> Flow:
     """A stack of radial flows (exact inverses) on a standard normal, for vectors ``(D,)``, ``D >= 1``.
+
+    With ``context_shape=(K,)`` each layer's parameters come from a hypernetwork of the context
+    (``hidden_dims``; unused otherwise), the invertibility constraints applied per context.
 
     References:
         Rezende, Mohamed, "Variational Inference with Normalizing Flows", arXiv:1505.05770.
@@ -191,4 +215,6 @@ def radial(event_shape: tuple[int, ...], num_layers: int = 8) -> Flow:
         torch.Size([4])
     """
     dim = vector_dim("radial", event_shape, min_dim=1)
-    return Flow(StandardNormal((dim,)), [Radial(dim) for _ in range(num_layers)])
+    k = context_features(context_shape)
+    layers = [Radial(dim) if not k else ConditionalRadial(dim, k, hidden_dims) for _ in range(num_layers)]
+    return Flow(StandardNormal((dim,)), layers, context_shape=context_shape)

@@ -1,4 +1,6 @@
-"""Image flows on ``(C, H, W)``: RealNVP's multi-scale architecture, Glow, conditional Glow, NICE on images.
+"""Image flows on ``(C, H, W)``: RealNVP's multi-scale architecture, Glow, NICE on images; each conditional
+with ``context_shape=(K,)`` (e.g. a one-hot class label), the context read by every coupling network
+(and by Glow's priors).
 
 Every image builder ends (data side) with ``Inverse(Logit(logit_alpha))`` unless ``logit_alpha=None``:
 ``flow.log_prob(x)`` is then the density of ``x`` in ``[0, 1]^D`` (dequantized pixels scaled to the
@@ -40,7 +42,8 @@ from ..transforms import (
     channel_mask,
     checkerboard_mask,
 )
-from .registry import register
+from .registry import register, register_alias
+from .vector import context_features
 
 __all__ = ["realnvp_image", "nice_image", "glow", "cglow", "image_shape"]
 
@@ -67,12 +70,14 @@ def _flow(data_to_latent: list[nn.Module], base, logit_alpha: Optional[float], e
 
 # -- RealNVP -------------------------------------------------------------------------------------
 def _realnvp_scale(shape: tuple[int, int, int], scale: int, num_scales: int, num_blocks: int,
-                   hidden_channels: int, batch_norm: bool) -> list[nn.Module]:
+                   hidden_channels: int, batch_norm: bool, k: int = 0) -> list[nn.Module]:
     c, h, w = shape
 
     def checker(parity: int) -> list[nn.Module]:
-        t = AffineCoupling(checkerboard_mask(shape, parity), ResNet(c, 2 * c, hidden_channels, num_blocks),
-                           scale_shape=(c, 1, 1))
+        net = ResNet(c, 2 * c, hidden_channels, num_blocks, context_features=k)
+        mask = checkerboard_mask(shape, parity)
+        t = (AffineCoupling(mask, net, scale_shape=(c, 1, 1)) if not k
+             else ConditionalAffineCoupling(mask, net, (k,), scale_shape=(c, 1, 1)))
         return [t, BatchNorm(c)] if batch_norm else [t]
 
     if scale == num_scales - 1:
@@ -81,18 +86,23 @@ def _realnvp_scale(shape: tuple[int, int, int], scale: int, num_scales: int, num
     out.append(Inverse(Squeeze()))
     sq = (4 * c, h // 2, w // 2)
     for i in range(3):
-        out.append(AffineCoupling(channel_mask(sq, i % 2 == 0), ResNet(2 * c, 4 * c, hidden_channels, num_blocks),
-                                  split_channels=True))
+        net = ResNet(2 * c, 4 * c, hidden_channels, num_blocks, context_features=k)
+        mask = channel_mask(sq, i % 2 == 0)
+        out.append(AffineCoupling(mask, net, split_channels=True) if not k
+                   else ConditionalAffineCoupling(mask, net, (k,), split_channels=True))
         if batch_norm:
             out.append(BatchNorm(4 * c))
-    inner = _realnvp_scale((2 * c, h // 2, w // 2), scale + 1, num_scales, num_blocks, hidden_channels, batch_norm)
-    out.append(FactorOut(4 * c, list(reversed(inner))))
+    inner = _realnvp_scale((2 * c, h // 2, w // 2), scale + 1, num_scales, num_blocks, hidden_channels, batch_norm,
+                           k)
+    out.append(FactorOut(4 * c, list(reversed(inner))) if not k
+               else ConditionalFactorOut(4 * c, list(reversed(inner)), (k,)))
     out.append(Squeeze())  # data -> latent: un-squeeze, so the scale keeps its input's shape
     return out
 
 
 def realnvp_image(event_shape: tuple[int, ...], num_scales: int = 3, num_blocks: int = 4, hidden_channels: int = 64,
-                  logit_alpha: Optional[float] = 0.05, batch_norm: bool = False) -> Flow:
+                  logit_alpha: Optional[float] = 0.05, batch_norm: bool = False,
+                  context_shape: Optional[tuple[int, ...]] = None) -> Flow:
     r"""RealNVP's multi-scale architecture on images (``realnvp`` dispatches here for ``(C, H, W)`` shapes).
 
     Per scale (data -> latent): 3 checkerboard affine couplings, squeeze, 3 channel-wise couplings,
@@ -110,6 +120,8 @@ def realnvp_image(event_shape: tuple[int, ...], num_scales: int = 3, num_blocks:
         logit_alpha: the logit margin (None: model unbounded data, no logit).
         batch_norm: a :class:`BatchNorm` after every coupling (the paper); off by default because a
             training-mode batch norm makes the map depend on the batch.
+        context_shape: ``(K,)`` for a class-conditional flow: every coupling's ResNet adds a projection
+            of the context to its hidden features.
 
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
@@ -122,8 +134,8 @@ def realnvp_image(event_shape: tuple[int, ...], num_scales: int = 3, num_blocks:
     if num_scales < 1:
         raise ValueError(f"realnvp: num_scales must be >= 1, got {num_scales}")
     shape = image_shape("realnvp", event_shape, num_scales - 1, "(num_scales - 1)")
-    dl = _realnvp_scale(shape, 0, num_scales, num_blocks, hidden_channels, batch_norm)
-    return _flow(dl, StandardNormal(shape), logit_alpha)
+    dl = _realnvp_scale(shape, 0, num_scales, num_blocks, hidden_channels, batch_norm, context_features(context_shape))
+    return _flow(dl, StandardNormal(shape), logit_alpha, context_shape=context_shape)
 
 
 # -- Glow ----------------------------------------------------------------------------------------
@@ -169,15 +181,21 @@ def _glow(name: str, event_shape: tuple[int, ...], levels: int, steps: int, hidd
     return _flow(dl, StandardNormal(shape), logit_alpha, context_shape=context_shape)
 
 
-@register("glow")
+@register("glow", shapes=("image",))
 def glow(event_shape: tuple[int, ...], levels: int = 3, steps: int = 8, hidden_channels: int = 256,
-         coupling: str = "affine", lu: bool = True, logit_alpha: Optional[float] = 0.05) -> Flow:
+         coupling: str = "affine", lu: bool = True, logit_alpha: Optional[float] = 0.05,
+         context_shape: Optional[tuple[int, ...]] = None) -> Flow:
     r"""Glow: ``levels`` x (squeeze, ``steps`` x [ActNorm, invertible 1x1 conv, coupling], split with learned prior).
 
     Couplings use Glow's conv3x3 -> conv1x1 -> zero-init conv3x3 network on half of the channels, with
     tanh-bounded per-channel log-scales (affine) or shifts only (additive). The factored-out halves get
     Glow's learned Gaussian prior conditioned on the kept half, and the top latent a learned per-position
     mean and scale, both written as affine maps of the ``N(0, I)`` base.
+
+    With ``context_shape=(K,)`` (a one-hot class label or a feature vector) this is conditional Glow:
+    the context is projected and added to each coupling network's first hidden layer and to every
+    prior; use ``flow.log_prob(x, context=c)`` and ``flow.sample(shape, context=c)``. ``cglow`` is this
+    builder with ``context_shape=(10,)`` by default.
 
     .. math::
         z = f_{L} \circ \dots \circ f_1(\mathrm{logit}(\alpha + (1 - 2\alpha) x)), \quad
@@ -191,51 +209,32 @@ def glow(event_shape: tuple[int, ...], levels: int = 3, steps: int = 8, hidden_c
         coupling: ``"affine"`` or ``"additive"``.
         lu: LU-parametrised 1x1 convolutions (else a plain matrix with ``slogdet``).
         logit_alpha: the logit margin (None: no logit, the flow models unbounded data).
+        context_shape: shape of one context for conditional Glow (None: unconditional).
 
     References:
-        Kingma, Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", arXiv:1807.03039.
+        Kingma, Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", arXiv:1807.03039;
+        Winkler et al., "Learning Likelihoods with Conditional Normalizing Flows", arXiv:1912.00042.
 
     Example:
         >>> flow = glow((1, 4, 4), levels=2, steps=1, hidden_channels=8)
         >>> flow.log_prob(torch.rand(3, 1, 4, 4)).shape
         torch.Size([3])
-    """
-    return _glow("glow", event_shape, levels, steps, hidden_channels, coupling, lu, logit_alpha, None)
-
-
-@register("cglow")
-def cglow(event_shape: tuple[int, ...], context_shape: Sequence[int] = (10,), levels: int = 3, steps: int = 8,
-          hidden_channels: int = 256, coupling: str = "affine", lu: bool = True,
-          logit_alpha: Optional[float] = 0.05) -> Flow:
-    r"""Conditional Glow: Glow whose coupling networks, split priors and top prior take a context.
-
-    The context (a one-hot class label or a feature vector of shape ``context_shape``) is projected and
-    added to each coupling network's first hidden layer and to every prior; use
-    ``flow.log_prob(x, context=c)`` and ``flow.sample(shape, context=c)``.
-
-    .. math:: \log p(x \mid c) = \log \mathcal{N}(f(x; c); 0, I) + \log|\det J_f(x; c)|
-
-    Args:
-        event_shape: ``(C, H, W)``; H and W divisible by ``2^levels``.
-        context_shape: shape of one context (default ``(10,)``: a one-hot digit class).
-        levels, steps, hidden_channels, coupling, lu, logit_alpha: as for :func:`glow`.
-
-    References:
-        Kingma, Dhariwal, arXiv:1807.03039; Winkler et al., "Learning Likelihoods with Conditional
-        Normalizing Flows", arXiv:1912.00042.
-
-    Example:
-        >>> flow = cglow((1, 4, 4), context_shape=(3,), levels=1, steps=1, hidden_channels=8)
+        >>> flow = glow((1, 4, 4), context_shape=(3,), levels=1, steps=1, hidden_channels=8)
         >>> flow.sample((2,), context=torch.eye(3)).shape
         torch.Size([2, 3, 1, 4, 4])
     """
-    return _glow("cglow", event_shape, levels, steps, hidden_channels, coupling, lu, logit_alpha,
-                 tuple(int(s) for s in context_shape))
+    return _glow("glow", event_shape, levels, steps, hidden_channels, coupling, lu, logit_alpha,
+                 None if context_shape is None else tuple(int(s) for s in context_shape))
+
+
+#: ``cglow``: ``glow`` with ``context_shape=(10,)`` by default (a one-hot digit class).
+cglow = register_alias("cglow", "glow", context_shape=(10,))
 
 
 # -- NICE ----------------------------------------------------------------------------------------
 def nice_image(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dim: int = 1000,
-               num_hidden_layers: int = 5, logit_alpha: Optional[float] = None) -> Flow:
+               num_hidden_layers: int = 5, logit_alpha: Optional[float] = None,
+               context_shape: Optional[tuple[int, ...]] = None) -> Flow:
     r"""NICE on flattened images (``nice`` dispatches here): additive couplings, scaling, logistic prior.
 
     The paper's MNIST model by default: 4 additive couplings (odd/even split) of ``5 x 1000`` ReLU MLPs,
@@ -251,6 +250,7 @@ def nice_image(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dim: in
         hidden_dim: width of each coupling MLP.
         num_hidden_layers: hidden layers of each coupling MLP.
         logit_alpha: None (the paper) or a logit margin.
+        context_shape: ``(K,)`` for a conditional flow (each coupling MLP also reads the context).
 
     References:
         Dinh, Krueger, Bengio, "NICE: Non-linear Independent Components Estimation", arXiv:1410.8516.
@@ -262,7 +262,10 @@ def nice_image(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dim: in
     """
     shape = image_shape("nice", event_shape)
     dim = math.prod(shape)
-    couplings = [AdditiveCoupling(m, MLP(dim, dim, (hidden_dim,) * num_hidden_layers))
+    k = context_features(context_shape)
+    couplings = [AdditiveCoupling(m, MLP(dim, dim, (hidden_dim,) * num_hidden_layers)) if not k
+                 else ConditionalAdditiveCoupling(m, MLP(dim, dim, (hidden_dim,) * num_hidden_layers,
+                                                         context_features=k), (k,))
                  for m in alternating_masks(dim, num_layers, "even_odd")]
     dl: list[nn.Module] = [Reshape((dim,), shape), Scaling((dim,)), *reversed(couplings)]
-    return _flow(dl, StandardLogistic((dim,)), logit_alpha)
+    return _flow(dl, StandardLogistic((dim,)), logit_alpha, context_shape=context_shape)

@@ -8,11 +8,17 @@ from torch import nn
 
 from ..flow import Flow, StandardLogistic, StandardNormal
 from ..nn import MLP
-from ..transforms import AdditiveCoupling, AffineCoupling, Scaling, alternating_masks
-from .data_side import Support, data_side
+from ..transforms import (
+    AdditiveCoupling,
+    AffineCoupling,
+    ConditionalAdditiveCoupling,
+    ConditionalAffineCoupling,
+    Scaling,
+    alternating_masks,
+)
 from .registry import register
 
-__all__ = ["nice", "realnvp", "vector_dim"]
+__all__ = ["nice", "realnvp", "vector_dim", "context_features"]
 
 
 def vector_dim(name: str, event_shape: tuple[int, ...], min_dim: int = 2, images: bool = False) -> int:
@@ -30,10 +36,17 @@ def _reject_vector_hparams(name: str, **given: object) -> None:
         raise TypeError(f"{name} on images does not take {wrong}; see help(pyro_flowzoo.flows.image)")
 
 
-@register("nice")
+def context_features(context_shape: Optional[Sequence[int]]) -> int:
+    """The number of context features a builder's transforms read (0: unconditional)."""
+    return 0 if context_shape is None else int(context_shape[0])
+
+
+@register("nice", shapes=("vector", "image"))
 def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optional[Sequence[int]] = None,
-         mask: Optional[str] = None, support: Support = None, **image_hparams) -> Flow:
+         mask: Optional[str] = None, context_shape: Optional[tuple[int, ...]] = None, **image_hparams) -> Flow:
     """NICE: additive couplings with alternating masks, a final diagonal scaling, a logistic base.
+
+    With ``context_shape=(K,)`` every coupling network also reads the context (the scaling does not).
 
     References:
         Dinh, Krueger, Bengio, "NICE: Non-linear Independent Components Estimation", arXiv:1410.8516.
@@ -46,29 +59,33 @@ def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optiona
     if len(event_shape) == 3:
         from .image import nice_image
 
-        _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask, support=support)
-        return nice_image(event_shape, num_layers=num_layers, **image_hparams)
+        _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask)
+        return nice_image(event_shape, num_layers=num_layers, context_shape=context_shape, **image_hparams)
     hidden_dims = (256, 256) if hidden_dims is None else hidden_dims
     mask = "even_odd" if mask is None else mask
     if image_hparams:
         raise TypeError(f"nice on vectors: unknown hyper-parameter(s) {sorted(image_hparams)}")
     dim = vector_dim("nice", event_shape, images=True)
+    k = context_features(context_shape)
     # The nets see only the kept entries and predict only the changed ones (split layout).
     transforms: list[nn.Module] = [
-        AdditiveCoupling(m, MLP(int(m.sum()), dim - int(m.sum()), hidden_dims), split_channels=True)
+        AdditiveCoupling(m, MLP(int(m.sum()), dim - int(m.sum()), hidden_dims), split_channels=True) if not k
+        else ConditionalAdditiveCoupling(m, MLP(int(m.sum()), dim - int(m.sum()), hidden_dims, context_features=k),
+                                         (k,), split_channels=True)
         for m in alternating_masks(dim, num_layers, mask)
     ]
     transforms.append(Scaling((dim,)))  # data side: the paper's scaling follows the couplings
-    return Flow(StandardLogistic((dim,)), transforms + data_side((dim,), support))
+    return Flow(StandardLogistic((dim,)), transforms, context_shape=context_shape)
 
 
-@register("realnvp")
+@register("realnvp", shapes=("vector", "image"))
 def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
-            hidden_dims: Optional[Sequence[int]] = None, mask: Optional[str] = None, support: Support = None,
-            **image_hparams) -> Flow:
+            hidden_dims: Optional[Sequence[int]] = None, mask: Optional[str] = None,
+            context_shape: Optional[tuple[int, ...]] = None, **image_hparams) -> Flow:
     """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
 
     On images ``(C, H, W)`` this is the multi-scale architecture of the paper (see ``flows.image``).
+    With ``context_shape=(K,)`` every coupling network also reads the context.
 
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
@@ -81,17 +98,19 @@ def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
     if len(event_shape) == 3:
         from .image import realnvp_image
 
-        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask,
-                               support=support)
-        return realnvp_image(event_shape, **image_hparams)
+        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask)
+        return realnvp_image(event_shape, context_shape=context_shape, **image_hparams)
     num_layers = 12 if num_layers is None else num_layers
     hidden_dims = (64, 64) if hidden_dims is None else hidden_dims
     mask = "half" if mask is None else mask
     if image_hparams:
         raise TypeError(f"realnvp on vectors: unknown hyper-parameter(s) {sorted(image_hparams)}")
     dim = vector_dim("realnvp", event_shape, images=True)
+    k = context_features(context_shape)
     transforms = [
-        AffineCoupling(m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims), split_channels=True)
+        AffineCoupling(m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims), split_channels=True) if not k
+        else ConditionalAffineCoupling(m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims,
+                                              context_features=k), (k,), split_channels=True)
         for m in alternating_masks(dim, num_layers, mask)
     ]
-    return Flow(StandardNormal((dim,)), transforms + data_side((dim,), support))
+    return Flow(StandardNormal((dim,)), transforms, context_shape=context_shape)

@@ -1,6 +1,6 @@
 """Flows as Pyro guides: :class:`AutoFlowGuide`, amortized flow encoders, and test posteriors."""
 
-from .amortized import CONDITIONAL_FLOWS, FlowEncoder, conditional_iaf, conditional_nice, conditional_realnvp
+from .amortized import ENCODER_DEFAULTS, FlowEncoder
 from .autoguide import GUIDE_DEFAULTS, VECTOR_BUILDERS, AutoFlowGuide
 from .fit import evidence, fit_svi
 from .models import BananaPosterior, GaussianLinearPosterior, funnel_model, logistic_regression_model
@@ -10,10 +10,7 @@ __all__ = [
     "AutoFlowGuide",
     "FlowPosterior",
     "FlowEncoder",
-    "CONDITIONAL_FLOWS",
-    "conditional_realnvp",
-    "conditional_nice",
-    "conditional_iaf",
+    "ENCODER_DEFAULTS",
     "VECTOR_BUILDERS",
     "GUIDE_DEFAULTS",
     "fit_svi",

@@ -6,10 +6,10 @@ here (the property battery checks that every exported transform class has a test
 
 from . import (
     autoregressive,
+    conditional,
     conv,
     coupling,
     elementwise,
-    elementwise_spline,
     mixture_cdf,
     multiscale,
     normalization,
@@ -18,14 +18,14 @@ from . import (
     planar_radial,
     reshape,
     spline,
-    support,
+    standardize,
 )
 from .autoregressive import *  # noqa: F403
 from .base import ConditionalFlowTransform, ConditionedTransform, FlowTransform
+from .conditional import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .coupling import *  # noqa: F403
 from .elementwise import *  # noqa: F403
-from .elementwise_spline import *  # noqa: F403
 from .mixture_cdf import *  # noqa: F403
 from .multiscale import *  # noqa: F403
 from .normalization import *  # noqa: F403
@@ -34,10 +34,11 @@ from .pixelcnn import *  # noqa: F403
 from .planar_radial import *  # noqa: F403
 from .reshape import *  # noqa: F403
 from .spline import *  # noqa: F403
-from .support import *  # noqa: F403
+from .standardize import *  # noqa: F403
 
 __all__ = ["FlowTransform", "ConditionalFlowTransform", "ConditionedTransform"]
 for _module in (coupling, normalization, permute, conv, reshape, elementwise, multiscale, mixture_cdf,
-                autoregressive, spline, planar_radial, pixelcnn, elementwise_spline, support):
+                autoregressive, spline, planar_radial, pixelcnn, conditional,
+                standardize):
     __all__ += _module.__all__
 del _module
