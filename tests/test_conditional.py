@@ -93,7 +93,8 @@ def test_cglow_is_glow_with_a_context():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: fz.build("maf", (2,), context_shape=(3,)).log_prob(torch.zeros(4, 2)), "this flow is conditional"),
+    (lambda: fz.build("maf", (2,), context_shape=(3,)).log_prob(torch.zeros(4, 2)),
+     r"this flow is conditional: pass context= of shape \(\.\.\., 3\)$"),
     (lambda: fz.build("maf", (2,)).log_prob(torch.zeros(4, 2), torch.zeros(4, 3)), "not conditional"),
     (lambda: fz.build("maf", (2,), context_shape=(3,)).log_prob(torch.zeros(4, 2), torch.zeros(4, 2)),
      "expected context of shape"),

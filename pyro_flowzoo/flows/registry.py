@@ -104,6 +104,12 @@ class ConditionalFlow(Flow):
         super().__init__(base, transforms, context_shape=context_shape)
         self.embedding = embedding
 
+    def _check_context(self, context: Optional[Tensor]) -> None:
+        if context is None:
+            raise ValueError(f"this flow is conditional: pass context= of shape (..., "
+                             f"{', '.join(map(str, self.context_shape))})")
+        super()._check_context(context)
+
     def embed(self, context: Tensor) -> Tensor:
         """The features the transforms read (the context itself without an embedding)."""
         return context if self.embedding is None else self.embedding(context)
