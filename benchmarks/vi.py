@@ -310,7 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     for path in (p for p in args.also if p.exists()):
         key = ("guide", "target", "seed", "steps")
         results += [r for r in json.loads(path.read_text()) if tuple(r[k] for k in key) not in done]
-    mine = [r for r in results
+    unique: dict = {}
+    for r in results:  # one result per (guide, target, seed, steps): the first one read
+        unique.setdefault((r["guide"], r["target"], r["seed"], r["steps"]), r)
+    mine = [r for r in unique.values()
             if r["steps"] == args.steps and r["guide"] in args.guides and r["target"] in args.targets]
     lines = table(mine, args.guides, args.targets)
     md = args.out.with_suffix(".md")

@@ -64,6 +64,28 @@ def test_laplace_start_is_the_gaussian_posterior():
     assert ((torch.cov(theta.T) - problem.cov) / (sd[:, None] * sd)).abs().max() < 0.05
 
 
+@pytest.mark.parametrize("name", ["realnvp", None])
+def test_path_derivative_gradient_vanishes_at_the_posterior(name):
+    """At the Laplace start of a Gaussian model q is the posterior: the ELBO gradient is ~0 for every draw,
+    while the full (score-function-including) gradient of the same guide is not."""
+    problem = GaussianLinearPosterior(3)
+    norms = []
+    for path_derivative in (True, False):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        guide = AutoFlowGuide(problem.model, name, path_derivative=path_derivative,
+                              **(TINY["realnvp"] if name else {}))
+        guide()
+        q = guide.get_posterior()
+        x = q.rsample((4,))
+        assert torch.allclose(q.log_prob(x), q.log_prob(x.detach().clone()), atol=1e-4)  # same value
+        loss = Trace_ELBO(num_particles=16, vectorize_particles=True, max_plate_nesting=0).differentiable_loss(
+            problem.model, guide)
+        grads = torch.autograd.grad(loss, list(guide.parameters()), allow_unused=True)
+        norms.append(sum(g.pow(2).sum() for g in grads if g is not None).sqrt().item())
+    assert norms[0] < 0.01 < 0.3 < norms[1]
+
+
 def test_funnel_start_is_not_the_laplace_approximation():
     """The funnel's mode sits in the neck (v = -9 (D - 1) / 2): the ELBO check must reject it."""
     guide = AutoFlowGuide(partial(funnel_model, 6), "realnvp", **TINY["realnvp"])

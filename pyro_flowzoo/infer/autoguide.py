@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Callable, Optional, Sequence, Union
 
 import pyro.distributions as dist
@@ -213,6 +214,47 @@ class _Chain(Transform):
         return self._forward_and_log_det(z)[1]
 
 
+class _FlowInverse(nn.Module):
+    """The flow's layers run data to latent, for :func:`torch.func.functional_call` with detached parameters."""
+
+    def __init__(self, flow: Flow) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        total = y.new_zeros(y.shape[:-1])
+        for t in reversed(self.flow._transforms):
+            y, log_det = t.inverse_and_log_det(y)
+            if log_det.dim() > total.dim():
+                log_det = log_det.reshape(log_det.shape[: total.dim()] + (-1,)).sum(-1)
+            total = total + log_det
+        return y, total
+
+
+class _PathDerivativePosterior(FlowPosterior):
+    """A :class:`FlowPosterior` whose own samples are scored with the parameters held constant.
+
+    The value is ``log q(x)``; only the gradient differs: it flows through the sample ``x`` alone (the
+    "sticking the landing" estimator), which drops a term of zero mean, so the ELBO gradient stays
+    unbiased and is exactly zero for every draw once ``q`` equals the posterior.
+    """
+
+    _score: Callable[[Tensor], Tensor]
+
+    def rsample_and_log_prob(self, sample_shape: Sequence[int] = ()) -> tuple[Tensor, Tensor]:
+        x, log_q = super().rsample_and_log_prob(sample_shape)
+        # torch.func's stateless calls cannot be traced: under JitTrace_ELBO the full gradient is used.
+        if torch.is_grad_enabled() and x.requires_grad and not torch.jit.is_tracing():
+            log_q = self._score(x)
+            self._memo = (x, log_q)
+        return x, log_q
+
+    def expand(self, batch_shape: Sequence[int], _instance: Optional[FlowPosterior] = None) -> FlowPosterior:
+        new = super().expand(batch_shape, _instance)
+        new._score = self._score
+        return new
+
+
 class AutoFlowGuide(AutoContinuous):
     r"""An autoguide whose posterior over the model's unconstrained latent vector is a zoo flow.
 
@@ -240,6 +282,12 @@ class AutoFlowGuide(AutoContinuous):
       is a poor summary (Neal's funnel, whose mode sits in the neck). A float ``init_scale`` skips that
       and starts at ``N(init, init_scale^2 I)``.
     - **sizes** (:data:`GUIDE_DEFAULTS`): few layers of ``max(32, 2 D)`` hidden units;
+    - **gradient estimator** (``path_derivative=None``: on where the flow's data-to-latent pass is one
+      parallel pass, i.e. not inverted and not planar): the guide's own samples are scored with its parameters held
+      constant, so the gradient reaches ``log q`` only through the sample (Roeder et al.'s "sticking the
+      landing"); unbiased, and zero for every draw once ``q`` is the posterior, so a guide that can be
+      exact (a Gaussian posterior) stays there instead of drifting with the ELBO noise. It costs one
+      data-to-latent pass per step;
     - **direction**: builders whose sampling pass is sequential (:data:`SEQUENTIAL_SAMPLERS`) are used
       with their layers inverted (``invert=None``), so sampling and scoring are one parallel pass per
       layer;
@@ -261,6 +309,7 @@ class AutoFlowGuide(AutoContinuous):
         init_scale: initial ``sigma`` of the affine layer, or None for the automatic start above.
         affine: ``"tril"`` (a full lower triangular scale, ``D (D + 1) / 2`` parameters) or ``"diag"``.
         invert: use the builder's layers inverted (None: for :data:`SEQUENTIAL_SAMPLERS` only).
+        path_derivative: the path-derivative gradient above (None: where it is one parallel pass).
         affine_position: ``"data"`` puts the affine layer after the flow (``mu + sigma L T(z)``, the flow
             works in standardised coordinates), ``"latent"`` before it (``T(mu + sigma L z)``).
         num_summary_samples: samples used by :meth:`median` and :meth:`quantiles`.
@@ -275,7 +324,8 @@ class AutoFlowGuide(AutoContinuous):
         Rezende, Mohamed, "Variational Inference with Normalizing Flows", arXiv:1505.05770;
         Kingma et al., "Improving Variational Inference with Inverse Autoregressive Flow", arXiv:1606.04934;
         Kucukelbir et al., "Automatic Differentiation Variational Inference", arXiv:1603.00788;
-        Hoffman et al., "NeuTra-lizing Bad Geometry in HMC with Neural Transport", arXiv:1903.03704.
+        Hoffman et al., "NeuTra-lizing Bad Geometry in HMC with Neural Transport", arXiv:1903.03704;
+        Roeder, Wu, Duvenaud, "Sticking the Landing", arXiv:1703.09194.
 
     Example:
         >>> import pyro
@@ -291,7 +341,8 @@ class AutoFlowGuide(AutoContinuous):
 
     def __init__(self, model: Callable, flow: FlowSpec = "realnvp", *, init_loc_fn: Callable = init_to_median,
                  init_scale: Optional[float] = None, affine: str = "tril", invert: Optional[bool] = None,
-                 affine_position: str = "data", num_summary_samples: int = 1000, **builder_kwargs: Any) -> None:
+                 affine_position: str = "data", path_derivative: Optional[bool] = None,
+                 num_summary_samples: int = 1000, **builder_kwargs: Any) -> None:
         if isinstance(flow, str):
             if flow not in FLOWS:
                 raise ValueError(f"unknown flow {flow!r}; choose one of: {', '.join(sorted(FLOWS))}")
@@ -308,6 +359,7 @@ class AutoFlowGuide(AutoContinuous):
         if affine_position not in ("data", "latent"):
             raise ValueError(f"affine_position must be 'data' or 'latent', got {affine_position!r}")
         self.affine_position = affine_position
+        self._path_derivative = path_derivative
         self._flow_spec = flow
         self._builder_kwargs = dict(builder_kwargs)
         self._init_scale = init_scale
@@ -368,6 +420,14 @@ class AutoFlowGuide(AutoContinuous):
             self.scale_tril = PyroParam(unit_tril.clone(), constraints.unit_lower_cholesky)
         # Registered as a submodule: reading self.flow inside the guide calls pyro.module on it.
         self.flow = None if flow is None else flow.to(loc)
+        # Path derivatives need the data-to-latent pass: one parallel pass unless the layers are inverted.
+        # Planar layers invert by a root solve per step: too dear for a default.
+        cheap = not self.invert and self.affine_position == "data" and self._flow_spec != "planar"
+        use = cheap if self._path_derivative is None else self._path_derivative
+        if use and (self.invert or self.affine_position != "data"):
+            raise ValueError("path_derivative=True needs invert=False and affine_position='data'")
+        self.__dict__["_inverse_net"] = None if not use or flow is None else _FlowInverse(flow)
+        self.__dict__["_use_path_derivative"] = use
 
     # -- the initial Gaussian -----------------------------------------------------------------
     def _log_joint(self, latent: Tensor, args: tuple, kwargs: dict) -> Tensor:
@@ -437,13 +497,17 @@ class AutoFlowGuide(AutoContinuous):
         return best
 
     # -- the posterior ------------------------------------------------------------------------
-    def _affine(self) -> Transform:
+    def _affine(self, loc: Optional[Tensor] = None, scale: Optional[Tensor] = None,
+                tril: Optional[Tensor] = None) -> Transform:
+        loc = self.loc if loc is None else loc
+        scale = self.scale if scale is None else scale
         if self.affine == "tril":
-            return LowerCholeskyAffine(self.loc, self.scale[..., None] * self.scale_tril)
-        return AffineTransform(self.loc, self.scale, event_dim=1)
+            return LowerCholeskyAffine(loc, scale[..., None] * self.scale_tril if tril is None else tril)
+        return AffineTransform(loc, scale, event_dim=1)
 
-    def _flow_parts(self) -> list[Transform]:
-        flow = self.flow  # one read: each read of a submodule of a PyroModule registers its parameters again
+    def _flow_parts(self, flow: Optional[Flow] = None) -> list[Transform]:
+        # One read: each read of a submodule of a PyroModule registers its parameters again.
+        flow = self.flow if flow is None else flow
         if flow is None:
             return []
         parts = flow._transforms
@@ -464,7 +528,32 @@ class AutoFlowGuide(AutoContinuous):
         """The posterior over the packed unconstrained latent vector (a Pyro distribution on R^D)."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        return FlowPosterior(self.get_base_dist(), [*self._parts(), _GradientGuard()])
+        loc, scale = self.loc, self.scale
+        tril = scale[..., None] * self.scale_tril if self.affine == "tril" else None
+        flow = self.flow
+        parts = [*self._flow_parts(flow), self._affine(loc, scale, tril)]
+        parts = parts if self.affine_position == "data" else [parts[-1], *parts[:-1]]
+        if not self._use_path_derivative:
+            return FlowPosterior(self.get_base_dist(), [*parts, _GradientGuard()])
+        q = _PathDerivativePosterior(self.get_base_dist(), [*parts, _GradientGuard()])
+        q._score = partial(self._score_detached, loc.detach(), scale.detach(), None if tril is None else tril.detach(),
+                           None if flow is None else {k: v.detach() for k, v in flow.named_parameters()})
+        return q
+
+    def _score_detached(self, loc: Tensor, scale: Tensor, tril: Optional[Tensor], params: Optional[dict],
+                        x: Tensor) -> Tensor:
+        """``log q(x)`` with every guide parameter held constant (gradients reach only ``x``)."""
+        diff = x - loc
+        if tril is None:
+            y, log_det = diff / scale, scale.log().sum()
+        else:
+            y = torch.linalg.solve_triangular(tril, diff.unsqueeze(-1), upper=False).squeeze(-1)
+            log_det = tril.diagonal().log().sum()
+        if params is not None:
+            y, flow_log_det = torch.func.functional_call(
+                self._inverse_net, {f"flow.{k}": v for k, v in params.items()}, (y,))
+            log_det = log_det + flow_log_det
+        return -0.5 * y.pow(2).sum(-1) - 0.5 * y.shape[-1] * math.log(2 * math.pi) - log_det
 
     def _parts(self) -> list[Transform]:
         flow, affine = self._flow_parts(), self._affine()
