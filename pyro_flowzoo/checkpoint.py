@@ -144,7 +144,8 @@ def flow_from_checkpoint(checkpoint: Union[PathLike, dict[str, Any]],
         >>> bool(torch.allclose(again.log_prob(x), flow.log_prob(x)))
         True
     """
-    from .flows import FLOWS, build
+    from .flows import build
+    from .flows.registry import flow_info
 
     payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location)
     name = payload.get("builder")
@@ -152,8 +153,10 @@ def flow_from_checkpoint(checkpoint: Union[PathLike, dict[str, Any]],
     if name is None:
         raise CheckpointError(f"{where}: no builder name (the flow was built by hand); "
                               "build it yourself and load payload['state_dict']")
-    if name not in FLOWS:
-        raise CheckpointError(f"{where}: unknown flow {name!r}; choose one of: {', '.join(sorted(FLOWS))}")
+    try:
+        flow_info(name)
+    except ValueError as e:
+        raise CheckpointError(f"{where}: {e}") from None
     hparams = dict(payload.get("hparams") or {})
     try:
         event_shape = hparams.pop("event_shape")

@@ -122,6 +122,8 @@ def test_resume_continues_to_the_budget(capsys, tmp_path):
      ["mnist", "not found"]),
     (["train", "--flow", "nice", "--data", "moons", "--data-arg", "bogus=1", "--steps", "1"], ["bogus"]),
     (["eval", "--checkpoint", "x.pt", "--data", "moons", "--split", "nope"], ["unknown split 'nope'"]),
+    (["train", "--flow", "pixelcnn_flow", "--data", "digits", "--context", "labels", "--steps", "1"],
+     ["cannot be conditional"]),
 ])
 def test_bad_input_gives_one_line_errors(capsys, argv, needles):
     code, _, err = _run(capsys, *argv)
@@ -158,16 +160,18 @@ def test_module_and_console_script_entry_points(tmp_path):
 
 
 @pytest.mark.skipif("digits" not in dataset_names(), reason="the digits data set is not available")
-@pytest.mark.parametrize("flow", ["glow", "cglow"])
-def test_digits_train_eval_sample_end_to_end(capsys, tmp_path, flow):
+@pytest.mark.parametrize("flow,context", [("glow", ()), ("cglow", ()), ("glow", ("--context", "labels"))])
+def test_digits_train_eval_sample_end_to_end(capsys, tmp_path, flow, context):
     code, out, err = _run(capsys, "train", "--flow", flow, "--data", "digits", "--steps", "4", "--batch-size",
-                          "64", "--out", str(tmp_path), *TINY_IMAGE)
+                          "64", "--out", str(tmp_path), *TINY_IMAGE, *context)
     assert code == 0, err
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "model.pt").is_file()
     assert "bits/dim" in out
     ck = load_checkpoint(tmp_path / "model.pt")
-    if flow == "cglow":  # conditioned on one-hot digit labels by default
+    if flow == "cglow" or context:  # conditioned on one-hot digit labels
         assert tuple(ck["hparams"]["context_shape"]) == (10,)
+    else:
+        assert ck["hparams"].get("context_shape") is None
     code, out, err = _run(capsys, "eval", "--checkpoint", str(tmp_path / "model.pt"), "--data", "digits")
     assert code == 0, err
     assert "nats/dim" in out and "bits/dim" in out

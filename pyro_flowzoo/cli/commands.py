@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import math
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -114,10 +113,12 @@ def list_command(args: argparse.Namespace) -> int:
 
 # -- train ----------------------------------------------------------------------------------------------
 def _check_flow_name(name: str) -> None:
-    from ..flows import FLOWS
+    from ..flows.registry import flow_info
 
-    if name not in FLOWS:
-        raise UsageError(f"unknown flow {name!r}; choose one of: {', '.join(sorted(FLOWS))}")
+    try:
+        flow_info(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _build_flow(name: str, event_shape: tuple[int, ...], hparams: dict[str, Any]) -> Flow:
@@ -130,14 +131,20 @@ def _build_flow(name: str, event_shape: tuple[int, ...], hparams: dict[str, Any]
         raise UsageError(str(e).splitlines()[0]) from None
 
 
-def _context_hparams(name: str, hparams: dict[str, Any], train: DataSplit) -> dict[str, Any]:
-    """For builders with a ``context_shape``: default it to one-hot class labels of the data set."""
-    from ..flows import FLOWS
+def _context_hparams(name: str, hparams: dict[str, Any], train: DataSplit, context: str) -> dict[str, Any]:
+    """``--context labels`` (or a builder whose registry entry has a default context, ``cglow``): one-hot class
+    labels of the data set as the context; ``--context none``: unconditional."""
+    from ..flows.registry import flow_info
 
-    params = inspect.signature(FLOWS[name]).parameters
-    if "context_shape" in params and "context_shape" not in hparams and train.num_classes:
-        hparams = {**hparams, "context_shape": (train.num_classes,)}
-    return hparams
+    info = flow_info(name)
+    wanted = context == "labels" or (context == "auto" and info.default_context_shape is not None)
+    if "context_shape" in hparams or not wanted:
+        return hparams if wanted or info.default_context_shape is None else {**hparams, "context_shape": None}
+    if not train.num_classes:
+        raise UsageError(f"--context labels: data set {train.name!r} has no class labels to condition on")
+    if not info.accepts(train.event_shape, conditional=True):
+        raise UsageError(f"flow {name!r} cannot be conditional on data of shape {tuple(train.event_shape)}")
+    return {**hparams, "context_shape": (train.num_classes,)}
 
 
 def _fit_options(args: argparse.Namespace, out: Path, train: DataSplit, data_kw: dict[str, Any],
@@ -153,7 +160,7 @@ def _fit_options(args: argparse.Namespace, out: Path, train: DataSplit, data_kw:
              "data_args": {k: v for k, v in data_kw.items() if isinstance(v, (int, float, str, bool))}}
     return dict(epochs=epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                 weight_decay=args.weight_decay, clip_grad=args.clip_grad or None, warmup_steps=args.warmup_steps,
-                patience=args.patience, ema_decay=args.ema, method=args.method, seed=args.seed,
+                patience=args.patience, ema_decay=args.ema, method=args.method, seed=args.seed, compile=args.compile,
                 n_bins=_n_bins(train), checkpoint=out / "model.pt", metrics_csv=out / "metrics.csv",
                 checkpoint_extra=extra, resume=resume, progress=False if args.no_progress else None, device=device)
 
@@ -179,7 +186,8 @@ def _train(args: argparse.Namespace, hparams: dict[str, Any], data_kw: dict[str,
     train = load_data(args.data, "train", **data_kw)
     valid = load_data(args.data, "valid", **data_kw)
     torch.manual_seed(args.seed)
-    flow = _build_flow(args.flow, train.event_shape, _context_hparams(args.flow, hparams, train)).to(device)
+    hparams = _context_hparams(args.flow, hparams, train, args.context)
+    flow = _build_flow(args.flow, train.event_shape, hparams).to(device)
     c_train, c_valid = _context(flow, train), _context(flow, valid)
     options = _fit_options(args, out, train, data_kw, device)
     if rank == 0:

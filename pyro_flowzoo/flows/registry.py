@@ -325,9 +325,20 @@ def build(name: str, event_shape: Sequence[int], context_shape: Optional[Sequenc
         >>> flow.sample((4,), context=torch.zeros(3)).shape, flow.sample((4,), context=torch.zeros(5, 3)).shape
         (torch.Size([4, 2]), torch.Size([4, 5, 2]))
     """
+    flow_info(name)
+    return FLOWS[name](event_shape, context_shape=context_shape, **hparams)
+
+
+def flow_info(name: str) -> FlowInfo:
+    """The :class:`FlowInfo` of ``name``; the one place an unknown name raises (a ValueError listing the choices).
+
+    Example:
+        >>> flow_info("cglow").alias_of, flow_info("cglow").default_context_shape
+        ('glow', (10,))
+    """
     if name not in FLOWS:
         raise ValueError(f"unknown flow {name!r}; choose one of: {', '.join(sorted(FLOWS))}")
-    return FLOWS[name](event_shape, context_shape=context_shape, **hparams)
+    return FLOW_INFO[name]
 
 
 @torch.no_grad()
