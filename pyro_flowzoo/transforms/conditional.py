@@ -28,7 +28,8 @@ from torch.distributions import constraints
 from ..nn.made import MADE
 from ..nn.mlp import MLP
 from .base import ConditionalFlowTransform, ConditionedTransform
-from .mixture_cdf import _check_family, _latent_from_data, _log_det, _params, _quantile, _target_logit, monotone_solve
+from .mixture_cdf import _check_family, _latent_from_data, _log_det, _params, _quantile, _target_logit
+from .planar_radial import planar_u_hat, solve_planar
 from .spline import _split, rational_quadratic_spline
 
 __all__ = [
@@ -341,8 +342,7 @@ class ConditionalPlanar(ConditionalFlowTransform):
 
     def _params(self, context: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         u, w, b = self.hypernet(context).split([self.dim, self.dim, 1], -1)
-        wu = (w * u).sum(-1, keepdim=True)
-        u_hat = u + (F.softplus(wu) - 1 - wu) * w / w.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+        u_hat = planar_u_hat(u, w)
         return u_hat, w, b.squeeze(-1), (w * u_hat).sum(-1)
 
     def forward_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
@@ -352,22 +352,7 @@ class ConditionalPlanar(ConditionalFlowTransform):
 
     def inverse_and_log_det(self, y: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         u_hat, w, b, wu_hat = self._params(context)
-        t = (y * w).sum(-1) + b
-        with torch.no_grad():
-            td = t.detach()
-            c = wu_hat.detach().expand(td.shape).reshape(-1)
-            spread = (c.abs() + 1e-6 * (1 + td.reshape(-1).abs())).view(td.shape)
-
-            def func(a: Tensor, index: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-                ci = c if index is None else c[index]
-                h = torch.tanh(a)
-                return a + ci * h, 1 + ci * (1 - h * h)
-
-            root = monotone_solve(func, td, td - spread, td + spread)
-        # A differentiable Newton step at the root: implicit-function gradients.
-        h = torch.tanh(root)
-        a = root - (root + wu_hat * h - t) / (1 + wu_hat * (1 - h * h))
-        h = torch.tanh(a)
+        h = torch.tanh(solve_planar((y * w).sum(-1) + b, wu_hat))
         return y - h.unsqueeze(-1) * u_hat, torch.log1p(wu_hat * (1 - h * h))
 
 

@@ -62,8 +62,7 @@ class Planar(FlowTransform):
         self.bias = nn.Parameter(torch.zeros(()))
 
     def _u_hat(self) -> tuple[Tensor, Tensor]:
-        wu = self.w @ self.u
-        u_hat = self.u + (F.softplus(wu) - 1 - wu) * self.w / self.w.pow(2).sum().clamp(min=1e-12)
+        u_hat = planar_u_hat(self.u, self.w)
         return u_hat, self.w @ u_hat
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -74,20 +73,36 @@ class Planar(FlowTransform):
 
     def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
         u_hat, wu_hat = self._u_hat()
-        t = y @ self.w + self.bias
-        c = wu_hat.detach()
-        spread = c.abs() + 1e-6 * (1 + t.abs().detach())
+        h = torch.tanh(solve_planar(y @ self.w + self.bias, wu_hat))
+        return y - h.unsqueeze(-1) * u_hat, torch.log1p(wu_hat * (1 - h * h))
+
+
+def planar_u_hat(u: Tensor, w: Tensor) -> Tensor:
+    r"""The constrained ``\hat u = u + (m(w^\top u) - w^\top u)\, w / \|w\|^2``, ``m(a) = -1 + \mathrm{softplus}(a)``,
+    so ``w^\top \hat u > -1`` (an invertible planar map); batched over leading dims."""
+    wu = (w * u).sum(-1, keepdim=True)
+    return u + (F.softplus(wu) - 1 - wu) * w / w.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+
+
+def solve_planar(t: Tensor, wu_hat: Tensor) -> Tensor:
+    r"""The ``a`` with ``a + c \tanh(a) = t`` (``c = w^\top \hat u > -1``: increasing in ``a``), elementwise.
+
+    Solved without gradient by :func:`monotone_solve` in the bracket ``t \pm (|c| + \epsilon)``, then one
+    differentiable Newton step at the root (implicit-function gradients in ``t`` and ``c``).
+    """
+    with torch.no_grad():
+        td = t.detach()
+        c = wu_hat.detach().expand(td.shape).reshape(-1)
+        spread = (c.abs() + 1e-6 * (1 + td.reshape(-1).abs())).view(td.shape)
 
         def func(a: Tensor, index: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+            ci = c if index is None else c[index]
             h = torch.tanh(a)
-            return a + c * h, 1 + c * (1 - h * h)
+            return a + ci * h, 1 + ci * (1 - h * h)
 
-        root = monotone_solve(func, t.detach(), t.detach() - spread, t.detach() + spread)
-        # A differentiable Newton step at the root: implicit-function gradients.
-        h = torch.tanh(root)
-        a = root - (root + wu_hat * h - t) / (1 + wu_hat * (1 - h * h))
-        h = torch.tanh(a)
-        return y - h.unsqueeze(-1) * u_hat, torch.log1p(wu_hat * (1 - h * h))
+        root = monotone_solve(func, td, td - spread, td + spread)
+    h = torch.tanh(root)
+    return root - (root + wu_hat * h - t) / (1 + wu_hat * (1 - h * h))
 
 
 class Radial(FlowTransform):
