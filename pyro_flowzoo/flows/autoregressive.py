@@ -28,6 +28,9 @@ from ..transforms import (
     Radial,
     alternating_masks,
 )
+from ..transforms.elementwise_spline import ElementwiseSpline
+from ..transforms.mixture_cdf import MixtureCDF
+from .data_side import Support, data_side
 from .registry import register
 from .vector import context_features, vector_dim
 
@@ -43,11 +46,23 @@ def _reversed(num_layers: int) -> list[bool]:
     return [(num_layers - 1 - i) % 2 == 1 for i in range(num_layers)]
 
 
-@register("ar_flow")
+def _no_context_in_1d(name: str, context_features: int) -> None:
+    if context_features:
+        raise ValueError(f"{name} on (1,) is elementwise (nothing to condition on): no conditional version")
+
+
+def _elementwise_splines(name: str, context_features: int, num_layers: int, num_bins: int, bound: float) -> list:
+    """The spline flows of ``(1,)`` data: ``num_layers`` free elementwise splines (no conditioner)."""
+    _no_context_in_1d(name, context_features)
+    return [ElementwiseSpline(1, num_bins, bound) for _ in range(num_layers)]
+
+
+@register("ar_flow", min_dim=1)
 def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_components: int = 8,
             hidden_dims: Optional[Sequence[int]] = None, family: str = "gaussian",
-            to_real: Optional[bool] = None, context_shape: Optional[tuple[int, ...]] = None) -> Flow:
-    """Mixture-CDF autoregressive flow (MADE conditioner) for vectors ``(D,)``, ``D >= 2``.
+            to_real: Optional[bool] = None, context_shape: Optional[tuple[int, ...]] = None,
+            support: Support = None) -> Flow:
+    """Mixture-CDF autoregressive flow (MADE conditioner) for vectors ``(D,)``; for ``D = 1`` elementwise.
 
     Defaults: one layer for ``D = 2`` (uniform base: dimension 1 by its own mixture, dimension 2 by a
     mixture conditioned on dimension 1), three for larger ``D``. Several layers (or ``to_real=True``)
@@ -63,9 +78,9 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
         >>> type(flow.base).__name__, flow.sample((4,)).shape
         ('StandardUniform', torch.Size([4, 2]))
     """
-    dim = vector_dim("ar_flow", event_shape)
+    dim = vector_dim("ar_flow", event_shape, min_dim=1)
     if num_layers is None:
-        num_layers = 1 if dim == 2 else 3
+        num_layers = 1 if dim <= 2 else 3
     if num_layers < 1:
         raise ValueError(f"ar_flow needs num_layers >= 1, got {num_layers}")
     if to_real is None:
@@ -75,9 +90,11 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
     k = context_features(context_shape)
     layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=r) if not k
               else ConditionalMixtureCDFAutoregressive(dim, k, num_components, hidden_dims, family, to_real, reverse=r)
-              for r in _reversed(num_layers)]
+              for r in _reversed(num_layers)] if dim > 1 else \
+        [MixtureCDF(1, num_components, family, to_real) for _ in range(num_layers)]
+    _no_context_in_1d("ar_flow", k if dim == 1 else 0)
     base = StandardLogistic((dim,)) if to_real else StandardUniform((dim,))
-    return Flow(base, layers, context_shape=context_shape)
+    return Flow(base, layers + data_side((dim,), support), context_shape=context_shape)
 
 
 @register("pixelcnn_flow", shapes=("image",), conditional=())
@@ -107,7 +124,8 @@ def pixelcnn_flow(event_shape: tuple[int, ...], num_components: int = 4, hidden_
 
 @register("maf")
 def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optional[Sequence[int]] = None,
-        max_log_scale: float = 3.0, context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+        max_log_scale: float = 3.0, context_shape: Optional[tuple[int, ...]] = None,
+        support: Support = None) -> Flow:
     """Masked autoregressive flow for vectors ``(D,)``, ``D >= 2``: MAF layers in alternating orders.
 
     Every other layer conditions each entry on the entries after it (``reverse=True``) instead of
@@ -130,12 +148,13 @@ def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optiona
     layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r) if not k
               else ConditionalMaskedAffineAutoregressive(dim, k, hidden_dims, max_log_scale, reverse=r)
               for r in _reversed(num_layers)]
-    return Flow(StandardNormal((dim,)), layers, context_shape=context_shape)
+    return Flow(StandardNormal((dim,)), layers + data_side((dim,), support), context_shape=context_shape)
 
 
-@register("nsf_ar")
+@register("nsf_ar", min_dim=1)
 def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optional[Sequence[int]] = None,
-           num_bins: int = 8, bound: float = 5.0, context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+           num_bins: int = 8, bound: float = 5.0, context_shape: Optional[tuple[int, ...]] = None,
+           support: Support = None) -> Flow:
     """Autoregressive neural spline flow for vectors ``(D,)``, ``D >= 2`` (identity tails outside ``[-bound, bound]``).
 
     References:
@@ -146,18 +165,19 @@ def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optio
         >>> flow.log_prob(flow.sample((4,))).shape
         torch.Size([4])
     """
-    dim = vector_dim("nsf_ar", event_shape)
+    dim = vector_dim("nsf_ar", event_shape, min_dim=1)
     k = context_features(context_shape)
     layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=r) if not k
               else ConditionalNeuralSplineAutoregressive(dim, k, num_bins, hidden_dims, bound, reverse=r)
-              for r in _reversed(num_layers)]  # alternating orders: no permutation between layers
-    return Flow(StandardNormal((dim,)), layers, context_shape=context_shape)
+              for r in _reversed(num_layers)] if dim > 1 else \
+        _elementwise_splines("nsf_ar", k, num_layers, num_bins, bound)
+    return Flow(StandardNormal((dim,)), layers + data_side((dim,), support), context_shape=context_shape)
 
 
-@register("nsf_coupling")
+@register("nsf_coupling", min_dim=1)
 def nsf_coupling(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Sequence[int] = (64, 64),
                  num_bins: int = 8, bound: float = 5.0, mask: str = "half",
-                 context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+                 context_shape: Optional[tuple[int, ...]] = None, support: Support = None) -> Flow:
     """Coupling neural spline flow for vectors ``(D,)``, ``D >= 2``, with alternating masks.
 
     References:
@@ -168,12 +188,13 @@ def nsf_coupling(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims:
         >>> flow.log_prob(flow.sample((4,))).shape
         torch.Size([4])
     """
-    dim = vector_dim("nsf_coupling", event_shape)
+    dim = vector_dim("nsf_coupling", event_shape, min_dim=1)
     k = context_features(context_shape)
     layers = [NeuralSplineCoupling(m, num_bins, hidden_dims, bound) if not k
               else ConditionalNeuralSplineCoupling(m, k, num_bins, hidden_dims, bound)
-              for m in alternating_masks(dim, num_layers, mask)]
-    return Flow(StandardNormal((dim,)), layers, context_shape=context_shape)
+              for m in alternating_masks(dim, num_layers, mask)] if dim > 1 else \
+        _elementwise_splines("nsf_coupling", k, num_layers, num_bins, bound)
+    return Flow(StandardNormal((dim,)), layers + data_side((dim,), support), context_shape=context_shape)
 
 
 @register("planar", min_dim=1)

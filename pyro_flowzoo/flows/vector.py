@@ -16,6 +16,7 @@ from ..transforms import (
     Scaling,
     alternating_masks,
 )
+from .data_side import Support, data_side
 from .registry import register
 
 __all__ = ["nice", "realnvp", "vector_dim", "context_features"]
@@ -43,7 +44,8 @@ def context_features(context_shape: Optional[Sequence[int]]) -> int:
 
 @register("nice", shapes=("vector", "image"))
 def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optional[Sequence[int]] = None,
-         mask: Optional[str] = None, context_shape: Optional[tuple[int, ...]] = None, **image_hparams) -> Flow:
+         mask: Optional[str] = None, context_shape: Optional[tuple[int, ...]] = None, support: Support = None,
+         **image_hparams) -> Flow:
     """NICE: additive couplings with alternating masks, a final diagonal scaling, a logistic base.
 
     With ``context_shape=(K,)`` every coupling network also reads the context (the scaling does not).
@@ -59,7 +61,7 @@ def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optiona
     if len(event_shape) == 3:
         from .image import nice_image
 
-        _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask)
+        _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask, support=support)
         return nice_image(event_shape, num_layers=num_layers, context_shape=context_shape, **image_hparams)
     hidden_dims = (256, 256) if hidden_dims is None else hidden_dims
     mask = "even_odd" if mask is None else mask
@@ -75,13 +77,13 @@ def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optiona
         for m in alternating_masks(dim, num_layers, mask)
     ]
     transforms.append(Scaling((dim,)))  # data side: the paper's scaling follows the couplings
-    return Flow(StandardLogistic((dim,)), transforms, context_shape=context_shape)
+    return Flow(StandardLogistic((dim,)), transforms + data_side((dim,), support), context_shape=context_shape)
 
 
 @register("realnvp", shapes=("vector", "image"))
 def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
             hidden_dims: Optional[Sequence[int]] = None, mask: Optional[str] = None,
-            context_shape: Optional[tuple[int, ...]] = None, **image_hparams) -> Flow:
+            context_shape: Optional[tuple[int, ...]] = None, support: Support = None, **image_hparams) -> Flow:
     """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
 
     On images ``(C, H, W)`` this is the multi-scale architecture of the paper (see ``flows.image``).
@@ -98,7 +100,8 @@ def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
     if len(event_shape) == 3:
         from .image import realnvp_image
 
-        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask)
+        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask,
+                               support=support)
         return realnvp_image(event_shape, context_shape=context_shape, **image_hparams)
     num_layers = 12 if num_layers is None else num_layers
     hidden_dims = (64, 64) if hidden_dims is None else hidden_dims
@@ -113,4 +116,4 @@ def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
                                               context_features=k), (k,), split_channels=True)
         for m in alternating_masks(dim, num_layers, mask)
     ]
-    return Flow(StandardNormal((dim,)), transforms, context_shape=context_shape)
+    return Flow(StandardNormal((dim,)), transforms + data_side((dim,), support), context_shape=context_shape)

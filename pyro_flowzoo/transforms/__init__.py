@@ -10,6 +10,7 @@ from . import (
     conv,
     coupling,
     elementwise,
+    elementwise_spline,
     mixture_cdf,
     multiscale,
     normalization,
@@ -19,6 +20,7 @@ from . import (
     reshape,
     spline,
     standardize,
+    support,
 )
 from .autoregressive import *  # noqa: F403
 from .base import ConditionalFlowTransform, ConditionedTransform, FlowTransform
@@ -26,6 +28,7 @@ from .conditional import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .coupling import *  # noqa: F403
 from .elementwise import *  # noqa: F403
+from .elementwise_spline import *  # noqa: F403
 from .mixture_cdf import *  # noqa: F403
 from .multiscale import *  # noqa: F403
 from .normalization import *  # noqa: F403
@@ -35,10 +38,11 @@ from .planar_radial import *  # noqa: F403
 from .reshape import *  # noqa: F403
 from .spline import *  # noqa: F403
 from .standardize import *  # noqa: F403
+from .support import *  # noqa: F403
 
 __all__ = ["FlowTransform", "ConditionalFlowTransform", "ConditionedTransform"]
 for _module in (coupling, normalization, permute, conv, reshape, elementwise, multiscale, mixture_cdf,
                 autoregressive, spline, planar_radial, pixelcnn, conditional,
-                standardize):
+                standardize, elementwise_spline, support):
     __all__ += _module.__all__
 del _module
