@@ -30,7 +30,7 @@ from ..nn.mlp import MLP
 from .base import ConditionalFlowTransform, ConditionedTransform
 from .mixture_cdf import _check_family, _latent_from_data, _log_det, _params, _quantile, _target_logit
 from .planar_radial import planar_u_hat, solve_planar
-from .spline import _split, rational_quadratic_spline
+from .spline import _split, rational_quadratic_spline, spline_ar_sample
 
 __all__ = [
     "ConditionalMaskedAffineAutoregressive",
@@ -152,15 +152,7 @@ class ConditionalNeuralSplineAutoregressive(ConditionalFlowTransform):
 
     def forward_and_log_det(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         z = _broadcast(z, context)
-        x = torch.zeros_like(z)
-        log_det = z.new_zeros(z.shape[:-1])
-        for d in self.made.order:
-            raw = self.made(x, context)[..., d, :]
-            x_d, ld = rational_quadratic_spline(z[..., d], *_split(raw, self.num_bins), inverse=True,
-                                                bound=self.bound)
-            x = torch.cat([x[..., :d], x_d.unsqueeze(-1), x[..., d + 1 :]], -1)
-            log_det = log_det + ld
-        return x, log_det
+        return spline_ar_sample(lambda x: self.made(x, context), z, self.made.order, self.num_bins, self.bound)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, context={self.context_shape}, num_bins={self.num_bins}, reverse={self.reverse}"

@@ -16,7 +16,7 @@ discriminant at 0, and pins the boundary slopes at exactly 1 (C^1 into the tails
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -150,18 +150,27 @@ class NeuralSplineAutoregressive(FlowTransform):
         return z, -log_det.sum(-1)
 
     def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.zeros_like(z)  # entries not yet solved are placeholders the MADE's output d ignores
-        log_det = z.new_zeros(z.shape[:-1])
-        for d in self.made.order:
-            raw = self.made(x)[..., d, :]
-            x_d, ld = rational_quadratic_spline(z[..., d], *_split(raw, self.num_bins), inverse=True,
-                                                bound=self.bound)
-            x = torch.cat([x[..., :d], x_d.unsqueeze(-1), x[..., d + 1 :]], -1)
-            log_det = log_det + ld
-        return x, log_det
+        return spline_ar_sample(self.made, z, self.made.order, self.num_bins, self.bound)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_bins={self.num_bins}, bound={self.bound}, reverse={self.reverse}"
+
+
+def spline_ar_sample(conditioner: Callable[[Tensor], Tensor], z: Tensor, order: Sequence[int], num_bins: int,
+                     bound: float) -> tuple[Tensor, Tensor]:
+    """The sampling direction of an autoregressive spline flow: ``D`` conditioner passes in ``order``.
+
+    ``conditioner(x)`` gives the raw spline parameters ``(..., D, 3K - 1)``; entries not yet solved are
+    placeholders its output ``d`` ignores. Returns ``(x, log|det dx/dz|)``.
+    """
+    x = torch.zeros_like(z)
+    log_det = z.new_zeros(z.shape[:-1])
+    for d in order:
+        raw = conditioner(x)[..., d, :]
+        x_d, ld = rational_quadratic_spline(z[..., d], *_split(raw, num_bins), inverse=True, bound=bound)
+        x = torch.cat([x[..., :d], x_d.unsqueeze(-1), x[..., d + 1 :]], -1)
+        log_det = log_det + ld
+    return x, log_det
 
 
 class NeuralSplineCoupling(FlowTransform):
