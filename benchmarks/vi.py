@@ -82,9 +82,12 @@ def make_guide(label: str, model):
 
 def mixture_model() -> None:
     """Two unit Gaussians at (-2, 0) and (2, 0), equal weights: a normalised density (log Z = 0)."""
+    # A wide Normal site, reweighted to the mixture by a factor (MixtureSameFamily's support has no bijection).
+    wide = dist.Normal(torch.zeros(2), 10.0).to_event(1)
+    z = pyro.sample("z", wide)
     locs = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
-    mix = dist.Categorical(torch.ones(2))
-    pyro.sample("z", dist.MixtureSameFamily(mix, dist.Normal(locs, 1.0).to_event(1)))
+    log_p = dist.Normal(locs, 1.0).to_event(1).log_prob(z.unsqueeze(-2))
+    pyro.factor("mixture", torch.logsumexp(log_p, -1) - math.log(2.0) - wide.log_prob(z))
 
 
 def breast_cancer() -> tuple[torch.Tensor, torch.Tensor]:
