@@ -1,4 +1,4 @@
-"""Identical-architecture constructors for pyro_flowzoo and its peers (zuko, nflows, normflows).
+"""Identical-architecture constructors for pyro_flowzoo and its peers (zuko, nflows, normflows, Pyro).
 
 Every constructor returns a :class:`Model`: the ``nn.Module`` (for the optimizer), a
 ``log_prob(x)`` callable (data -> latent, the training direction) and a ``sample(n)`` callable
@@ -25,7 +25,10 @@ The peer constructors follow each library's own building blocks (zuko's ``Masked
 and ``GeneralCouplingTransform``; nflows' ``MaskedAffineAutoregressiveTransform``,
 ``AffineCouplingTransform`` and spline transforms with ``use_residual_blocks=False, num_blocks=1``;
 normflows' ``AffineCouplingBlock``, ``MaskedAffineAutoregressive`` and the nflows-derived spline layers,
-also with plain MADEs).
+also with plain MADEs; Pyro's own ``AffineCoupling`` on a ``DenseNN`` with a ``Permute`` flip between
+layers, and ``AffineAutoregressive`` / ``SplineAutoregressive`` (``order="quadratic"``) on an
+``AutoRegressiveNN``, used through ``.inv`` so that ``log_prob`` is their parallel pass, as in MAF).
+Pyro's transforms run with ``cache_size=0`` and its distributions with ``validate_args=False``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from torch import Tensor, nn
 
 __all__ = ["Model", "build", "LIBS", "ARCHS"]
 
-LIBS = ("ours", "zuko", "nflows", "normflows")
+LIBS = ("ours", "zuko", "nflows", "normflows", "pyro")
 ARCHS = ("realnvp", "maf", "nsf_ar", "nsf_coupling")
 
 
@@ -220,7 +223,65 @@ def _normflows(arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins
     return Model("normflows", arch, flow, flow.log_prob, lambda n: flow.sample(n)[0])
 
 
-_BUILDERS = {"ours": _ours, "zuko": _zuko, "nflows": _nflows, "normflows": _normflows}
+# -- Pyro's own transforms -------------------------------------------------------------------------
+class _PyroFlow(nn.Module):
+    """Pyro transforms (latent -> data order) over a standard normal base, without validation."""
+
+    def __init__(self, dim: int, parts: list, modules: list[nn.Module]) -> None:
+        super().__init__()
+        self.parts = parts
+        self.layers = nn.ModuleList(modules)
+        self.register_buffer("loc", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        for t in modules:  # no pair cache: every call recomputes, as in the other libraries
+            t._cache_size = 0
+
+    def dist(self):  # noqa: ANN201
+        import pyro.distributions as pdist
+
+        base = pdist.Normal(self.loc, self.scale, validate_args=False).to_event(1)
+        return pdist.TransformedDistribution(base, self.parts, validate_args=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dist().log_prob(x)
+
+
+def _pyro(arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins: int, bound: float) -> Model:
+    import pyro.distributions.transforms as T
+    from pyro.nn import AutoRegressiveNN, DenseNN
+
+    hidden = list(hidden)
+    parts: list = []
+    modules: list[nn.Module] = []
+    flip = torch.arange(dim).flip(0)
+    for i in range(num_layers):
+        if arch == "realnvp":
+            # Pyro's coupling conditions on the first split_dim entries; a flip between layers alternates.
+            split = dim // 2
+            if i:
+                parts.append(T.Permute(flip, cache_size=0))
+            t = T.AffineCoupling(split, DenseNN(split, hidden, param_dims=[dim - split, dim - split]))
+            parts.append(t)
+        elif arch in ("maf", "nsf_ar"):
+            order = torch.arange(dim) if i % 2 == 0 else flip
+            if arch == "maf":
+                t = T.AffineAutoregressive(AutoRegressiveNN(dim, hidden, permutation=order))
+            else:
+                t = T.SplineAutoregressive(dim, AutoRegressiveNN(dim, hidden, param_dims=[bins, bins, bins - 1],
+                                                                 permutation=order),
+                                           count_bins=bins, bound=bound, order="quadratic")
+            # Pyro's _call is the parallel (IAF) pass; .inv makes it the data -> latent pass (MAF).
+            parts.append(t.inv)
+        else:
+            raise ValueError(f"no Pyro peer for {arch}")
+        modules.append(t)
+    if arch != "realnvp":
+        parts.reverse()
+    flow = _PyroFlow(dim, parts, modules)
+    return Model("pyro", arch, flow, flow.forward, lambda n: flow.dist().sample((n,)))
+
+
+_BUILDERS = {"ours": _ours, "zuko": _zuko, "nflows": _nflows, "normflows": _normflows, "pyro": _pyro}
 
 
 def build(lib: str, arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins: int = 8,

@@ -19,6 +19,9 @@ whose exact test NLL is printed as the floor. Train: 20,000 points; test: 10,000
     python benchmarks/speed_cpu.py --quick          # smoke run, seconds
     python benchmarks/speed_cpu.py --profile realnvp   # torch.profiler: one of our steps vs zuko's
     python benchmarks/speed_cpu.py --whatif nsf_coupling   # ours vs the same maths on a split coupling
+    python benchmarks/speed_cpu.py --compile        # issue 16: eager and torch.compile'd, best of each, vs peers
+    python benchmarks/speed_cpu.py --compile --profile maf --libs ours zuko   # profile compiled steps
+    python benchmarks/speed_cpu.py --sampling       # ar_flow 10^5 2-D samples, pixelcnn_flow 64 x 1x20x20
 """
 
 from __future__ import annotations
@@ -93,11 +96,13 @@ def make_data(kind: str, n_train: int, n_test: int) -> tuple[Tensor, Tensor, flo
 
 # -- timing ----------------------------------------------------------------------------------------
 def train_steps(model: peers.Model, opt: torch.optim.Optimizer, batches: list[Tensor]) -> list[float]:
+    """Timed steps: zero_grad, ``-log_prob(x).mean()`` (or ``extra["loss"]``, compiled), backward, Adam."""
     times = []
+    loss_fn = model.extra.get("loss") or (lambda x: -model.log_prob(x).mean())
     for x in batches:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = -model.log_prob(x).mean()
+        loss = loss_fn(x)
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t0)
@@ -210,6 +215,182 @@ def bench_arch(arch: str, libs: list[str], args: argparse.Namespace) -> list[str
     return lines
 
 
+# -- compiled (issue 16, item 3) -------------------------------------------------------------------
+COMPILED = "+compile"
+
+
+def compile_loss(model: peers.Model) -> None:
+    """The same for every library: ``torch.compile`` (inductor, defaults) of ``x -> -log_prob(x).mean()``.
+
+    Backward goes through AOTAutograd; zero_grad and Adam stay eager (as in any user loop).
+    """
+    model.extra["loss"] = torch.compile(lambda x: -model.log_prob(x).mean())
+
+
+def _graph_count() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _best(times: dict[str, list[float]], lib: str) -> str:
+    """The variant (eager or compiled) of ``lib`` with the smaller median step over rounds."""
+    cands = [v for v in (lib, lib + COMPILED) if v in times]
+    return min(cands, key=lambda v: statistics.median(times[v]))
+
+
+def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) -> tuple[list[str], dict]:
+    """Every library eager and compiled, all variants interleaved step by step; best of the two each."""
+    torch._dynamo.reset()
+    dim, num_layers, hidden, data = CONFIGS[arch]
+    train, test, floor = make_data(data, args.n_train, args.n_test)
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
+    first = train[perm[: args.batch]]
+    models: dict[str, peers.Model] = {}
+    opts: dict[str, torch.optim.Optimizer] = {}
+    compile_s: dict[str, float] = {}
+    graphs: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    for lib in libs:
+        for variant in (lib, lib + COMPILED):
+            try:
+                m = peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound, seed=args.seed)
+            except Exception as e:  # report and go on with the others
+                print(f"  [{arch}] {lib}: not built ({type(e).__name__}: {e})", flush=True)
+                break
+            opt = torch.optim.Adam(m.module.parameters(), lr=args.lr)
+            if args.init_eager:  # the same for every variant of every library
+                train_steps(m, opt, [first])
+            if variant.endswith(COMPILED):
+                compile_loss(m)
+                g0 = _graph_count()
+                try:
+                    # The first step compiles forward and (lazily) backward; the second one recompiles where a
+                    # guard changed (e.g. ours: ActNorm's first-batch initialisation graph-breaks once).
+                    compile_s[variant] = sum(train_steps(m, opt, [first, first]))
+                except Exception as e:
+                    msg = (str(e).strip().splitlines() or [""])[0]
+                    failed[lib] = f"{type(e).__name__}: {msg}"[:200]
+                    print(f"  [{arch}] {variant}: compile failed ({failed[lib]})", flush=True)
+                    continue
+                graphs[variant] = _graph_count() - g0
+                print(f"  [{arch}] {variant}: first two steps (compile) {compile_s[variant]:.1f} s, "
+                      f"{graphs[variant]} graph(s)", flush=True)
+            else:
+                train_steps(m, opt, [first, first])
+            models[variant], opts[variant] = m, opt
+    variants = list(models)
+    step_no = 0
+
+    def next_batches(k: int) -> list[Tensor]:
+        nonlocal step_no
+        out = []
+        for _ in range(k):
+            i = (step_no * args.batch) % (len(train) - args.batch + 1)
+            out.append(train[perm[i:i + args.batch]])
+            step_no += 1
+        return out
+
+    g0 = _graph_count()
+    for x in next_batches(args.warmup):
+        for v in variants:
+            train_steps(models[v], opts[v], [x])
+    step_times: dict[str, list[float]] = {v: [] for v in variants}  # per-round medians
+    for _ in range(args.rounds):
+        gc.collect()
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        for x in next_batches(args.steps):
+            for v in variants:
+                times[v] += train_steps(models[v], opts[v], [x])
+        for v in variants:
+            step_times[v].append(statistics.median(times[v]))
+    late_graphs = _graph_count() - g0  # graphs compiled after the first two steps: recompiles
+    nll = {v: test_nll(models[v], test) for v in variants}
+    libs = [lib for lib in libs if lib in variants]
+    best = {lib: _best(step_times, lib) for lib in libs}
+    peer_libs = [lib for lib in libs if lib != "ours"]
+    fastest = min(peer_libs, key=lambda lib: statistics.median(step_times[best[lib]])) if peer_libs else None
+
+    title = f"{arch}: {dim}-D, {num_layers} layers of {list(hidden)}"
+    if arch.startswith("nsf"):
+        title += f", {args.bins} bins on [-{args.bound:g}, {args.bound:g}]"
+    lines = [
+        f"### {title}",
+        "",
+        f"Data: {data} ({args.n_train} train; exact test NLL floor {floor:.4f} nats on {args.n_test} test points). "
+        f"Batch {args.batch}, Adam lr {args.lr}, {step_no + 2 + args.init_eager} steps each "
+        f"({'1 eager + ' if args.init_eager else ''}2 first + {args.warmup} warm-up + "
+        f"{args.rounds} rounds x {args.steps}), all "
+        f"{len(variants)} variants interleaved step by step; graphs compiled after the first two steps "
+        f"(recompiles, all libraries): {late_graphs}.",
+        "",
+        "| library | params | eager step (ms) | compiled step (ms) | compiled/eager | compile: first two "
+        "compiled steps (s) | graphs | best | ours best / lib best | test NLL eager / compiled |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    summary: dict = {"arch": arch}
+    for lib in libs:
+        e, c = lib, lib + COMPILED
+        med = {v: statistics.median(step_times[v]) for v in (e, c) if v in step_times}
+        if c in step_times:
+            cstep, cratio = fmt_ms(med[c]), ratio_cell(step_times[c], step_times[e])
+            ctime, cg = f"{compile_s[c]:.1f}", str(graphs[c])
+        else:
+            cstep, cratio, ctime, cg = f"failed: `{failed.get(lib, '?')}`", "-", "-", "-"
+        r = "-" if lib == "ours" or "ours" not in libs else ratio_cell(step_times[best["ours"]], step_times[best[lib]])
+        nc = f"{nll[c]:.4f}" if c in nll else "-"
+        lines.append(
+            f"| {lib} | {models[e].num_parameters:,} | {fmt_ms(med[e])} | {cstep} | {cratio} | {ctime} | {cg} | "
+            f"{'compiled' if best[lib] == c else 'eager'} | {r} | {nll[e]:.4f} / {nc} |"
+        )
+    lines.append("")
+    if "ours" in libs and fastest:
+        rs = [a / b for a, b in zip(step_times[best["ours"]], step_times[best[fastest]])]
+        med = statistics.median(rs)
+        summary.update(fastest=fastest, fastest_variant=best[fastest], ours_variant=best["ours"], ratio=med,
+                       lo=min(rs), hi=max(rs), met=med <= args.target,
+                       ours_compile=compile_s.get("ours" + COMPILED),
+                       ours_ms=statistics.median(step_times[best["ours"]]),
+                       peer_ms=statistics.median(step_times[best[fastest]]))
+        lines += [
+            f"Ours best ({best['ours']}) / fastest peer best ({best[fastest]}): **{med:.2f}** "
+            f"({min(rs):.2f}-{max(rs):.2f}) over {len(rs)} rounds; target <= {args.target:g}: "
+            f"**{'met' if med <= args.target else 'missed'}**.",
+            "",
+        ]
+    return lines, summary
+
+
+# -- sampling --------------------------------------------------------------------------------------
+def sampling(args: argparse.Namespace) -> list[str]:
+    """``ar_flow`` 10^5 2-D samples (eager and compiled) and ``pixelcnn_flow`` 64 samples of 1x20x20 (eager)."""
+    import pyro_flowzoo as fz
+
+    n_ar, n_px, size = (1000, 2, 8) if args.quick else (100_000, 64, 20)
+    torch.manual_seed(args.seed)
+    flow = fz.build("ar_flow", (2,))
+    lines = ["| flow | samples | eager (s) | compiled (s) | compile (first call, s) | target |",
+             "|---|---|---|---|---|---|"]
+    with torch.no_grad():
+        eager = [timed(lambda: flow.sample((n_ar,))) for _ in range(args.eval_rounds + 1)][1:]
+        sample = torch.compile(lambda n: flow.sample((n,)), fullgraph=True)
+        t0 = time.perf_counter()
+        sample(n_ar)
+        first = time.perf_counter() - t0
+        comp = [timed(partial(sample, n_ar)) for _ in range(args.eval_rounds)]
+    best = min(min(eager), min(comp))
+    lines.append(f"| ar_flow (2,), defaults, float32 | {n_ar:,} | {min(eager):.3f} | {min(comp):.3f} | {first:.1f} | "
+                 f"< 1 s: {'met' if best < 1 else 'missed'} ({best:.3f} s) |")
+    print(lines[-1], flush=True)
+    flow = fz.build("pixelcnn_flow", (1, size, size))
+    with torch.no_grad():
+        t = timed(lambda: flow.sample((n_px,)))
+    lines.append(f"| pixelcnn_flow (1, {size}, {size}), defaults | {n_px} | {t:.1f} | not compiled "
+                 f"({size * size} sequential passes) | - | < 60 s: {'met' if t < 60 else 'missed'} |")
+    print(lines[-1], flush=True)
+    return lines
+
+
 # -- profile ---------------------------------------------------------------------------------------
 def profile(arch: str, libs: list[str], args: argparse.Namespace) -> None:
     """torch.profiler over ``args.steps`` training steps per library, the libraries interleaved step by step.
@@ -230,6 +411,14 @@ def profile(arch: str, libs: list[str], args: argparse.Namespace) -> None:
     models = {lib: peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound,
                                seed=args.seed) for lib in libs}
     opts = {lib: torch.optim.Adam(models[lib].module.parameters(), lr=args.lr) for lib in libs}
+    if args.compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.cpp.enable_kernel_profile = True  # each fused C++ kernel under its own label
+        for lib in libs:
+            if args.init_eager:
+                train_steps(models[lib], opts[lib], [x])
+            compile_loss(models[lib])
     for lib in libs:
         train_steps(models[lib], opts[lib], [x] * 5)
     walls: dict[str, list[float]] = {lib: [] for lib in libs}
@@ -257,7 +446,8 @@ def profile(arch: str, libs: list[str], args: argparse.Namespace) -> None:
         self_us[lib][e.name] += e.self_cpu_time_total
         calls[lib][e.name] += 1
     n = args.steps
-    print(f"\n===== {arch}: one training step (batch {args.batch}), {n} steps per library, interleaved")
+    print(f"\n===== {arch}: one {'compiled ' if args.compile else ''}training step (batch {args.batch}), "
+          f"{n} steps per library, interleaved")
     for lib in libs:
         ops = sum(c for name, c in calls[lib].items() if name.startswith("aten::"))
         busy = sum(self_us[lib].values())
@@ -377,10 +567,23 @@ def main() -> None:
     parser.add_argument("--profile", metavar="ARCH", choices=list(CONFIGS))
     parser.add_argument("--whatif", metavar="ARCH", choices=["realnvp", "nsf_coupling"],
                         help="ours vs the same maths as a split coupling (transformed half only) vs peers")
+    parser.add_argument("--compile", action="store_true",
+                        help="issue 16: every library eager and torch.compile'd, best of the two each (default archs "
+                             "realnvp maf nsf_ar, libs ours zuko nflows pyro); with --profile: profile compiled steps")
+    parser.add_argument("--init-eager", action="store_true",
+                        help="--compile: one eager training step for every model before compiling (first-batch "
+                             "initialisations such as ours' FirstBatchNorm then run outside the compiled graph)")
+    parser.add_argument("--target", type=float, default=0.7, help="--compile: target ours best / fastest peer best")
+    parser.add_argument("--sampling", action="store_true",
+                        help="ar_flow 10^5 2-D samples (eager, compiled), pixelcnn_flow 64 x 1x20x20 (eager)")
     parser.add_argument("--row-limit", type=int, default=20)
     parser.add_argument("--shapes", action="store_true", help="profile: also group by input shape")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # One compiled loss per model, all from the same lambda: allow more than the default 8 entries.
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 256))
     if args.quick:
         args.rounds, args.steps, args.warmup, args.eval_rounds = 2, 1, 1, 1
         args.n_eval, args.n_train, args.n_test, args.batch = 64, 1024, 256, 128
@@ -394,6 +597,16 @@ def main() -> None:
             args.libs = ["ours", "zuko"]
         args.steps = 5 if args.quick else 20
         profile(args.profile, args.libs, args)
+        return
+    if "--libs" not in sys.argv:  # peers that are not installed are left out unless asked for
+        from importlib.util import find_spec
+
+        args.libs = [lib for lib in args.libs if lib in ("ours", "pyro") or find_spec(lib) is not None]
+    if args.sampling:
+        print("\n".join(sampling(args)))
+        return
+    if args.compile:
+        compiled_main(args)
         return
     import pyro_flowzoo as fz
 
@@ -419,6 +632,49 @@ def main() -> None:
         out += bench_arch(arch, libs, args)
         print("\n".join(out[-len(args.libs) - 7:]), flush=True)
     out.append(f"Total run time: {time.perf_counter() - start:.0f} s.")
+    print("\n\n" + "\n".join(out))
+
+
+def compiled_main(args: argparse.Namespace) -> None:
+    import pyro_flowzoo as fz
+
+    if "--archs" not in sys.argv:
+        args.archs = ["realnvp"] if args.quick else ["realnvp", "maf", "nsf_ar"]
+    if "--libs" not in sys.argv:
+        args.libs = ["ours", "zuko"] if args.quick else ["ours", "zuko", "nflows", "pyro"]
+    start = time.perf_counter()
+    out = [
+        f"Command: `python {' '.join(['benchmarks/speed_cpu.py', *sys.argv[1:]])}`  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        f"Machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch thread(s) on a 2-core VM shared with other busy processes (absolute times "
+        "are indicative; the per-round ratios from interleaving are the meaningful figures).  ",
+        f"Versions: torch {torch.__version__}, " + ", ".join(
+            f"{name} {version(name)}" for name in ("pyro-ppl", "zuko", "nflows", "normflows")
+            if name == "pyro-ppl" or name in args.libs) + ".  ",
+        "Compiled = `torch.compile(lambda x: -model.log_prob(x).mean())` (inductor, default options, the same for "
+        "every library; backward through AOTAutograd; zero_grad and Adam eager). Step = zero_grad, loss, backward, "
+        "Adam step. Ratio cells: median over rounds of the per-round ratio of median steps, with (min-max); "
+        "below 1 = ours faster. Each library's best = its variant with the smaller median step.",
+        "",
+    ]
+    summaries = []
+    for arch in args.archs:
+        libs = [lib for lib in args.libs if lib != "ours" or arch in fz.FLOWS]
+        lines, summary = bench_arch_compiled(arch, libs, args)
+        out += lines
+        summaries.append(summary)
+        print("\n".join(lines), flush=True)
+    out += ["| arch | ours best (ms) | fastest peer best (ms) | ours / fastest peer | target <= "
+            f"{args.target:g} | ours compile (s) |", "|---|---|---|---|---|---|"]
+    for sm in summaries:
+        if "ratio" in sm:
+            oc = sm["ours_compile"]
+            out.append(f"| {sm['arch']} | {fmt_ms(sm['ours_ms'])} ({sm['ours_variant']}) | {fmt_ms(sm['peer_ms'])} "
+                       f"({sm['fastest_variant']}) | {sm['ratio']:.2f} ({sm['lo']:.2f}-{sm['hi']:.2f}) | "
+                       f"{'met' if sm['met'] else 'missed'} | "
+                       f"{'-' if oc is None else f'{oc:.1f} (< 60 s: ' + ('met' if oc < 60 else 'missed') + ')'} |")
+    out += ["", f"Total run time: {time.perf_counter() - start:.0f} s."]
     print("\n\n" + "\n".join(out))
 
 
