@@ -137,6 +137,7 @@ def flow_from_checkpoint(checkpoint: Union[PathLike, dict[str, Any]],
         >>> import tempfile, os
         >>> from pyro_flowzoo import build
         >>> flow = build("realnvp", (2,), num_layers=2, hidden_dims=(8,))
+        >>> _ = flow.log_prob(torch.randn(64, 2))  # the first batch sets the data-side standardization
         >>> path = os.path.join(tempfile.mkdtemp(), "m.pt")
         >>> save_checkpoint(path, checkpoint_payload(flow))
         >>> again, _ = flow_from_checkpoint(path)

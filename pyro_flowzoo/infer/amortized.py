@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..flows import build, builders
 from ..nn import MLP
+from ..transforms.normalization import ActNorm
 from .posterior import FlowPosterior
 
 __all__ = ["FlowEncoder", "ENCODER_DEFAULTS", "ENCODER_ALIASES"]
@@ -88,6 +89,9 @@ class FlowEncoder(nn.Module):
         self.net = MLP(in_features, 2 * latent_dim + self.context_features, hidden_dims, zero_init=False)
         self.flow = None if flow is None else build(flow, (latent_dim,), context_shape=(context_features,),
                                                     **{**ENCODER_DEFAULTS.get(flow, {}), **flow_kwargs})
+        for module in [] if self.flow is None else self.flow.modules():
+            if isinstance(module, ActNorm):  # no data-dependent init from the encoder's own first samples
+                module.set_identity()
 
     def forward(self, x: Tensor) -> FlowPosterior:
         out = self.net(x)

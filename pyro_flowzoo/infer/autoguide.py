@@ -98,10 +98,7 @@ def start_at_identity(flow: Flow) -> Flow:
         elif isinstance(module, ActNorm):
             # A data-side standardisation would initialise itself from the guide's first samples; the
             # guide's own affine layer does that job, so it starts (and stays marked) initialised at 0.
-            module.loc.zero_()
-            module.log_scale.zero_()
-            module.initialized.fill_(True)
-            module._init_seen = True
+            module.set_identity()
     for module in flow.modules():
         if isinstance(module, MixtureCDFAutoregressive):
             k = module.num_components
@@ -329,6 +326,7 @@ class AutoFlowGuide(AutoContinuous):
 
     Example:
         >>> import pyro
+        >>> pyro.clear_param_store()  # autoguides keep their parameters in Pyro's global store
         >>> def model():
         ...     a = pyro.sample("a", dist.Normal(0.0, 1.0))
         ...     pyro.sample("b", dist.Normal(a, 1.0).expand([2]).to_event(1))

@@ -109,6 +109,15 @@ class ActNorm(FlowTransform):
         self.initialized.fill_(True)
         self._init_seen = True
 
+    @torch.no_grad()
+    def set_identity(self) -> None:
+        """Makes the layer the identity (``b = 0, s = 0``), marked initialised: no data-dependent init follows
+        (what a variational guide or an amortized encoder wants: its first inputs are its own samples)."""
+        self.loc.zero_()
+        self.log_scale.zero_()
+        self.initialized.fill_(True)
+        self._init_seen = True
+
     def _maybe_initialize(self, y: Tensor) -> None:
         if self._init_seen or not self.training:
             return
@@ -141,7 +150,9 @@ class BatchNorm(FlowTransform):
 
     .. math::
         z = rac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} e^{\gamma} + eta, \qquad
-        \log\left|\det rac{\partial x}{\partial z}ight| = H W \sum_c \left(	frac12 \log(\sigma_c^2 + \epsilon) - \gamma_cight)
+        \log\left|\det rac{\partial x}{\partial z}
+ight| = H W \sum_c \left(	frac12 \log(\sigma_c^2 + \epsilon) - \gamma_c
+ight)
 
     The batch statistics are treated as constants of the map, as in the paper; a training-mode pass is
     therefore a function of the whole batch, so exact reconstruction holds in eval mode.

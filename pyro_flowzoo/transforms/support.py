@@ -84,7 +84,8 @@ class Positive(FlowTransform):
 
     Example:
         >>> t = Positive((2,))
-        >>> t.inv(t(torch.tensor([0.5, -3.0]))).tolist()
+        >>> y = torch.tensor([0.5, -3.0], dtype=torch.float64)
+        >>> t.inv(t(y)).tolist()
         [0.5, -3.0]
     """
 
