@@ -119,7 +119,9 @@ class ActNorm(FlowTransform):
         self._init_seen = True
 
     def _maybe_initialize(self, y: Tensor) -> None:
-        if self._init_seen or not self.training:
+        # Under torch.compile the data-dependent init is not traced (it would split the graph): run one
+        # eager log_prob on a batch first, as fit() does.
+        if self._init_seen or not self.training or torch.compiler.is_compiling():
             return
         if bool(self.initialized):
             self._init_seen = True
