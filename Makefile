@@ -10,6 +10,8 @@ ifneq ($(wildcard $(WORKSPACE_DATA)),)
 export PYRO_FLOWZOO_DATA ?= $(WORKSPACE_DATA)
 endif
 
+LINTED := pyro_flowzoo tests examples benchmarks
+
 .PHONY: test demo lint venv clean
 
 $(STAMP): setup.cfg pyproject.toml
@@ -20,14 +22,16 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# Lint first: a style error fails CI as a test does.
+test: lint
 	$(PY) -m pytest
 
 demo: $(STAMP)
 	$(PY) examples/demo.py --out runs/demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pyro_flowzoo tests examples benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 clean:
 	rm -rf $(VENV) runs

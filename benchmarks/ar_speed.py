@@ -48,9 +48,11 @@ def main() -> None:
         t, x = best_time(lambda: flow.from_latent(z)[0], args.repeats)
         z_back, _ = flow.to_latent(x)
         x_back, _ = flow.from_latent(z_back)
-    print(f"ar_flow 2-D float64: 100,000 samples in {t:.3f} s (best of {args.repeats}); "
-          f"max |z - T^-1(T(z))| = {(z_back - z).abs().max().item():.2e}, "
-          f"max |x - T(T^-1(x))| = {(x_back - x).abs().max().item():.2e}")
+    print(
+        f"ar_flow 2-D float64: 100,000 samples in {t:.3f} s (best of {args.repeats}); "
+        f"max |z - T^-1(T(z))| = {(z_back - z).abs().max().item():.2e}, "
+        f"max |x - T(T^-1(x))| = {(x_back - x).abs().max().item():.2e}"
+    )
 
     if not args.skip_pixelcnn:
         flow = fz.build("pixelcnn_flow", (1, 20, 20))
@@ -58,8 +60,10 @@ def main() -> None:
             t, s = best_time(lambda: flow.sample((64,)), 1)
             u, _ = flow.to_latent(s)
             s_back, _ = flow.from_latent(u)
-        print(f"pixelcnn_flow 1x20x20 float32 ({flow.num_parameters} parameters): 64 samples in {t:.1f} s; "
-              f"max |x - T(T^-1(x))| = {(s_back - s).abs().max().item():.2e}")
+        print(
+            f"pixelcnn_flow 1x20x20 float32 ({flow.num_parameters} parameters): 64 samples in {t:.1f} s; "
+            f"max |x - T(T^-1(x))| = {(s_back - s).abs().max().item():.2e}"
+        )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,12 @@ import torch
 
 OURS = ["realnvp", "maf", "nsf_ar", "nsf_coupling", "ar_flow", "nice"]
 ZUKO = {"realnvp": "RealNVP", "maf": "MAF", "nsf_ar": "NSF", "nsf_coupling": "NSF2", "nice": "NICE"}
-NFLOWS = {"realnvp": dict(num_layers=12, hidden=(64, 64)), "maf": dict(num_layers=24, hidden=(64, 64)),
-          "nsf_ar": dict(num_layers=3, hidden=(64, 64)), "nsf_coupling": dict(num_layers=4, hidden=(64, 64))}
+NFLOWS = {
+    "realnvp": dict(num_layers=12, hidden=(64, 64)),
+    "maf": dict(num_layers=24, hidden=(64, 64)),
+    "nsf_ar": dict(num_layers=3, hidden=(64, 64)),
+    "nsf_coupling": dict(num_layers=4, hidden=(64, 64)),
+}
 SETS = ["8gaussians", "rings", "pinwheel", "sas6", "student_t4", "banana16"]
 MODELS = [f"ours:{a}" for a in OURS] + [f"zuko:{a}" for a in ZUKO] + [f"nflows:{a}" for a in NFLOWS]
 
@@ -134,8 +138,16 @@ def run(job: dict) -> dict:
     else:
         from pyro_flowzoo.train import fit
 
-        fit(module, train[:1800], train[1800:], steps=job["steps"], lr=job["lr"], batch_size=job["batch_size"],
-            seed=job["seed"], progress=False)
+        fit(
+            module,
+            train[:1800],
+            train[1800:],
+            steps=job["steps"],
+            lr=job["lr"],
+            batch_size=job["batch_size"],
+            seed=job["seed"],
+            progress=False,
+        )
     elapsed = time.perf_counter() - start
     module.eval()
     nll = _nll(log_prob, test)
@@ -144,27 +156,41 @@ def run(job: dict) -> dict:
     with torch.no_grad():
         diff = (s.log_prob(test.double()) - torch.cat([log_prob(c) for c in test.split(4096)]).double()) / s.dim
     kl, kl_se = diff.mean().item(), (diff.std() / math.sqrt(len(diff))).item()
-    return {**job, "dim": s.dim, "entropy": entropy / s.dim, "entropy_se": entropy_se / s.dim, "test_nll": nll / s.dim,
-            "gap": gap if math.isfinite(gap) else float("nan"), "kl": kl, "kl_se": kl_se, "nan_steps": bad,
-            "time": elapsed}
+    return {
+        **job,
+        "dim": s.dim,
+        "entropy": entropy / s.dim,
+        "entropy_se": entropy_se / s.dim,
+        "test_nll": nll / s.dim,
+        "gap": gap if math.isfinite(gap) else float("nan"),
+        "kl": kl,
+        "kl_se": kl_se,
+        "nan_steps": bad,
+        "time": elapsed,
+    }
 
 
 def _table(rows: list[dict]) -> str:
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["set"], r["model"], r["loop"]), []).append(r)
-    out = ["| set (D) | model | loop | worst gap | mean gap | seeds | NaN steps / non-finite NLL | s/run |",
-           "|---|---|---|---|---|---|---|---|"]
-    for (name, model, loop), rs in sorted(groups.items(), key=lambda kv: (SETS.index(kv[0][0])
-                                                                        if kv[0][0] in SETS else 99, kv[0][1:])):
+    out = [
+        "| set (D) | model | loop | worst gap | mean gap | seeds | NaN steps / non-finite NLL | s/run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (name, model, loop), rs in sorted(
+        groups.items(), key=lambda kv: (SETS.index(kv[0][0]) if kv[0][0] in SETS else 99, kv[0][1:])
+    ):
         gaps = [r["gap"] for r in rs]
         finite = [g for g in gaps if math.isfinite(g)]
         worst = max(gaps) if len(finite) == len(gaps) else float("nan")
         mean = sum(finite) / len(finite) if finite else float("nan")
         mark = "**" if not (worst <= 0.03) else ""
-        out.append(f"| {name} ({rs[0]['dim']}) | {model} | {loop} | {mark}{worst:+.3f}{mark} | {mean:+.3f} | "
-                   f"{len(rs)} | {sum(r['nan_steps'] for r in rs)} / {len(gaps) - len(finite)} | "
-                   f"{sum(r['time'] for r in rs) / len(rs):.0f} |")
+        out.append(
+            f"| {name} ({rs[0]['dim']}) | {model} | {loop} | {mark}{worst:+.3f}{mark} | {mean:+.3f} | "
+            f"{len(rs)} | {sum(r['nan_steps'] for r in rs)} / {len(gaps) - len(finite)} | "
+            f"{sum(r['time'] for r in rs) / len(rs):.0f} |"
+        )
     return "\n".join(out)
 
 
@@ -192,22 +218,41 @@ def main() -> None:
         sets, models, seeds, steps = SETS, MODELS, [0, 1, 2], 2000
     sets, models = args.sets or sets, args.models or models
     seeds, steps = args.seeds if args.seeds is not None else seeds, args.steps or steps
-    base = {"steps": steps, "lr": args.lr, "batch_size": args.batch_size, "clip": args.clip, "dtype": args.dtype,
-            "n_test": args.n_test, "hparams": args.hparams}
-    jobs = [{**base, "set": s, "model": m, "seed": sd, "loop": lp} for s in sets for m in models for sd in seeds
-            for lp in args.loops if lp == "loop" or m.startswith("ours:")]
+    base = {
+        "steps": steps,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "clip": args.clip,
+        "dtype": args.dtype,
+        "n_test": args.n_test,
+        "hparams": args.hparams,
+    }
+    jobs = [
+        {**base, "set": s, "model": m, "seed": sd, "loop": lp}
+        for s in sets
+        for m in models
+        for sd in seeds
+        for lp in args.loops
+        if lp == "loop" or m.startswith("ours:")
+    ]
     # the plain loop of ours first, then the peers, then fit: a run cut short still compares what matters most
     jobs.sort(key=lambda j: (j["loop"] != "loop", not j["model"].startswith("ours:"), j["seed"], j["model"]))
-    print(f"{len(jobs)} runs: sets {sets}, seeds {seeds}, steps {steps}, lr {args.lr}, batch {args.batch_size}, "
-          f"clip {args.clip}, {args.dtype}", flush=True)
+    print(
+        f"{len(jobs)} runs: sets {sets}, seeds {seeds}, steps {steps}, lr {args.lr}, batch {args.batch_size}, "
+        f"clip {args.clip}, {args.dtype}",
+        flush=True,
+    )
     rows = []
     start = time.perf_counter()
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         for r in pool.imap_unordered(run, jobs):
             rows.append(r)
-            print(f"  {r['set']} {r['model']} {r['loop']} seed {r['seed']}: gap {r['gap']:+.4f} "
-                  f"(paired {r['kl']:+.4f} +- {r['kl_se']:.4f}) "
-                  f"(H {r['entropy']:.4f} +- {r['entropy_se']:.4f}) NaN {r['nan_steps']} {r['time']:.0f}s", flush=True)
+            print(
+                f"  {r['set']} {r['model']} {r['loop']} seed {r['seed']}: gap {r['gap']:+.4f} "
+                f"(paired {r['kl']:+.4f} +- {r['kl_se']:.4f}) "
+                f"(H {r['entropy']:.4f} +- {r['entropy_se']:.4f}) NaN {r['nan_steps']} {r['time']:.0f}s",
+                flush=True,
+            )
             if args.json:
                 Path(args.json).write_text(json.dumps(rows, indent=1))
     print(f"\n{_table(rows)}\n\ntotal {time.perf_counter() - start:.0f} s wall", flush=True)

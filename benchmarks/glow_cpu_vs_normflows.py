@@ -47,22 +47,25 @@ def normflows_glow(shape: tuple[int, int, int], levels: int, steps: int, hidden:
     c, h, w = shape
     q0, merges, flows = [], [], []
     for i in range(levels):
-        level = [nf.flows.GlowBlock(c * 2 ** (levels + 1 - i), hidden, split_mode="channel", scale=True)
-                 for _ in range(steps)]
+        level = [
+            nf.flows.GlowBlock(c * 2 ** (levels + 1 - i), hidden, split_mode="channel", scale=True)
+            for _ in range(steps)
+        ]
         level.append(nf.flows.Squeeze())
         flows.append(level)
         if i > 0:
             merges.append(nf.flows.Merge())
             latent = (c * 2 ** (levels - i), h // 2 ** (levels - i), w // 2 ** (levels - i))
         else:
-            latent = (c * 2 ** (levels + 1), h // 2 ** levels, w // 2 ** levels)
+            latent = (c * 2 ** (levels + 1), h // 2**levels, w // 2**levels)
         q0.append(nf.distributions.DiagGaussian(latent, trainable=False))
     return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
 
 
 class Lib:
-    def __init__(self, name: str, module: nn.Module, log_prob: Callable[[Tensor], Tensor],
-                 sample: Callable[[int], Tensor]) -> None:
+    def __init__(
+        self, name: str, module: nn.Module, log_prob: Callable[[Tensor], Tensor], sample: Callable[[int], Tensor]
+    ) -> None:
         self.name, self.module, self.log_prob, self.sample = name, module, log_prob, sample
 
 
@@ -74,8 +77,9 @@ def build(lib: str, shape: tuple[int, int, int], args: argparse.Namespace) -> Li
     import pyro_flowzoo as fz
 
     # No logit on the data side: normflows' Glow models the scaled pixels directly, so neither does ours.
-    flow = fz.build("glow", shape, levels=args.levels, steps=args.steps_per_level, hidden_channels=args.hidden,
-                    logit_alpha=None)
+    flow = fz.build(
+        "glow", shape, levels=args.levels, steps=args.steps_per_level, hidden_channels=args.hidden, logit_alpha=None
+    )
     return Lib(lib, flow, flow.log_prob, lambda n: flow.sample((n,)))
 
 
@@ -131,8 +135,10 @@ def profile(libs: dict[str, Lib], opts: dict, x: Tensor, steps: int, rows: int =
             calls[root.name[5:]][e.name] += 1
     for n in libs:
         ops = sum(c for k, c in calls[n].items() if k.startswith("aten::"))
-        print(f"{n}: profiled {step_us[n] / steps / 1e3:.1f} ms/step, {ops / steps:.0f} aten ops/step, "
-              f"Python and framework overhead {(step_us[n] - sum(self_us[n].values())) / steps / 1e3:.1f} ms/step")
+        print(
+            f"{n}: profiled {step_us[n] / steps / 1e3:.1f} ms/step, {ops / steps:.0f} aten ops/step, "
+            f"Python and framework overhead {(step_us[n] - sum(self_us[n].values())) / steps / 1e3:.1f} ms/step"
+        )
     names: Counter = Counter()
     for n in libs:
         for k, us in self_us[n].items():
@@ -140,8 +146,11 @@ def profile(libs: dict[str, Lib], opts: dict, x: Tensor, steps: int, rows: int =
     print("\n| op (self CPU) | " + " | ".join(f"{n} ms/step | {n} calls/step" for n in libs) + " |")
     print("|---|" + "---|---|" * len(libs))
     for k, _ in names.most_common(rows):
-        print(f"| {k[:60]} | " + " | ".join(f"{self_us[n][k] / steps / 1e3:.2f} | {calls[n][k] / steps:.0f}"
-                                           for n in libs) + " |")
+        print(
+            f"| {k[:60]} | "
+            + " | ".join(f"{self_us[n][k] / steps / 1e3:.2f} | {calls[n][k] / steps:.0f}" for n in libs)
+            + " |"
+        )
 
 
 def main() -> None:
@@ -157,8 +166,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--libs", nargs="+", default=["ours", "normflows"])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--profile", action="store_true",
-                        help="torch.profiler over --steps training steps per library, interleaved")
+    parser.add_argument(
+        "--profile", action="store_true", help="torch.profiler over --steps training steps per library, interleaved"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.quick:
@@ -183,7 +193,7 @@ def main() -> None:
     lp: dict[str, list[float]] = {n: [] for n in libs}
     sp: dict[str, list[float]] = {n: [] for n in libs}
     for r in range(args.rounds):
-        chunk = batches[2 + r * args.steps: 2 + (r + 1) * args.steps]
+        chunk = batches[2 + r * args.steps : 2 + (r + 1) * args.steps]
         for n, lib in libs.items():
             gc.collect()
             tr[n].append(train_rate(lib, opts[n], chunk))
@@ -197,13 +207,17 @@ def main() -> None:
         r = [a / b for a, b in zip(values["ours"], values[n])]
         return f"{med} | {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
 
-    print(f"### Glow {shape[0]}x{shape[1]}x{shape[2]}: L={args.levels}, K={args.steps_per_level}, "
-          f"hidden {args.hidden}, batch {args.batch}\n")
+    print(
+        f"### Glow {shape[0]}x{shape[1]}x{shape[2]}: L={args.levels}, K={args.steps_per_level}, "
+        f"hidden {args.hidden}, batch {args.batch}\n"
+    )
     print(f"Command: `python benchmarks/glow_cpu_vs_normflows.py {' '.join(sys.argv[1:])}`  ")
-    print(f"1 torch thread on a 2-core VM shared with other busy processes; torch {torch.__version__}, "
-          f"normflows {version('normflows')}. {args.rounds} interleaved rounds of {args.steps} training steps; "
-          f"log_prob on one batch, sampling {args.n_sample} images per round. Ratio cells: ours/normflows "
-          "images/s per round, median (min-max); above 1 = ours faster.\n")
+    print(
+        f"1 torch thread on a 2-core VM shared with other busy processes; torch {torch.__version__}, "
+        f"normflows {version('normflows')}. {args.rounds} interleaved rounds of {args.steps} training steps; "
+        f"log_prob on one batch, sampling {args.n_sample} images per round. Ratio cells: ours/normflows "
+        "images/s per round, median (min-max); above 1 = ours faster.\n"
+    )
     print("| library | params | train img/s | ours/lib | log_prob img/s | ours/lib | sample img/s | ours/lib |")
     print("|---|---|---|---|---|---|---|---|")
     for n, lib in libs.items():

@@ -97,8 +97,14 @@ DIMS = math.prod(SHAPE)
 # Warm-up runs in this order and a compiled configuration is skipped once the budget runs short, so the
 # likeliest fastest (regional) comes before the riskier CUDA-graph variant. ``ours+cl+bf16+compile`` (each
 # coupling net compiled) and ``normflows+compile`` are opt-in: each adds a minute or so of compilation.
-DEFAULT_CONFIGS = ["normflows", "normflows+bf16", "ours", "ours+cl+bf16", "ours+cl+bf16+regional",
-                   "ours+cl+bf16+regional+cg"]
+DEFAULT_CONFIGS = [
+    "normflows",
+    "normflows+bf16",
+    "ours",
+    "ours+cl+bf16",
+    "ours+cl+bf16+regional",
+    "ours+cl+bf16+regional+cg",
+]
 TARGET = 8.0  # issue 16: ours >= 8x normflows' float32 images/s, at equal bits/dim after equal steps
 # Fractions of --budget-s (seconds since start-up) past which a phase is shortened, so that the images/s
 # table, then the profile, then the training comparison come back inside the device command's time-out.
@@ -136,8 +142,9 @@ def _step_inverse(actnorm: ActNorm, conv: InvertibleConv1x1, coupling: nn.Module
 def compiled_step(backend: str, mode: Optional[str]) -> Callable:
     # The modules are arguments, not closed over: dynamo lifts their parameters to graph inputs and guards
     # on shapes, so every step of a level reuses one graph (checked in tests/test_compile.py).
-    return torch.compile(_step_inverse, backend=backend, fullgraph=True, dynamic=False,
-                         **({"mode": mode} if mode else {}))
+    return torch.compile(
+        _step_inverse, backend=backend, fullgraph=True, dynamic=False, **({"mode": mode} if mode else {})
+    )
 
 
 class GlowStep(FlowTransform):
@@ -167,8 +174,13 @@ def _group_steps(transforms: list, fn: Callable) -> tuple[list, int]:
     out, i, n = [], 0, 0
     while i < len(transforms):
         run = transforms[i : i + 3]
-        if (len(run) == 3 and isinstance(run[0], _Coupling) and isinstance(run[0], FlowTransform)
-                and isinstance(run[1], InvertibleConv1x1) and isinstance(run[2], ActNorm)):
+        if (
+            len(run) == 3
+            and isinstance(run[0], _Coupling)
+            and isinstance(run[0], FlowTransform)
+            and isinstance(run[1], InvertibleConv1x1)
+            and isinstance(run[2], ActNorm)
+        ):
             out.append(GlowStep(run[2], run[1], run[0], fn))
             i, n = i + 3, n + 1
         else:
@@ -201,24 +213,39 @@ def eager_stance():
 
 # -- configurations ---------------------------------------------------------------------------------------
 class Config:
-    def __init__(self, name: str, module: nn.Module, log_prob: Callable[[Tensor], Tensor], args: argparse.Namespace,
-                 device: torch.device) -> None:
+    def __init__(
+        self,
+        name: str,
+        module: nn.Module,
+        log_prob: Callable[[Tensor], Tensor],
+        args: argparse.Namespace,
+        device: torch.device,
+    ) -> None:
         self.name, self.module, self._log_prob = name, module, log_prob
         self.bf16, self.channels_last = "bf16" in name, "+cl" in name
         self.compiled = "compile" in name or "regional" in name
         self.cudagraphs = "+cg" in name
         self.params = [p for p in module.parameters() if p.requires_grad]
         impl = args.adam if args.adam != "auto" else ("fused" if device.type == "cuda" else "foreach")
-        self.opt = torch.optim.Adam(self.params, lr=args.lr, fused=True if impl == "fused" else None,
-                                    foreach={"foreach": True, "for-loop": False}.get(impl))
+        self.opt = torch.optim.Adam(
+            self.params,
+            lr=args.lr,
+            fused=True if impl == "fused" else None,
+            foreach={"foreach": True, "for-loop": False}.get(impl),
+        )
         warm = max(1, args.lr_warmup)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
         self.clip = args.clip_grad
         self.device = device
         self.rates: list[float] = []
-        self.info: dict = {"params": sum(p.numel() for p in self.params), "bf16": self.bf16,
-                           "channels_last": self.channels_last, "compiled": self.compiled,
-                           "cudagraphs": self.cudagraphs, "adam": impl}
+        self.info: dict = {
+            "params": sum(p.numel() for p in self.params),
+            "bf16": self.bf16,
+            "channels_last": self.channels_last,
+            "compiled": self.compiled,
+            "cudagraphs": self.cudagraphs,
+            "adam": impl,
+        }
 
     def state_bytes(self) -> int:
         """Bytes held between steps: parameters, buffers and the optimizer's state."""
@@ -269,11 +296,13 @@ def make(name: str, args: argparse.Namespace, device: torch.device, init_batch: 
 
             for blk in m.modules():
                 if isinstance(blk, nf.flows.GlowBlock):
-                    blk.inverse = torch.compile(blk.inverse, backend=args.compile_backend, dynamic=False,
-                                                **({"mode": mode} if mode else {}))
+                    blk.inverse = torch.compile(
+                        blk.inverse, backend=args.compile_backend, dynamic=False, **({"mode": mode} if mode else {})
+                    )
         return Config(name, m, lambda x: m.log_prob(x, None), args, device)
-    flow = fz.build("glow", SHAPE, levels=args.levels, steps=args.steps, hidden_channels=args.hidden,
-                    logit_alpha=None).to(device)
+    flow = fz.build(
+        "glow", SHAPE, levels=args.levels, steps=args.steps, hidden_channels=args.hidden, logit_alpha=None
+    ).to(device)
     flow.validate = False  # the NaN check reads the data on the host: a sync, and a graph break when compiled
     if "+cl" in name:
         flow = flow.to(memory_format=torch.channels_last)
@@ -307,8 +336,11 @@ def dynamo_stats(since: Optional[dict] = None) -> dict:
         from torch._dynamo.utils import counters
     except ImportError:
         return {}
-    now = {"graphs": counters["stats"].get("unique_graphs", 0), "graph_breaks": sum(counters["graph_break"].values()),
-           "cudagraph_skips": counters["inductor"].get("cudagraph_skips", 0)}
+    now = {
+        "graphs": counters["stats"].get("unique_graphs", 0),
+        "graph_breaks": sum(counters["graph_break"].values()),
+        "cudagraph_skips": counters["inductor"].get("cudagraph_skips", 0),
+    }
     return {k: v - (since or {}).get(k, 0) for k, v in now.items()}
 
 
@@ -323,10 +355,19 @@ class Report:
         self.data: dict = {
             "command": "python benchmarks/glow_gpu.py " + " ".join(sys.argv[1:]),
             "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)",
-            "torch": torch.__version__, "normflows": _version("normflows"), "pyro": _version("pyro-ppl"),
-            "cuda": torch.version.cuda, "cudnn_tf32": torch.backends.cudnn.allow_tf32 if cuda else None,
+            "torch": torch.__version__,
+            "normflows": _version("normflows"),
+            "pyro": _version("pyro-ppl"),
+            "cuda": torch.version.cuda,
+            "cudnn_tf32": torch.backends.cudnn.allow_tf32 if cuda else None,
             "matmul_tf32": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
-            "args": vars(args), "phases": [], "configs": {}, "train": {}, "profile": {}, "target": {}, "events": [],
+            "args": vars(args),
+            "phases": [],
+            "configs": {},
+            "train": {},
+            "profile": {},
+            "target": {},
+            "events": [],
         }
 
     def elapsed(self) -> float:
@@ -352,84 +393,126 @@ class Report:
         if ours and "normflows" in rates:
             best = max(ours, key=ours.get)
             peer = max(peers, key=peers.get)
-            t |= {"ours_best": best, "ours_best_img_s": ours[best], "normflows_img_s": rates["normflows"],
-                  "ratio_vs_normflows_fp32": round(ours[best] / rates["normflows"], 2),
-                  "normflows_best": peer, "ratio_vs_normflows_best": round(ours[best] / peers[peer], 2),
-                  "speed_met": ours[best] >= TARGET * rates["normflows"]}
+            t |= {
+                "ours_best": best,
+                "ours_best_img_s": ours[best],
+                "normflows_img_s": rates["normflows"],
+                "ratio_vs_normflows_fp32": round(ours[best] / rates["normflows"], 2),
+                "normflows_best": peer,
+                "ratio_vs_normflows_best": round(ours[best] / peers[peer], 2),
+                "speed_met": ours[best] >= TARGET * rates["normflows"],
+            }
         train = self.data["train"]
         pair = [n for n in train if n.startswith("normflows")][:1] + [n for n in train if n.startswith("ours")][:1]
         if len(pair) == 2 and all("test_bpd" in train[n] for n in pair):
-            t |= {"bpd_pair": pair, "steps": train[pair[1]]["steps"],
-                  "test_bpd_ours_minus_normflows": round(train[pair[1]]["test_bpd"] - train[pair[0]]["test_bpd"], 4)}
+            t |= {
+                "bpd_pair": pair,
+                "steps": train[pair[1]]["steps"],
+                "test_bpd_ours_minus_normflows": round(train[pair[1]]["test_bpd"] - train[pair[0]]["test_bpd"], 4),
+            }
         self.data["target"] = t
 
     def markdown(self) -> str:
         d = self.data
         a = d["args"]
-        lines = [f"### Glow 3x32x32, L={a['levels']} K={a['steps']} hidden {a['hidden']}, batch {a['batch']}", "",
-                 f"Command: `{d['command']}`  ",
-                 f"{d['device']}, torch {d['torch']} (CUDA {d['cuda']}), normflows {d['normflows']}; cuDNN TF32 "
-                 f"{d['cudnn_tf32']}, matmul TF32 {d['matmul_tf32']}; Adam lr {a['lr']} after a {a['lr_warmup']}-step "
-                 f"linear warm-up, gradient-norm clip {a['clip_grad']}. Median of {a['rounds']} interleaved rounds "
-                 f"x {a['iters']} steps on one batch.", ""]
+        lines = [
+            f"### Glow 3x32x32, L={a['levels']} K={a['steps']} hidden {a['hidden']}, batch {a['batch']}",
+            "",
+            f"Command: `{d['command']}`  ",
+            f"{d['device']}, torch {d['torch']} (CUDA {d['cuda']}), normflows {d['normflows']}; cuDNN TF32 "
+            f"{d['cudnn_tf32']}, matmul TF32 {d['matmul_tf32']}; Adam lr {a['lr']} after a {a['lr_warmup']}-step "
+            f"linear warm-up, gradient-norm clip {a['clip_grad']}. Median of {a['rounds']} interleaved rounds "
+            f"x {a['iters']} steps on one batch.",
+            "",
+        ]
         configs = d["configs"]
         if any("median" in c for c in configs.values()):
-            lines += ["| configuration | params | images/s (median) | per round | vs normflows | ms/step | "
-                      "peak GPU GiB (alone) | first step s | compile s (est.) | "
-                      "compiled vs eager: bpd diff, grad rel. diff | non-finite |",
-                      "|---|---|---|---|---|---|---|---|---|---|---|"]
+            lines += [
+                "| configuration | params | images/s (median) | per round | vs normflows | ms/step | "
+                "peak GPU GiB (alone) | first step s | compile s (est.) | "
+                "compiled vs eager: bpd diff, grad rel. diff | non-finite |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
+            ]
             for n, c in configs.items():
                 if "median" not in c:
-                    lines.append(f"| {n} | {c.get('params', '-')} | failed: {c.get('error', '?')[:120]} |"
-                                 " | | | | | | | |")
+                    lines.append(
+                        f"| {n} | {c.get('params', '-')} | failed: {c.get('error', '?')[:120]} | | | | | | | | |"
+                    )
                     continue
                 lines.append(
                     f"| {n} | {c['params']:,} | {c['median']:.0f} | {', '.join(f'{v:.0f}' for v in c['rates'])} | "
                     f"{_fmt(c.get('vs_normflows'), '{:.2f}x')} | {c['ms_per_step']:.1f} | "
                     f"{_fmt(c.get('peak_mem_gib'), '{:.1f}')} | {_fmt(c.get('first_step_s'), '{:.1f}')} | "
                     f"{_fmt(c.get('compile_s'), '{:.1f}')} | {_check(c.get('check'))} | "
-                    f"{c.get('nonfinite_steps', 0)} |")
+                    f"{c.get('nonfinite_steps', 0)} |"
+                )
         if d["train"]:
             t0 = next(iter(d["train"].values()))
-            lines += ["", f"Bits/dim after {t0.get('steps')} training steps on the same stream of "
-                          f"{a['train_images']} images (test: {a['test_images']} held-out images)", "",
-                      "| configuration | steps | train bpd, first 10 | train bpd, last 10 | test bpd (as trained) | "
-                      "test bpd (float32, eager) | train s | steps/s | clipped steps | non-finite |",
-                      "|---|---|---|---|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"Bits/dim after {t0.get('steps')} training steps on the same stream of "
+                f"{a['train_images']} images (test: {a['test_images']} held-out images)",
+                "",
+                "| configuration | steps | train bpd, first 10 | train bpd, last 10 | test bpd (as trained) | "
+                "test bpd (float32, eager) | train s | steps/s | clipped steps | non-finite |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
             for n, t in d["train"].items():
                 if "error" in t:
                     lines.append(f"| {n} | failed: {t['error'][:120]} | | | | | | | | |")
                     continue
-                lines.append(f"| {n} | {t['steps']} | {t['train_bpd_first10']:.3f} | {t['train_bpd_last10']:.3f} | "
-                             f"{t['test_bpd']:.4f} | {_fmt(t.get('test_bpd_float32'), '{:.4f}')} | "
-                             f"{t['train_s']:.1f} | {t['steps_per_s']:.2f} | {t['clipped_fraction']:.0%} | "
-                             f"{t['nonfinite_steps']} |")
+                lines.append(
+                    f"| {n} | {t['steps']} | {t['train_bpd_first10']:.3f} | {t['train_bpd_last10']:.3f} | "
+                    f"{t['test_bpd']:.4f} | {_fmt(t.get('test_bpd_float32'), '{:.4f}')} | "
+                    f"{t['train_s']:.1f} | {t['steps_per_s']:.2f} | {t['clipped_fraction']:.0%} | "
+                    f"{t['nonfinite_steps']} |"
+                )
         t = d.get("target") or {}
         if "ratio_vs_normflows_fp32" in t:
-            lines += ["", f"**Target (issue 16): ours >= {t['target']:g}x normflows float32 images/s at equal bits/dim "
-                          f"after equal steps.** Our fastest, {t['ours_best']}: {t['ours_best_img_s']:.0f} images/s = "
-                          f"**{t['ratio_vs_normflows_fp32']:.2f}x** normflows float32 ({t['normflows_img_s']:.0f}); "
-                          f"{t['ratio_vs_normflows_best']:.2f}x normflows' fastest measured ({t['normflows_best']}). "
-                          f"Speed target {'met' if t['speed_met'] else 'missed'}."
-                      + (f" Test bits/dim after {t['steps']} equal steps, {t['bpd_pair'][1]} minus "
-                         f"{t['bpd_pair'][0]}: {t['test_bpd_ours_minus_normflows']:+.4f}."
-                         if "test_bpd_ours_minus_normflows" in t else " No training comparison (yet).")]
+            lines += [
+                "",
+                f"**Target (issue 16): ours >= {t['target']:g}x normflows float32 images/s at equal bits/dim "
+                f"after equal steps.** Our fastest, {t['ours_best']}: {t['ours_best_img_s']:.0f} images/s = "
+                f"**{t['ratio_vs_normflows_fp32']:.2f}x** normflows float32 ({t['normflows_img_s']:.0f}); "
+                f"{t['ratio_vs_normflows_best']:.2f}x normflows' fastest measured ({t['normflows_best']}). "
+                f"Speed target {'met' if t['speed_met'] else 'missed'}."
+                + (
+                    f" Test bits/dim after {t['steps']} equal steps, {t['bpd_pair'][1]} minus "
+                    f"{t['bpd_pair'][0]}: {t['test_bpd_ours_minus_normflows']:+.4f}."
+                    if "test_bpd_ours_minus_normflows" in t
+                    else " No training comparison (yet)."
+                ),
+            ]
         prof = {n: p for n, p in d.get("profile", {}).items() if "busy_ms_per_step" in p}
         if prof:
             kinds = sorted({k for p in prof.values() for k in p["kinds_ms_per_step"]})
-            lines += ["", f"Where a training step's time goes (torch.profiler, steps: {a['profile_steps']}; wall is "
-                          "inflated by the profiler; busy = summed self time of "
-                          + ("GPU kernels" if "cuda" == a["device"].split(":")[0] else "CPU operators")
-                          + ", ms/step)", "",
-                      "| configuration | wall ms | busy ms | busy % | kernels (CPU: ops) | "
-                      "host syncs (CPU: scalar reads) | "
-                      + " | ".join(kinds) + " |", "|---" * (6 + len(kinds)) + "|"]
+            lines += [
+                "",
+                f"Where a training step's time goes (torch.profiler, steps: {a['profile_steps']}; wall is "
+                "inflated by the profiler; busy = summed self time of "
+                + ("GPU kernels" if "cuda" == a["device"].split(":")[0] else "CPU operators")
+                + ", ms/step)",
+                "",
+                "| configuration | wall ms | busy ms | busy % | kernels (CPU: ops) | "
+                "host syncs (CPU: scalar reads) | " + " | ".join(kinds) + " |",
+                "|---" * (6 + len(kinds)) + "|",
+            ]
             for n, p in prof.items():
-                lines.append(f"| {n} | {p['wall_ms_per_step']:.1f} | {p['busy_ms_per_step']:.1f} | "
-                             f"{p['busy_fraction']:.0%} | {p['rows_per_step']:.0f} | {p['host_syncs_per_step']:.0f} | "
-                             + " | ".join(f"{p['kinds_ms_per_step'].get(k, 0.0):.1f}" for k in kinds) + " |")
-        notable = [e for e in d["events"] if e.get("error") or e.get("nonfinite_steps") or e.get("skipped")
-                   or "train_steps_cut_from" in e or "rounds_cut_from" in e]
+                lines.append(
+                    f"| {n} | {p['wall_ms_per_step']:.1f} | {p['busy_ms_per_step']:.1f} | "
+                    f"{p['busy_fraction']:.0%} | {p['rows_per_step']:.0f} | {p['host_syncs_per_step']:.0f} | "
+                    + " | ".join(f"{p['kinds_ms_per_step'].get(k, 0.0):.1f}" for k in kinds)
+                    + " |"
+                )
+        notable = [
+            e
+            for e in d["events"]
+            if e.get("error")
+            or e.get("nonfinite_steps")
+            or e.get("skipped")
+            or "train_steps_cut_from" in e
+            or "rounds_cut_from" in e
+        ]
         if notable:
             lines += ["", "Events: " + "; ".join(json.dumps(e) for e in notable)]
         lines += ["", "Phases (elapsed wall-clock): " + ", ".join(f"{p['phase']} {p['wall_s']} s" for p in d["phases"])]
@@ -472,9 +555,12 @@ def check_compiled(c: Config, x: Tensor) -> dict:
         flat = torch.cat([(torch.zeros_like(p) if g is None else g.float()).flatten() for p, g in zip(c.params, grads)])
         out[label] = (loss.item(), flat)
     (le, ge), (lc, gc_) = out["eager"], out["compiled"]
-    return {"eager_bpd": le, "compiled_minus_eager_bpd": lc - le,
-            "grad_rel_diff": ((gc_ - ge).norm() / ge.norm().clamp_min(1e-30)).item(),
-            "grad_max_abs_diff": (gc_ - ge).abs().max().item()}
+    return {
+        "eager_bpd": le,
+        "compiled_minus_eager_bpd": lc - le,
+        "grad_rel_diff": ((gc_ - ge).norm() / ge.norm().clamp_min(1e-30)).item(),
+        "grad_max_abs_diff": (gc_ - ge).abs().max().item(),
+    }
 
 
 def warm_up(c: Config, x: Tensor, args: argparse.Namespace, report: Report) -> None:
@@ -498,17 +584,29 @@ def warm_up(c: Config, x: Tensor, args: argparse.Namespace, report: Report) -> N
         info["dynamo"] = dynamo_stats(before)
         # After the warm-up steps the coupling nets are no longer zero, so this checks them too.
         info["check"] = check_compiled(c, x)
-    report.event(config=c.name, phase="warmup", params=info["params"], first_step_s=info["first_step_s"],
-                 first_step_bpd=round(first, 4), dynamo=info.get("dynamo"), check=info.get("check"),
-                 elapsed_s=round(report.elapsed(), 1))
+    report.event(
+        config=c.name,
+        phase="warmup",
+        params=info["params"],
+        first_step_s=info["first_step_s"],
+        first_step_bpd=round(first, 4),
+        dynamo=info.get("dynamo"),
+        check=info.get("check"),
+        elapsed_s=round(report.elapsed(), 1),
+    )
 
 
 def time_rounds(configs: list[Config], x: dict[str, Tensor], args: argparse.Namespace, report: Report) -> None:
     device = configs[0].device
     for r in range(args.rounds):
         if r >= 2 and report.elapsed() > TIMING_END * args.budget_s:
-            report.event(phase="timing", rounds_cut_from=args.rounds, to=r, budget_s=args.budget_s,
-                         elapsed_s=round(report.elapsed(), 1))
+            report.event(
+                phase="timing",
+                rounds_cut_from=args.rounds,
+                to=r,
+                budget_s=args.budget_s,
+                elapsed_s=round(report.elapsed(), 1),
+            )
             break
         for c in configs:
             info = report.data["configs"][c.name]
@@ -564,11 +662,27 @@ _KERNEL_KINDS = (  # first match wins, on lower-cased CUDA kernel names (cuDNN, 
     ("inductor (fused)", ("triton",)),
     ("convolution", ("conv", "cudnn", "fprop", "dgrad", "wgrad", "implicit", "winograd")),
     ("matmul", ("gemm", "matmul", "cutlass", "nvjet", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
-    ("copy / layout", ("nchwtonhwc", "nhwctonchw", "transpose", "permute", "copy", "memcpy", "memset", "cat",
-                       "fill")),
+    ("copy / layout", ("nchwtonhwc", "nhwctonchw", "transpose", "permute", "copy", "memcpy", "memset", "cat", "fill")),
     ("reduction", ("reduce_kernel", "reduction", "welford", "logsumexp", "aten::sum", "aten::mean", "aten::std")),
-    ("elementwise", ("elementwise", "vectorized", "unrolled", "pointwise", "aten::mul", "aten::add", "aten::sub",
-                     "aten::div", "aten::exp", "aten::log", "aten::tanh", "aten::sigmoid", "aten::neg", "aten::where")),
+    (
+        "elementwise",
+        (
+            "elementwise",
+            "vectorized",
+            "unrolled",
+            "pointwise",
+            "aten::mul",
+            "aten::add",
+            "aten::sub",
+            "aten::div",
+            "aten::exp",
+            "aten::log",
+            "aten::tanh",
+            "aten::sigmoid",
+            "aten::neg",
+            "aten::where",
+        ),
+    ),
 )
 
 
@@ -615,9 +729,12 @@ def profile_steps(c: Config, x: Tensor, steps: int) -> tuple[dict, str]:
     syncs = sum(e.count for e in avgs if e.key in sync_names) / steps
     top = sorted(rows, key=self_us, reverse=True)[:12]
     summary = {
-        "steps": steps, "wall_ms_per_step": round(1000 * wall / steps, 2),
-        "busy_ms_per_step": round(busy_ms, 2), "busy_fraction": round(busy_ms / (1000 * wall / steps), 3),
-        "rows_per_step": round(sum(e.count for e in rows) / steps, 1), "host_syncs_per_step": round(syncs, 1),
+        "steps": steps,
+        "wall_ms_per_step": round(1000 * wall / steps, 2),
+        "busy_ms_per_step": round(busy_ms, 2),
+        "busy_fraction": round(busy_ms / (1000 * wall / steps), 3),
+        "rows_per_step": round(sum(e.count for e in rows) / steps, 1),
+        "host_syncs_per_step": round(syncs, 1),
         "kinds_ms_per_step": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
         "top": [[e.key[:100], round(self_us(e) / 1000 / steps, 3), round(e.count / steps, 1)] for e in top],
     }
@@ -648,8 +765,12 @@ def profile_phase(configs: list[Config], x: dict[str, Tensor], args: argparse.Na
             summary, table = {"error": f"{type(error).__name__}: {error}"[:2000]}, ""
             traceback.print_exc()
         report.data["profile"][c.name] = summary
-        report.event(config=c.name, phase="profile", **{k: v for k, v in summary.items() if k != "top"},
-                     elapsed_s=round(report.elapsed(), 1))
+        report.event(
+            config=c.name,
+            phase="profile",
+            **{k: v for k, v in summary.items() if k != "top"},
+            elapsed_s=round(report.elapsed(), 1),
+        )
         texts.append(f"## {c.name}\n\n```\n{json.dumps(summary, indent=1)}\n\n{table}\n```\n")
         report.write()
     if report.out and texts:
@@ -667,8 +788,9 @@ def test_bpd(c: Config, test: Tensor, bf16: bool, batch: int) -> float:
         c.bf16 = as_trained
 
 
-def train_compare(names: list[str], args: argparse.Namespace, device: torch.device, report: Report,
-                  step_s: dict[str, float]) -> None:
+def train_compare(
+    names: list[str], args: argparse.Namespace, device: torch.device, report: Report, step_s: dict[str, float]
+) -> None:
     steps = args.train_steps
     # Both libraries get the same number of steps; cut it (loudly) if the measured step times say the phase
     # would overrun the budget, so a time-out still leaves the training numbers.
@@ -677,12 +799,22 @@ def train_compare(names: list[str], args: argparse.Namespace, device: torch.devi
     if per_step > 0 and steps * per_step > left:
         cut = max(0, int(left / per_step))
         if cut < MIN_TRAIN_STEPS:  # bits/dim after a handful of warm-up steps would compare nothing
-            report.event(phase="train", skipped=f"budget: {cut} steps would fit", budget_s=args.budget_s,
-                         elapsed_s=round(report.elapsed(), 1))
+            report.event(
+                phase="train",
+                skipped=f"budget: {cut} steps would fit",
+                budget_s=args.budget_s,
+                elapsed_s=round(report.elapsed(), 1),
+            )
             return
         if cut < steps:
-            report.event(phase="train", train_steps_cut_from=steps, to=cut, budget_s=args.budget_s,
-                         elapsed_s=round(report.elapsed(), 1), est_s_per_step_pair=round(per_step, 3))
+            report.event(
+                phase="train",
+                train_steps_cut_from=steps,
+                to=cut,
+                budget_s=args.budget_s,
+                elapsed_s=round(report.elapsed(), 1),
+                est_s_per_step_pair=round(per_step, 3),
+            )
             steps = cut
     n_train = min(args.train_images, steps * args.batch)
     data = dataset(n_train, args.seed + 1).to(device)
@@ -699,8 +831,10 @@ def train_compare(names: list[str], args: argparse.Namespace, device: torch.devi
             n_batches = len(d) // args.batch
             sync(device)
             t0 = time.perf_counter()
-            losses, norms = c.run(lambda i: d[(i % n_batches) * args.batch: (i % n_batches + 1) * args.batch],  # noqa: B023
-                                  steps)
+            losses, norms = c.run(
+                lambda i: d[(i % n_batches) * args.batch : (i % n_batches + 1) * args.batch],  # noqa: B023
+                steps,
+            )
             sync(device)
             row["train_s"] = round(time.perf_counter() - t0, 2)
             if c.compiled:  # a fresh model of the same shapes: the compiled graphs should be reused
@@ -721,8 +855,12 @@ def train_compare(names: list[str], args: argparse.Namespace, device: torch.devi
             row["test_bpd"] = test_bpd(c, t, c.bf16, args.batch)
             if name.startswith("ours"):  # the same weights scored in float32 without autocast
                 row["test_bpd_float32"] = test_bpd(c, t, False, args.batch)
-            report.event(config=name, phase="train", **{k: v for k, v in row.items() if k != "train_bpd_curve"},
-                         elapsed_s=round(report.elapsed(), 1))
+            report.event(
+                config=name,
+                phase="train",
+                **{k: v for k, v in row.items() if k != "train_bpd_curve"},
+                elapsed_s=round(report.elapsed(), 1),
+            )
         except Exception as error:
             row["error"] = f"{type(error).__name__}: {error}"[:2000]
             traceback.print_exc()
@@ -747,24 +885,40 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lr-warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     parser.add_argument("--clip-grad", type=float, default=5.0, help="global gradient-norm clip (0: none)")
-    parser.add_argument("--adam", choices=["auto", "fused", "foreach", "for-loop"], default="auto",
-                        help="Adam implementation for both libraries (auto: fused on CUDA, foreach on CPU)")
+    parser.add_argument(
+        "--adam",
+        choices=["auto", "fused", "foreach", "for-loop"],
+        default="auto",
+        help="Adam implementation for both libraries (auto: fused on CUDA, foreach on CPU)",
+    )
     parser.add_argument("--train-steps", type=int, default=500, help="training steps per library (0: skip)")
     parser.add_argument("--train-images", type=int, default=51200)
     parser.add_argument("--test-images", type=int, default=1024)
-    parser.add_argument("--train-configs", nargs="+", default=None,
-                        help="configurations to train (default: normflows and our fastest)")
+    parser.add_argument(
+        "--train-configs", nargs="+", default=None, help="configurations to train (default: normflows and our fastest)"
+    )
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
     parser.add_argument("--compile-backend", default=None, help="inductor (default on CUDA) or aot_eager (CPU default)")
     parser.add_argument("--compile-mode", default="default", help="inductor mode: default, max-autotune, ...")
-    parser.add_argument("--budget-s", type=float, default=270.0,
-                        help="wall-clock budget from start-up: compiled warm-ups, timing rounds, the profile and the "
-                             "training steps (both libraries alike) are cut to fit; keep ~60 s below the time-out")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=270.0,
+        help="wall-clock budget from start-up: compiled warm-ups, timing rounds, the profile and the "
+        "training steps (both libraries alike) are cut to fit; keep ~60 s below the time-out",
+    )
     parser.add_argument("--profile-steps", type=int, default=1, help="profiled training steps per config (0: none)")
-    parser.add_argument("--profile-configs", nargs="+", default=None,
-                        help="configurations to profile (default: normflows and our fastest)")
-    parser.add_argument("--out", default=os.environ.get("OUT") or None,
-                        help="folder for results.json and results.md (default: $OUT if set)")
+    parser.add_argument(
+        "--profile-configs",
+        nargs="+",
+        default=None,
+        help="configurations to profile (default: normflows and our fastest)",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.environ.get("OUT") or None,
+        help="folder for results.json and results.md (default: $OUT if set)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default 1 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny model, few steps: a smoke run in seconds")
@@ -790,9 +944,12 @@ def main() -> None:
     limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
     setattr(torch._dynamo.config, limit, max(64, getattr(torch._dynamo.config, limit)))
     report = Report(args, device)
-    print(f"{report.data['device']}, torch {torch.__version__}, normflows {report.data['normflows']}; "
-          f"L={args.levels} K={args.steps} hidden={args.hidden} batch={args.batch}; compile backend "
-          f"{args.compile_backend}", flush=True)
+    print(
+        f"{report.data['device']}, torch {torch.__version__}, normflows {report.data['normflows']}; "
+        f"L={args.levels} K={args.steps} hidden={args.hidden} batch={args.batch}; compile backend "
+        f"{args.compile_backend}",
+        flush=True,
+    )
 
     x = dataset(args.batch, args.seed).to(device)
     configs: list[Config] = []
@@ -813,8 +970,13 @@ def main() -> None:
     for c in configs:
         if c.compiled and report.elapsed() > WARMUP_END * args.budget_s:
             report.data["configs"][c.name]["error"] = "skipped: budget"
-            report.event(config=c.name, phase="warmup", skipped="budget", budget_s=args.budget_s,
-                         elapsed_s=round(report.elapsed(), 1))
+            report.event(
+                config=c.name,
+                phase="warmup",
+                skipped="budget",
+                budget_s=args.budget_s,
+                elapsed_s=round(report.elapsed(), 1),
+            )
             continue
         try:
             warm_up(c, inputs[c.name], args, report)

@@ -43,8 +43,9 @@ def synthetic_images(batch: int, generator: torch.Generator) -> torch.Tensor:
     return (noisy.clamp(0, 1) * 255).round()
 
 
-def run_config(args: argparse.Namespace, *, channels_last: bool, bf16: bool, compile_: bool, tf32: bool,
-               scope: str = "loss") -> dict:
+def run_config(
+    args: argparse.Namespace, *, channels_last: bool, bf16: bool, compile_: bool, tf32: bool, scope: str = "loss"
+) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     cuda = device.type == "cuda"
@@ -53,8 +54,9 @@ def run_config(args: argparse.Namespace, *, channels_last: bool, bf16: bool, com
         torch.backends.cudnn.allow_tf32 = tf32
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(0)
-    flow = fz.build("glow", (3, 32, 32), levels=args.levels, steps=args.steps, hidden_channels=args.hidden,
-                    coupling=args.coupling)
+    flow = fz.build(
+        "glow", (3, 32, 32), levels=args.levels, steps=args.steps, hidden_channels=args.hidden, coupling=args.coupling
+    )
     flow.validate = False
     for m in flow.modules():
         if hasattr(m, "validate"):
@@ -115,17 +117,35 @@ def run_config(args: argparse.Namespace, *, channels_last: bool, bf16: bool, com
     if not math.isfinite(loss_value):
         raise FloatingPointError(f"non-finite loss {loss_value}")
     return {
-        "config": "+".join([args.dtype] + [n for n, on in (("tf32", tf32 and cuda), ("channels_last", channels_last),
-                                                         ("bf16", bf16), (f"compile[{scope}]", compile_))
-                                     if on]),
-        "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({platform.processor() or 'unknown'}, "
-                                                                  f"{torch.get_num_threads()} threads)",
-        "levels": args.levels, "steps": args.steps, "hidden": args.hidden, "coupling": args.coupling,
-        "batch": args.batch, "params": flow.num_parameters,
+        "config": "+".join(
+            [args.dtype]
+            + [
+                n
+                for n, on in (
+                    ("tf32", tf32 and cuda),
+                    ("channels_last", channels_last),
+                    ("bf16", bf16),
+                    (f"compile[{scope}]", compile_),
+                )
+                if on
+            ]
+        ),
+        "device": torch.cuda.get_device_name(device)
+        if cuda
+        else f"cpu ({platform.processor() or 'unknown'}, {torch.get_num_threads()} threads)",
+        "levels": args.levels,
+        "steps": args.steps,
+        "hidden": args.hidden,
+        "coupling": args.coupling,
+        "batch": args.batch,
+        "params": flow.num_parameters,
         "images_per_s": round(args.batch * args.iters / elapsed, 2),
         "ms_per_step": round(1000 * elapsed / args.iters, 2),
-        "loss_bpd": round(loss_value, 4), "timed_iters": args.iters, "warmup_iters": args.warmup,
-        "warmup_s": round(warmup_s, 2), "lr_now": opt.param_groups[0]["lr"],
+        "loss_bpd": round(loss_value, 4),
+        "timed_iters": args.iters,
+        "warmup_iters": args.warmup,
+        "warmup_s": round(warmup_s, 2),
+        "lr_now": opt.param_groups[0]["lr"],
         "peak_mem_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
         "torch": torch.__version__,
     }
@@ -143,15 +163,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lr-warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="parameter/data dtype (use --bf16 for bfloat16 autocast)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="parameter/data dtype (use --bf16 for bfloat16 autocast)",
+    )
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast around log_prob")
     parser.add_argument("--compile", action="store_true", help="torch.compile the loss (forward + backward)")
     parser.add_argument("--compile-mode", default="default", help="torch.compile mode (default, max-autotune, ...)")
-    parser.add_argument("--compile-scope", choices=["loss", "nets"], default="loss",
-                        help="compile the whole loss (forward+backward graph; minutes to compile) or only the "
-                             "coupling networks (seconds)")
+    parser.add_argument(
+        "--compile-scope",
+        choices=["loss", "nets"],
+        default="loss",
+        help="compile the whole loss (forward+backward graph; minutes to compile) or only the "
+        "coupling networks (seconds)",
+    )
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convolutions on CUDA")
     parser.add_argument("--all", action="store_true", help="run every variant in one process")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default 1 on CPU)")
@@ -163,20 +191,29 @@ def main() -> None:
     elif not args.device.startswith("cuda"):
         torch.set_num_threads(1)
     if args.all:
-        variants = [dict(channels_last=False, bf16=False, compile_=False, tf32=False),
-                    dict(channels_last=False, bf16=False, compile_=False, tf32=True),
-                    dict(channels_last=True, bf16=False, compile_=False, tf32=True),
-                    dict(channels_last=False, bf16=True, compile_=False, tf32=True),
-                    dict(channels_last=True, bf16=True, compile_=False, tf32=True),
-                    dict(channels_last=False, bf16=False, compile_=True, tf32=True, scope="nets"),
-                    dict(channels_last=False, bf16=True, compile_=True, tf32=True, scope="nets"),
-                    dict(channels_last=True, bf16=True, compile_=True, tf32=True, scope="nets"),
-                    dict(channels_last=False, bf16=True, compile_=True, tf32=True, scope="loss")]
+        variants = [
+            dict(channels_last=False, bf16=False, compile_=False, tf32=False),
+            dict(channels_last=False, bf16=False, compile_=False, tf32=True),
+            dict(channels_last=True, bf16=False, compile_=False, tf32=True),
+            dict(channels_last=False, bf16=True, compile_=False, tf32=True),
+            dict(channels_last=True, bf16=True, compile_=False, tf32=True),
+            dict(channels_last=False, bf16=False, compile_=True, tf32=True, scope="nets"),
+            dict(channels_last=False, bf16=True, compile_=True, tf32=True, scope="nets"),
+            dict(channels_last=True, bf16=True, compile_=True, tf32=True, scope="nets"),
+            dict(channels_last=False, bf16=True, compile_=True, tf32=True, scope="loss"),
+        ]
         if not args.device.startswith("cuda"):
             variants = [v for v in variants if not v["tf32"] or v["compile_"] or v["bf16"] or v["channels_last"]]
     else:
-        variants = [dict(channels_last=args.channels_last, bf16=args.bf16, compile_=args.compile, tf32=args.tf32,
-                         scope=args.compile_scope)]
+        variants = [
+            dict(
+                channels_last=args.channels_last,
+                bf16=args.bf16,
+                compile_=args.compile,
+                tf32=args.tf32,
+                scope=args.compile_scope,
+            )
+        ]
     failures = 0
     for v in variants:
         try:

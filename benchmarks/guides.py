@@ -44,8 +44,14 @@ HPARAMS = {
     "planar": {"num_layers": 16},
     "radial": {"num_layers": 16},
 }
-GUIDES = ["AutoNormal", "AutoMultivariateNormal", "Pyro AutoNormalizingFlow(iterated affine_coupling)",
-          "Pyro AutoIAFNormal", *[f"AutoFlowGuide({n})" for n in HPARAMS], "AutoFlowGuide(radial, affine=tril)"]
+GUIDES = [
+    "AutoNormal",
+    "AutoMultivariateNormal",
+    "Pyro AutoNormalizingFlow(iterated affine_coupling)",
+    "Pyro AutoIAFNormal",
+    *[f"AutoFlowGuide({n})" for n in HPARAMS],
+    "AutoFlowGuide(radial, affine=tril)",
+]
 
 
 def make_guide(label: str, model):
@@ -57,7 +63,7 @@ def make_guide(label: str, model):
         return AutoNormalizingFlow(model, partial(iterated, 4, affine_coupling))
     if label == "Pyro AutoIAFNormal":
         return AutoIAFNormal(model, num_transforms=4)
-    name = label[len("AutoFlowGuide("):-1].split(",")[0]
+    name = label[len("AutoFlowGuide(") : -1].split(",")[0]
     affine = "tril" if "tril" in label else "diag"
     return AutoFlowGuide(model, name, affine=affine, **HPARAMS[name])
 
@@ -118,29 +124,36 @@ def main(argv: list[str] | None = None) -> None:
     for label in labels:
         r = run(label, steps, args.particles, args.lr, args.seed, n_eval)
         results[label] = r
-        print(f"{label:55s} banana gap {r['banana_gap']:.4f} (+-{r['banana_gap_se']:.4f})  "
-              f"gauss mean err {r['mean_err']:.3f} sd, cov err {r['cov_err']:.3f}  "
-              f"[{r['banana_seconds'] + r['gauss_seconds']:.0f} s]", flush=True)
+        print(
+            f"{label:55s} banana gap {r['banana_gap']:.4f} (+-{r['banana_gap_se']:.4f})  "
+            f"gauss mean err {r['mean_err']:.3f} sd, cov err {r['cov_err']:.3f}  "
+            f"[{r['banana_seconds'] + r['gauss_seconds']:.0f} s]",
+            flush=True,
+        )
         if not args.quick:
             json_path.write_text(json.dumps(results, indent=2))
     if args.quick:
         return
     lines = [
-        "# Flow guides vs Pyro autoguides (benchmarks/guides.py)", "",
+        "# Flow guides vs Pyro autoguides (benchmarks/guides.py)",
+        "",
         f"Command: `python benchmarks/guides.py --steps {steps} --particles {args.particles} --lr {args.lr}` "
         f"(seed {args.seed}); 2 shared CPU cores, one thread; train seconds are indicative only.",
         "Every guide: Pyro SVI, Trace_ELBO (vectorised particles), ClippedAdam lr decaying to lr/10.",
         "Banana: `BananaPosterior()` (log Z closed form); gap = log Z - ELBO (nats) from 20,000 samples.",
         "Gaussian: `GaussianLinearPosterior(3)` (correlations up to 0.88); max |mean error| in posterior sds,",
-        "max |covariance error| / (sd_i sd_j), from 20,000 samples (MC s.e. ~0.007 and ~0.01).", "",
+        "max |covariance error| / (sd_i sd_j), from 20,000 samples (MC s.e. ~0.007 and ~0.01).",
+        "",
         "| guide | banana ELBO gap (nats) | MC s.e. | Gaussian mean error (sd) | Gaussian cov error | train s (both) |",
         "|---|---|---|---|---|---|",
     ]
     for label in GUIDES:
         if label in results:
             r = results[label]
-            lines.append(f"| {label} | {r['banana_gap']:.4f} | {r['banana_gap_se']:.4f} | {r['mean_err']:.3f} "
-                         f"| {r['cov_err']:.3f} | {r['banana_seconds'] + r['gauss_seconds']:.0f} |")
+            lines.append(
+                f"| {label} | {r['banana_gap']:.4f} | {r['banana_gap_se']:.4f} | {r['mean_err']:.3f} "
+                f"| {r['cov_err']:.3f} | {r['banana_seconds'] + r['gauss_seconds']:.0f} |"
+            )
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

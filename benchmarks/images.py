@@ -155,13 +155,19 @@ def main() -> None:
             steps, train_bpd = train(flow, x, y, n_levels, budget, conditional)
             seconds = time.perf_counter() - t0
             row = {
-                "data": data_name, "model": model, "hparams": {k: list(v) if isinstance(v, tuple) else v
-                                                               for k, v in hparams.items()},
-                "params": flow.num_parameters, "train_seconds": round(seconds, 1), "steps": steps,
-                "images_per_s_train": round(steps * 64 / seconds, 1), "train_bpd_last20": round(train_bpd, 4),
+                "data": data_name,
+                "model": model,
+                "hparams": {k: list(v) if isinstance(v, tuple) else v for k, v in hparams.items()},
+                "params": flow.num_parameters,
+                "train_seconds": round(seconds, 1),
+                "steps": steps,
+                "images_per_s_train": round(steps * 64 / seconds, 1),
+                "train_bpd_last20": round(train_bpd, 4),
                 "test_bpd": round(test_bpd(flow, xt, yt, n_levels, conditional), 4),
                 "test_bpd_untrained": round(init_bpd, 4),
-                "n_train": len(x), "n_test": len(xt), "n_levels": n_levels,
+                "n_train": len(x),
+                "n_test": len(xt),
+                "n_levels": n_levels,
             }
             if data_name == "digits":
                 row["samples"] = write_grid(flow, model, conditional)

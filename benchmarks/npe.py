@@ -42,8 +42,7 @@ import torch
 from torch import Tensor, nn
 
 TASKS = ["gaussian_linear", "two_moons", "gaussian_mixture", "slcp"]
-MODELS = ["ours-maf", "ours-nsf_ar", "ours-realnvp", "zuko-maf", "zuko-nsf", "zuko-realnvp",
-          "nflows-maf", "nflows-nsf"]
+MODELS = ["ours-maf", "ours-nsf_ar", "ours-realnvp", "zuko-maf", "zuko-nsf", "zuko-realnvp", "nflows-maf", "nflows-nsf"]
 LAYERS = {"maf": 5, "nsf_ar": 3, "nsf": 3, "nsf_coupling": 6, "realnvp": 8}  # the same per family for all libraries
 
 
@@ -192,8 +191,11 @@ class NFlows(nn.Module):
             if name == "maf":
                 layers.append(MaskedAffineAutoregressiveTransform(d, width, context_features=k))
             else:
-                layers.append(MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
-                    d, width, context_features=k, num_bins=8, tails="linear", tail_bound=5.0))
+                layers.append(
+                    MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+                        d, width, context_features=k, num_bins=8, tails="linear", tail_bound=5.0
+                    )
+                )
             layers.append(ReversePermutation(d))
         self.flow = Flow(CompositeTransform(layers), StandardNormal([d]))
         self.std = Standardizer(theta.float(), x.float())
@@ -212,6 +214,7 @@ def make_model(model: str, width: int, d: int, k: int, theta: Tensor, x: Tensor)
 
 def sized(model: str, budget: int, d: int, k: int, theta: Tensor, x: Tensor) -> tuple[nn.Module, int]:
     """The model whose hidden width gives the parameter count closest to ``budget``."""
+
     def count(w: int) -> int:
         torch.manual_seed(0)
         return sum(p.numel() for p in make_model(model, w, d, k, theta, x).parameters())
@@ -258,8 +261,13 @@ def train(model: nn.Module, theta: Tensor, x: Tensor, args: dict, seed: int) -> 
     if best_state is not None:
         model.load_state_dict(best_state)
     step_seconds.sort()
-    return {"train_s": train_seconds, "steps": steps, "epochs": epochs, "best_valid": best,
-            "ms_per_step": 1000 * step_seconds[len(step_seconds) // 2]}
+    return {
+        "train_s": train_seconds,
+        "steps": steps,
+        "epochs": epochs,
+        "best_valid": best,
+        "ms_per_step": 1000 * step_seconds[len(step_seconds) // 2],
+    }
 
 
 def run(job: dict) -> dict:
@@ -269,20 +277,30 @@ def run(job: dict) -> dict:
     theta, x = (v.float() for v in simulate(task, args["sims"], g))
     test_theta, test_x = job["test"]
     torch.manual_seed(job["seed"])
-    model, width = sized(model_name, args["params"], theta.shape[1], x.shape[1], theta[: -len(theta) // 10],
-                         x[: -len(x) // 10])
+    model, width = sized(
+        model_name, args["params"], theta.shape[1], x.shape[1], theta[: -len(theta) // 10], x[: -len(x) // 10]
+    )
     torch.manual_seed(job["seed"])
     out = train(model, theta, x, args, job["seed"])
     model.eval()
     with torch.no_grad():
-        log_q = torch.cat([model.log_prob(t, c) for t, c in zip(test_theta.float().split(500),
-                                                                 test_x.float().split(500))]).double()
+        log_q = torch.cat(
+            [model.log_prob(t, c) for t, c in zip(test_theta.float().split(500), test_x.float().split(500))]
+        ).double()
         t0 = time.perf_counter()
         samples = model.sample(10_000, test_x[0].float())
         sample_s = time.perf_counter() - t0
     assert samples.shape == (10_000, theta.shape[1]), samples.shape
-    return {**out, "task": task, "model": model_name, "seed": job["seed"], "width": width,
-            "params": sum(p.numel() for p in model.parameters()), "sample_s": sample_s, "log_q": log_q.tolist()}
+    return {
+        **out,
+        "task": task,
+        "model": model_name,
+        "seed": job["seed"],
+        "width": width,
+        "params": sum(p.numel() for p in model.parameters()),
+        "sample_s": sample_s,
+        "log_q": log_q.tolist(),
+    }
 
 
 def summarise(task: str, rows: list[dict], exact: Optional[Tensor], dim: int) -> list[dict]:
@@ -291,8 +309,7 @@ def summarise(task: str, rows: list[dict], exact: Optional[Tensor], dim: int) ->
         log_q = torch.tensor(r["log_q"], dtype=torch.float64)
         finite = torch.isfinite(log_q)
         nll = -log_q / dim
-        entry = {k: r[k] for k in ("model", "params", "width", "train_s", "ms_per_step", "steps", "epochs",
-                                   "sample_s")}
+        entry = {k: r[k] for k in ("model", "params", "width", "train_s", "ms_per_step", "steps", "epochs", "sample_s")}
         entry["nll"], entry["nll_se"] = nll.mean().item(), (nll.std() / math.sqrt(len(nll))).item()
         entry["non_finite"] = int((~finite).sum())
         if exact is not None:
@@ -303,14 +320,24 @@ def summarise(task: str, rows: list[dict], exact: Optional[Tensor], dim: int) ->
 
 
 def markdown(task: str, table: list[dict], exact_nll: Optional[float], dim: int) -> str:
-    head = f"**{task}** (theta {dim}-D" + (f"; exact posterior NLL {exact_nll:.4f} nats/dim)" if exact_nll is not None
-                                          else "; no closed-form posterior: NLL only)")
-    lines = [head, "", "| model | params | width | gap nats/dim (+- se) | NLL nats/dim (+- se) | train s | ms/step "
-             "| epochs | sample 10^4 s |", "|---|---|---|---|---|---|---|---|---|"]
+    head = f"**{task}** (theta {dim}-D" + (
+        f"; exact posterior NLL {exact_nll:.4f} nats/dim)"
+        if exact_nll is not None
+        else "; no closed-form posterior: NLL only)"
+    )
+    lines = [
+        head,
+        "",
+        "| model | params | width | gap nats/dim (+- se) | NLL nats/dim (+- se) | train s | ms/step "
+        "| epochs | sample 10^4 s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for e in sorted(table, key=lambda e: e.get("gap", e["nll"])):
         gap = f"{e['gap']:+.4f} +- {e['gap_se']:.4f}" if "gap" in e else "-"
-        lines.append(f"| {e['model']} | {e['params']} | {e['width']} | {gap} | {e['nll']:.4f} +- {e['nll_se']:.4f} "
-                     f"| {e['train_s']:.1f} | {e['ms_per_step']:.2f} | {e['epochs']} | {e['sample_s']:.3f} |")
+        lines.append(
+            f"| {e['model']} | {e['params']} | {e['width']} | {gap} | {e['nll']:.4f} +- {e['nll_se']:.4f} "
+            f"| {e['train_s']:.1f} | {e['ms_per_step']:.2f} | {e['epochs']} | {e['sample_s']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -348,11 +375,16 @@ def main() -> None:
     with mp.get_context("spawn").Pool(a.jobs) as pool:
         for r in pool.imap_unordered(run, jobs):
             rows[r["task"]].append(r)
-            print(f"  {r['task']:16s} {r['model']:18s} params {r['params']:6d} epochs {r['epochs']:3d} "
-                  f"train {r['train_s']:6.1f} s", flush=True)
-    report = [f"{a.sims} simulations (10% validation), {a.test} test pairs, ~{a.params} parameters per model, "
-              f"Adam lr {a.lr}, batch {a.batch}, <= {a.epochs} epochs, patience {a.patience}, seed {a.seed}, "
-              f"{a.jobs} jobs x 1 thread; {time.perf_counter() - start:.0f} s wall."]
+            print(
+                f"  {r['task']:16s} {r['model']:18s} params {r['params']:6d} epochs {r['epochs']:3d} "
+                f"train {r['train_s']:6.1f} s",
+                flush=True,
+            )
+    report = [
+        f"{a.sims} simulations (10% validation), {a.test} test pairs, ~{a.params} parameters per model, "
+        f"Adam lr {a.lr}, batch {a.batch}, <= {a.epochs} epochs, patience {a.patience}, seed {a.seed}, "
+        f"{a.jobs} jobs x 1 thread; {time.perf_counter() - start:.0f} s wall."
+    ]
     for task in a.tasks:
         dim = tests[task][0].shape[1]
         table = summarise(task, rows[task], exact[task], dim)
@@ -364,8 +396,9 @@ def main() -> None:
         with open(a.out, "w") as fh:
             fh.write(text + "\n")
         with open(a.out + ".json", "w") as fh:
-            json.dump({t: [{k: v for k, v in r.items() if k != "log_q"} for r in rs] for t, rs in rows.items()}, fh,
-                      indent=1)
+            json.dump(
+                {t: [{k: v for k, v in r.items() if k != "log_q"} for r in rs] for t, rs in rows.items()}, fh, indent=1
+            )
 
 
 if __name__ == "__main__":

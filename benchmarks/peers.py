@@ -111,18 +111,22 @@ def _zuko(arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins: int
     base = zuko.flows.UnconditionalDistribution(
         zuko.distributions.DiagNormal, torch.zeros(dim), torch.ones(dim), buffer=True
     )
-    spline = dict(univariate=lambda w, h, d: MonotonicRQSTransform(w, h, d, bound=bound),
-                  shapes=[(bins,), (bins,), (bins - 1,)])
+    spline = dict(
+        univariate=lambda w, h, d: MonotonicRQSTransform(w, h, d, bound=bound), shapes=[(bins,), (bins,), (bins - 1,)]
+    )
     if arch == "realnvp":
         ts = [GeneralCouplingTransform(dim, mask=m, hidden_features=hidden) for m in half_masks(dim, num_layers)]
     elif arch == "nsf_coupling":
-        ts = [GeneralCouplingTransform(dim, mask=m, hidden_features=hidden, **spline)
-              for m in half_masks(dim, num_layers)]
+        ts = [
+            GeneralCouplingTransform(dim, mask=m, hidden_features=hidden, **spline) for m in half_masks(dim, num_layers)
+        ]
     elif arch in ("maf", "nsf_ar"):
         orders = [torch.arange(dim), torch.arange(dim).flip(0)]
         kw = spline if arch == "nsf_ar" else {}
-        ts = [MaskedAutoregressiveTransform(dim, order=orders[i % 2], hidden_features=hidden, **kw)
-              for i in range(num_layers)]
+        ts = [
+            MaskedAutoregressiveTransform(dim, order=orders[i % 2], hidden_features=hidden, **kw)
+            for i in range(num_layers)
+        ]
     else:
         raise ValueError(arch)
     flow = zuko.flows.Flow(ts, base)
@@ -156,8 +160,11 @@ def _nflows(arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins: i
             # nflows: mask > 0 = transformed; ours: True = conditioning.
             ts.append(AffineCouplingTransform((~half_masks(dim, num_layers)[i]).int(), net))
         elif arch == "nsf_coupling":
-            ts.append(PiecewiseRationalQuadraticCouplingTransform(
-                (~half_masks(dim, num_layers)[i]).int(), net, num_bins=bins, tails="linear", tail_bound=bound))
+            ts.append(
+                PiecewiseRationalQuadraticCouplingTransform(
+                    (~half_masks(dim, num_layers)[i]).int(), net, num_bins=bins, tails="linear", tail_bound=bound
+                )
+            )
         elif arch == "maf":
             if i:
                 ts.append(ReversePermutation(dim))
@@ -165,8 +172,11 @@ def _nflows(arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins: i
         elif arch == "nsf_ar":
             if i:
                 ts.append(ReversePermutation(dim))
-            ts.append(MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
-                dim, num_bins=bins, tails="linear", tail_bound=bound, **made))
+            ts.append(
+                MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+                    dim, num_bins=bins, tails="linear", tail_bound=bound, **made
+                )
+            )
         else:
             raise ValueError(arch)
     flow = Flow(CompositeTransform(ts), StandardNormal([dim]))
@@ -199,23 +209,39 @@ def _normflows(arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins
                 ts.append(reverse())
             # normflows' layer puts the parallel MADE pass in ``forward`` (sampling); Reverse makes
             # log_prob the parallel pass, as in MAF (as shipped it is an IAF for density estimation).
-            ts.append(nf.flows.Reverse(nf.flows.MaskedAffineAutoregressive(
-                dim, hidden[0], num_blocks=len(hidden) - 1, use_residual_blocks=False)))
+            ts.append(
+                nf.flows.Reverse(
+                    nf.flows.MaskedAffineAutoregressive(
+                        dim, hidden[0], num_blocks=len(hidden) - 1, use_residual_blocks=False
+                    )
+                )
+            )
         elif arch == "nsf_ar":
             if i:
                 ts.append(reverse())
-            layer = nf.flows.AutoregressiveRationalQuadraticSpline(dim, 1, hidden[0], num_bins=bins,
-                                                                   tail_bound=bound)
+            layer = nf.flows.AutoregressiveRationalQuadraticSpline(dim, 1, hidden[0], num_bins=bins, tail_bound=bound)
             layer.mprqat = MaskedPiecewiseRationalQuadraticAutoregressive(
-                features=dim, hidden_features=hidden[0], num_bins=bins, tails="linear", tail_bound=bound,
-                num_blocks=len(hidden) - 1, use_residual_blocks=False, activation=nn.ReLU())
+                features=dim,
+                hidden_features=hidden[0],
+                num_bins=bins,
+                tails="linear",
+                tail_bound=bound,
+                num_blocks=len(hidden) - 1,
+                use_residual_blocks=False,
+                activation=nn.ReLU(),
+            )
             ts.append(layer)
         elif arch == "nsf_coupling":
             layer = nf.flows.CoupledRationalQuadraticSpline(dim, 1, hidden[0], num_bins=bins, tail_bound=bound)
             mask = (~half_masks(dim, num_layers)[i]).int()
             layer.prqct = PiecewiseRationalQuadraticCoupling(
-                mask=mask, transform_net_create_fn=lambda a, b: _NoContext(a, b, hidden),
-                num_bins=bins, tails="linear", tail_bound=bound, apply_unconditional_transform=False)
+                mask=mask,
+                transform_net_create_fn=lambda a, b: _NoContext(a, b, hidden),
+                num_bins=bins,
+                tails="linear",
+                tail_bound=bound,
+                apply_unconditional_transform=False,
+            )
             ts.append(layer)
         else:
             raise ValueError(arch)
@@ -267,9 +293,13 @@ def _pyro(arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins: int
             if arch == "maf":
                 t = T.AffineAutoregressive(AutoRegressiveNN(dim, hidden, permutation=order))
             else:
-                t = T.SplineAutoregressive(dim, AutoRegressiveNN(dim, hidden, param_dims=[bins, bins, bins - 1],
-                                                                 permutation=order),
-                                           count_bins=bins, bound=bound, order="quadratic")
+                t = T.SplineAutoregressive(
+                    dim,
+                    AutoRegressiveNN(dim, hidden, param_dims=[bins, bins, bins - 1], permutation=order),
+                    count_bins=bins,
+                    bound=bound,
+                    order="quadratic",
+                )
             # Pyro's _call is the parallel (IAF) pass; .inv makes it the data -> latent pass (MAF).
             parts.append(t.inv)
         else:
@@ -284,8 +314,16 @@ def _pyro(arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins: int
 _BUILDERS = {"ours": _ours, "zuko": _zuko, "nflows": _nflows, "normflows": _normflows, "pyro": _pyro}
 
 
-def build(lib: str, arch: str, dim: int, num_layers: int, hidden: Sequence[int], bins: int = 8,
-          bound: float = 5.0, seed: int = 0) -> Model:
+def build(
+    lib: str,
+    arch: str,
+    dim: int,
+    num_layers: int,
+    hidden: Sequence[int],
+    bins: int = 8,
+    bound: float = 5.0,
+    seed: int = 0,
+) -> Model:
     """Builds ``arch`` from library ``lib`` with a fixed seed (float32, train mode)."""
     torch.manual_seed(seed)
     return _BUILDERS[lib](arch, dim, num_layers, tuple(hidden), bins, bound)

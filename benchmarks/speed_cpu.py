@@ -139,8 +139,9 @@ def bench_arch(arch: str, libs: list[str], args: argparse.Namespace) -> list[str
     models, opts = {}, {}
     for lib in libs:
         try:
-            models[lib] = peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound,
-                                      seed=args.seed)
+            models[lib] = peers.build(
+                lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound, seed=args.seed
+            )
         except Exception as e:  # report and go on with the others
             print(f"  [{arch}] {lib}: not built ({type(e).__name__}: {e})", flush=True)
             continue
@@ -154,7 +155,7 @@ def bench_arch(arch: str, libs: list[str], args: argparse.Namespace) -> list[str
         out = []
         for _ in range(k):
             i = (step_no * args.batch) % (len(train) - args.batch + 1)
-            out.append(train[perm[i:i + args.batch]])
+            out.append(train[perm[i : i + args.batch]])
             step_no += 1
         return out
 
@@ -274,8 +275,11 @@ def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) ->
                     print(f"  [{arch}] {variant}: compile failed ({failed[lib]})", flush=True)
                     continue
                 graphs[variant] = _graph_count() - g0
-                print(f"  [{arch}] {variant}: first two steps (compile) {compile_s[variant]:.1f} s, "
-                      f"{graphs[variant]} graph(s)", flush=True)
+                print(
+                    f"  [{arch}] {variant}: first two steps (compile) {compile_s[variant]:.1f} s, "
+                    f"{graphs[variant]} graph(s)",
+                    flush=True,
+                )
             else:
                 train_steps(m, opt, [first, first])
             models[variant], opts[variant] = m, opt
@@ -287,7 +291,7 @@ def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) ->
         out = []
         for _ in range(k):
             i = (step_no * args.batch) % (len(train) - args.batch + 1)
-            out.append(train[perm[i:i + args.batch]])
+            out.append(train[perm[i : i + args.batch]])
             step_no += 1
         return out
 
@@ -347,11 +351,18 @@ def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) ->
     if "ours" in libs and fastest:
         rs = [a / b for a, b in zip(step_times[best["ours"]], step_times[best[fastest]])]
         med = statistics.median(rs)
-        summary.update(fastest=fastest, fastest_variant=best[fastest], ours_variant=best["ours"], ratio=med,
-                       lo=min(rs), hi=max(rs), met=med <= args.target,
-                       ours_compile=compile_s.get("ours" + COMPILED),
-                       ours_ms=statistics.median(step_times[best["ours"]]),
-                       peer_ms=statistics.median(step_times[best[fastest]]))
+        summary.update(
+            fastest=fastest,
+            fastest_variant=best[fastest],
+            ours_variant=best["ours"],
+            ratio=med,
+            lo=min(rs),
+            hi=max(rs),
+            met=med <= args.target,
+            ours_compile=compile_s.get("ours" + COMPILED),
+            ours_ms=statistics.median(step_times[best["ours"]]),
+            peer_ms=statistics.median(step_times[best[fastest]]),
+        )
         lines += [
             f"Ours best ({best['ours']}) / fastest peer best ({best[fastest]}): **{med:.2f}** "
             f"({min(rs):.2f}-{max(rs):.2f}) over {len(rs)} rounds; target <= {args.target:g}: "
@@ -369,8 +380,10 @@ def sampling(args: argparse.Namespace) -> list[str]:
     n_ar, n_px, size = (1000, 2, 8) if args.quick else (100_000, 64, 20)
     torch.manual_seed(args.seed)
     flow = fz.build("ar_flow", (2,))
-    lines = ["| flow | samples | eager (s) | compiled (s) | compile (first call, s) | target |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| flow | samples | eager (s) | compiled (s) | compile (first call, s) | target |",
+        "|---|---|---|---|---|---|",
+    ]
     with torch.no_grad():
         eager = [timed(lambda: flow.sample((n_ar,))) for _ in range(args.eval_rounds + 1)][1:]
         sample = torch.compile(lambda n: flow.sample((n,)), fullgraph=True)
@@ -379,14 +392,18 @@ def sampling(args: argparse.Namespace) -> list[str]:
         first = time.perf_counter() - t0
         comp = [timed(partial(sample, n_ar)) for _ in range(args.eval_rounds)]
     best = min(min(eager), min(comp))
-    lines.append(f"| ar_flow (2,), defaults, float32 | {n_ar:,} | {min(eager):.3f} | {min(comp):.3f} | {first:.1f} | "
-                 f"< 1 s: {'met' if best < 1 else 'missed'} ({best:.3f} s) |")
+    lines.append(
+        f"| ar_flow (2,), defaults, float32 | {n_ar:,} | {min(eager):.3f} | {min(comp):.3f} | {first:.1f} | "
+        f"< 1 s: {'met' if best < 1 else 'missed'} ({best:.3f} s) |"
+    )
     print(lines[-1], flush=True)
     flow = fz.build("pixelcnn_flow", (1, size, size))
     with torch.no_grad():
         t = timed(lambda: flow.sample((n_px,)))
-    lines.append(f"| pixelcnn_flow (1, {size}, {size}), defaults | {n_px} | {t:.1f} | not compiled "
-                 f"({size * size} sequential passes) | - | < 60 s: {'met' if t < 60 else 'missed'} |")
+    lines.append(
+        f"| pixelcnn_flow (1, {size}, {size}), defaults | {n_px} | {t:.1f} | not compiled "
+        f"({size * size} sequential passes) | - | < 60 s: {'met' if t < 60 else 'missed'} |"
+    )
     print(lines[-1], flush=True)
     return lines
 
@@ -408,8 +425,10 @@ def profile(arch: str, libs: list[str], args: argparse.Namespace) -> None:
     dim, num_layers, hidden, data = CONFIGS[arch]
     train, _, _ = make_data(data, args.n_train, 100)
     x = train[: args.batch]
-    models = {lib: peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound,
-                               seed=args.seed) for lib in libs}
+    models = {
+        lib: peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound, seed=args.seed)
+        for lib in libs
+    }
     opts = {lib: torch.optim.Adam(models[lib].module.parameters(), lr=args.lr) for lib in libs}
     if args.compile:
         import torch._inductor.config as inductor_config
@@ -446,15 +465,19 @@ def profile(arch: str, libs: list[str], args: argparse.Namespace) -> None:
         self_us[lib][e.name] += e.self_cpu_time_total
         calls[lib][e.name] += 1
     n = args.steps
-    print(f"\n===== {arch}: one {'compiled ' if args.compile else ''}training step (batch {args.batch}), "
-          f"{n} steps per library, interleaved")
+    print(
+        f"\n===== {arch}: one {'compiled ' if args.compile else ''}training step (batch {args.batch}), "
+        f"{n} steps per library, interleaved"
+    )
     for lib in libs:
         ops = sum(c for name, c in calls[lib].items() if name.startswith("aten::"))
         busy = sum(self_us[lib].values())
-        print(f"  {lib:10s} unprofiled step min {1e3 * min(walls[lib]):.2f} ms, median "
-              f"{1e3 * statistics.median(walls[lib]):.2f} ms | profiled {step_us[lib] / n / 1e3:.2f} ms/step, "
-              f"{ops / n:.0f} aten ops/step, Python and framework overhead "
-              f"{(step_us[lib] - busy) / n / 1e3:.2f} ms/step")
+        print(
+            f"  {lib:10s} unprofiled step min {1e3 * min(walls[lib]):.2f} ms, median "
+            f"{1e3 * statistics.median(walls[lib]):.2f} ms | profiled {step_us[lib] / n / 1e3:.2f} ms/step, "
+            f"{ops / n:.0f} aten ops/step, Python and framework overhead "
+            f"{(step_us[lib] - busy) / n / 1e3:.2f} ms/step"
+        )
     names = Counter()
     for lib in libs:
         for name, us in self_us[lib].items():
@@ -466,8 +489,9 @@ def profile(arch: str, libs: list[str], args: argparse.Namespace) -> None:
         cells = " | ".join(f"{self_us[lib][name] / n / 1e3:.2f} | {calls[lib][name] / n:.0f}" for lib in libs)
         print(f"| {name[:60]} | {cells} |")
     if args.shapes:
-        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
-                                                                  row_limit=args.row_limit))
+        print(
+            prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=args.row_limit)
+        )
 
 
 # -- what-if -------------------------------------------------------------------------------------
@@ -517,8 +541,9 @@ def whatif(arch: str, args: argparse.Namespace) -> None:
     dim, num_layers, hidden, data = CONFIGS[arch]
     kind = "affine" if arch == "realnvp" else "spline"
     torch.manual_seed(args.seed)
-    layers = nn.ModuleList([_SplitCoupling(dim, i % 2 == 0, hidden, kind, args.bins, args.bound)
-                            for i in range(num_layers)])
+    layers = nn.ModuleList(
+        [_SplitCoupling(dim, i % 2 == 0, hidden, kind, args.bins, args.bound) for i in range(num_layers)]
+    )
 
     def split_log_prob(x: Tensor) -> Tensor:
         total = x.new_zeros(x.shape[:-1])
@@ -527,8 +552,10 @@ def whatif(arch: str, args: argparse.Namespace) -> None:
             total = total - ld
         return -0.5 * x.pow(2).sum(-1) - 0.5 * dim * math.log(2 * math.pi) + total
 
-    models = {lib: peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound, seed=args.seed)
-              for lib in args.libs}
+    models = {
+        lib: peers.build(lib, arch, dim, num_layers, hidden, bins=args.bins, bound=args.bound, seed=args.seed)
+        for lib in args.libs
+    }
     models["ours, split coupling"] = peers.Model("split", arch, layers, split_log_prob, lambda n: None)
     opts = {k: torch.optim.Adam(m.module.parameters(), lr=args.lr) for k, m in models.items()}
     train, _, _ = make_data(data, args.n_train, 100)
@@ -542,8 +569,10 @@ def whatif(arch: str, args: argparse.Namespace) -> None:
     print(f"{arch} what-if, batch {args.batch}, {len(times['ours'])} interleaved steps each")
     print("| variant | params | step min (ms) | step p20 (ms) | median (ms) |\n|---|---|---|---|---|")
     for k, v in times.items():
-        print(f"| {k} | {models[k].num_parameters:,} | {1e3 * min(v):.2f} | "
-              f"{1e3 * statistics.quantiles(v, n=5, method='inclusive')[0]:.2f} | {1e3 * statistics.median(v):.2f} |")
+        print(
+            f"| {k} | {models[k].num_parameters:,} | {1e3 * min(v):.2f} | "
+            f"{1e3 * statistics.quantiles(v, n=5, method='inclusive')[0]:.2f} | {1e3 * statistics.median(v):.2f} |"
+        )
 
 
 def main() -> None:
@@ -565,17 +594,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="smoke run in seconds")
     parser.add_argument("--profile", metavar="ARCH", choices=list(CONFIGS))
-    parser.add_argument("--whatif", metavar="ARCH", choices=["realnvp", "nsf_coupling"],
-                        help="ours vs the same maths as a split coupling (transformed half only) vs peers")
-    parser.add_argument("--compile", action="store_true",
-                        help="issue 16: every library eager and torch.compile'd, best of the two each (default archs "
-                             "realnvp maf nsf_ar, libs ours zuko nflows pyro); with --profile: profile compiled steps")
-    parser.add_argument("--init-eager", action="store_true",
-                        help="--compile: one eager training step for every model before compiling (first-batch "
-                             "initialisations such as ours' FirstBatchNorm then run outside the compiled graph)")
+    parser.add_argument(
+        "--whatif",
+        metavar="ARCH",
+        choices=["realnvp", "nsf_coupling"],
+        help="ours vs the same maths as a split coupling (transformed half only) vs peers",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="issue 16: every library eager and torch.compile'd, best of the two each (default archs "
+        "realnvp maf nsf_ar, libs ours zuko nflows pyro); with --profile: profile compiled steps",
+    )
+    parser.add_argument(
+        "--init-eager",
+        action="store_true",
+        help="--compile: one eager training step for every model before compiling (first-batch "
+        "initialisations such as ours' FirstBatchNorm then run outside the compiled graph)",
+    )
     parser.add_argument("--target", type=float, default=0.7, help="--compile: target ours best / fastest peer best")
-    parser.add_argument("--sampling", action="store_true",
-                        help="ar_flow 10^5 2-D samples (eager, compiled), pixelcnn_flow 64 x 1x20x20 (eager)")
+    parser.add_argument(
+        "--sampling",
+        action="store_true",
+        help="ar_flow 10^5 2-D samples (eager, compiled), pixelcnn_flow 64 x 1x20x20 (eager)",
+    )
     parser.add_argument("--row-limit", type=int, default=20)
     parser.add_argument("--shapes", action="store_true", help="profile: also group by input shape")
     args = parser.parse_args()
@@ -621,16 +663,20 @@ def main() -> None:
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s) on a "
         "2-core VM shared with other busy processes (absolute times are indicative; the per-round ratios "
         "from interleaving are the meaningful figures).  ",
-        f"Versions: torch {torch.__version__}, " + ", ".join(
-            f"{name} {version(name)}" for name in ("pyro-ppl", "zuko", "nflows", "normflows")
-            if name == "pyro-ppl" or name in args.libs) + ".",
+        f"Versions: torch {torch.__version__}, "
+        + ", ".join(
+            f"{name} {version(name)}"
+            for name in ("pyro-ppl", "zuko", "nflows", "normflows")
+            if name == "pyro-ppl" or name in args.libs
+        )
+        + ".",
         "Ratio cells: median over rounds of (ours / library) per round, with (min-max); below 1 = ours faster.",
         "",
     ]
     for arch in args.archs:
         libs = [lib for lib in args.libs if lib != "ours" or arch in fz.FLOWS]
         out += bench_arch(arch, libs, args)
-        print("\n".join(out[-len(args.libs) - 7:]), flush=True)
+        print("\n".join(out[-len(args.libs) - 7 :]), flush=True)
     out.append(f"Total run time: {time.perf_counter() - start:.0f} s.")
     print("\n\n" + "\n".join(out))
 
@@ -649,9 +695,13 @@ def compiled_main(args: argparse.Namespace) -> None:
         f"Machine: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch thread(s) on a 2-core VM shared with other busy processes (absolute times "
         "are indicative; the per-round ratios from interleaving are the meaningful figures).  ",
-        f"Versions: torch {torch.__version__}, " + ", ".join(
-            f"{name} {version(name)}" for name in ("pyro-ppl", "zuko", "nflows", "normflows")
-            if name == "pyro-ppl" or name in args.libs) + ".  ",
+        f"Versions: torch {torch.__version__}, "
+        + ", ".join(
+            f"{name} {version(name)}"
+            for name in ("pyro-ppl", "zuko", "nflows", "normflows")
+            if name == "pyro-ppl" or name in args.libs
+        )
+        + ".  ",
         "Compiled = `torch.compile(lambda x: -model.log_prob(x).mean())` (inductor, default options, the same for "
         "every library; backward through AOTAutograd; zero_grad and Adam eager). Step = zero_grad, loss, backward, "
         "Adam step. Ratio cells: median over rounds of the per-round ratio of median steps, with (min-max); "
@@ -665,15 +715,20 @@ def compiled_main(args: argparse.Namespace) -> None:
         out += lines
         summaries.append(summary)
         print("\n".join(lines), flush=True)
-    out += ["| arch | ours best (ms) | fastest peer best (ms) | ours / fastest peer | target <= "
-            f"{args.target:g} | ours compile (s) |", "|---|---|---|---|---|---|"]
+    out += [
+        "| arch | ours best (ms) | fastest peer best (ms) | ours / fastest peer | target <= "
+        f"{args.target:g} | ours compile (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for sm in summaries:
         if "ratio" in sm:
             oc = sm["ours_compile"]
-            out.append(f"| {sm['arch']} | {fmt_ms(sm['ours_ms'])} ({sm['ours_variant']}) | {fmt_ms(sm['peer_ms'])} "
-                       f"({sm['fastest_variant']}) | {sm['ratio']:.2f} ({sm['lo']:.2f}-{sm['hi']:.2f}) | "
-                       f"{'met' if sm['met'] else 'missed'} | "
-                       f"{'-' if oc is None else f'{oc:.1f} (< 60 s: ' + ('met' if oc < 60 else 'missed') + ')'} |")
+            out.append(
+                f"| {sm['arch']} | {fmt_ms(sm['ours_ms'])} ({sm['ours_variant']}) | {fmt_ms(sm['peer_ms'])} "
+                f"({sm['fastest_variant']}) | {sm['ratio']:.2f} ({sm['lo']:.2f}-{sm['hi']:.2f}) | "
+                f"{'met' if sm['met'] else 'missed'} | "
+                f"{'-' if oc is None else f'{oc:.1f} (< 60 s: ' + ('met' if oc < 60 else 'missed') + ')'} |"
+            )
     out += ["", f"Total run time: {time.perf_counter() - start:.0f} s."]
     print("\n\n" + "\n".join(out))
 

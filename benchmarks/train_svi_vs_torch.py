@@ -19,8 +19,7 @@ from pyro_flowzoo.train import fit
 def time_path(method: str, steps: int, data: torch.Tensor) -> float:
     torch.manual_seed(0)
     flow = build("realnvp", (2,))
-    result = fit(flow, data, steps=steps, batch_size=256, method=method, seed=0, progress=False,
-                 init_batch_size=0)
+    result = fit(flow, data, steps=steps, batch_size=256, method=method, seed=0, progress=False, init_batch_size=0)
     return result.train_time / steps
 
 
@@ -37,8 +36,7 @@ def main() -> None:
         for method in ("torch", "svi"):
             times[method].append(time_path(method, args.steps, data))
     t, s = statistics.median(times["torch"]), statistics.median(times["svi"])
-    print(f"realnvp (8 layers, 64x64 MLPs) on moons, batch 256, {args.steps} steps x {args.rounds} rounds, "
-          f"1 thread")
+    print(f"realnvp (8 layers, 64x64 MLPs) on moons, batch 256, {args.steps} steps x {args.rounds} rounds, 1 thread")
     print(f"torch path: {1e3 * t:.2f} ms/step   svi path: {1e3 * s:.2f} ms/step   svi/torch = {s / t:.2f}")
 
 

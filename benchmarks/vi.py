@@ -59,8 +59,13 @@ from pyro_flowzoo.infer import (
     logistic_regression_model,
 )
 
-PYRO_GUIDES = ["AutoNormal", "AutoMultivariateNormal", "AutoIAFNormal", "AutoNormalizingFlow(spline)",
-               "AutoNormalizingFlow(BNAF)"]
+PYRO_GUIDES = [
+    "AutoNormal",
+    "AutoMultivariateNormal",
+    "AutoIAFNormal",
+    "AutoNormalizingFlow(spline)",
+    "AutoNormalizingFlow(BNAF)",
+]
 OURS = [n for n in VECTOR_BUILDERS if n in FLOWS]
 TARGETS = ["banana", "funnel6", "funnel10", "mixture", "gauss", "logreg"]
 NUTS_CACHE = Path("runs/benchmarks/vi_nuts_logreg.json")
@@ -102,8 +107,9 @@ def breast_cancer() -> tuple[torch.Tensor, torch.Tensor]:
 def gaussian_log_z(problem: GaussianLinearPosterior) -> float:
     x = problem.design.double()
     cov = x @ x.T + problem.noise**2 * torch.eye(x.shape[0], dtype=torch.float64)
-    return dist.MultivariateNormal(torch.zeros(x.shape[0], dtype=torch.float64), cov).log_prob(
-        problem.obs.double()).item()
+    return (
+        dist.MultivariateNormal(torch.zeros(x.shape[0], dtype=torch.float64), cov).log_prob(problem.obs.double()).item()
+    )
 
 
 def nuts_reference(num_samples: int = 2000, warmup: int = 1000) -> dict:
@@ -115,13 +121,17 @@ def nuts_reference(num_samples: int = 2000, warmup: int = 1000) -> dict:
     x, y = breast_cancer()
     pyro.set_rng_seed(0)
     start = time.perf_counter()
-    mcmc = MCMC(NUTS(logistic_regression_model), num_samples=num_samples, warmup_steps=warmup,
-                disable_progbar=True)
+    mcmc = MCMC(NUTS(logistic_regression_model), num_samples=num_samples, warmup_steps=warmup, disable_progbar=True)
     mcmc.run(x, y)
     s = mcmc.get_samples()
     theta = torch.cat([s["w"], s["b"].unsqueeze(-1)], -1).double()
-    ref = {"mean": theta.mean(0).tolist(), "sd": theta.std(0).tolist(), "num_samples": num_samples,
-           "warmup": warmup, "seconds": time.perf_counter() - start}
+    ref = {
+        "mean": theta.mean(0).tolist(),
+        "sd": theta.std(0).tolist(),
+        "num_samples": num_samples,
+        "warmup": warmup,
+        "seconds": time.perf_counter() - start,
+    }
     NUTS_CACHE.parent.mkdir(parents=True, exist_ok=True)
     NUTS_CACHE.write_text(json.dumps(ref))
     return ref
@@ -133,7 +143,7 @@ def target(name: str):
         banana = BananaPosterior()
         return banana.model, (), 0, banana.log_z
     if name.startswith("funnel"):
-        return partial(funnel_model, int(name[len("funnel"):])), (), 0, 0.0
+        return partial(funnel_model, int(name[len("funnel") :])), (), 0, 0.0
     if name == "mixture":
         return mixture_model, (), 0, 0.0
     if name == "gauss":
@@ -155,8 +165,12 @@ def run(label: str, target_name: str, seed: int, steps: int) -> dict:
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     guide = make_guide(label, model)
-    svi = SVI(model, guide, Adam({"lr": 5e-3}),
-              Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=nesting))
+    svi = SVI(
+        model,
+        guide,
+        Adam({"lr": 5e-3}),
+        Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=nesting),
+    )
     out: dict = {"guide": label, "target": target_name, "seed": seed, "steps": steps}
     nonfinite = 0
     start = time.perf_counter()
@@ -206,8 +220,12 @@ def speed(guides: list[str], targets: list[str], steps: int = 50, rounds: int = 
         for g in guides:
             pyro.clear_param_store()
             pyro.set_rng_seed(0)
-            svis[g] = SVI(model, make_guide(g, model), Adam({"lr": 5e-3}),
-                          Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=nesting))
+            svis[g] = SVI(
+                model,
+                make_guide(g, model),
+                Adam({"lr": 5e-3}),
+                Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=nesting),
+            )
             svis[g].step(*args)
         times: dict = {g: [] for g in guides}
         for _ in range(rounds):
@@ -218,8 +236,9 @@ def speed(guides: list[str], targets: list[str], steps: int = 50, rounds: int = 
                 times[g].append((time.perf_counter() - start) / steps * 1e3)
         ms = {g: statistics.median(v) for g, v in times.items()}
         iaf = ms.get("AutoIAFNormal")
-        lines.append(f"| {t} | " + " | ".join(
-            f"{ms[g]:.1f}" + (f" ({ms[g] / iaf:.2f}x)" if iaf else "") for g in guides) + " |")
+        lines.append(
+            f"| {t} | " + " | ".join(f"{ms[g]:.1f}" + (f" ({ms[g] / iaf:.2f}x)" if iaf else "") for g in guides) + " |"
+        )
         print(lines[-1], flush=True)
     return lines
 
@@ -265,8 +284,11 @@ def table(results: list[dict], guides: list[str], targets: list[str]) -> list[st
             b = [r["ms_per_step"] for r in by.get(("AutoIAFNormal", t), []) if "ms_per_step" in r]
             if a and b:
                 ratios.append(statistics.median(a) / statistics.median(b))
-        speed = "-" if not ms else f"{statistics.median(ms):.1f}" + (
-            f" ({statistics.median(ratios):.2f}x)" if ratios and iaf else "")
+        speed = (
+            "-"
+            if not ms
+            else f"{statistics.median(ms):.1f}" + (f" ({statistics.median(ratios):.2f}x)" if ratios and iaf else "")
+        )
         lines.append(f"| {g} | " + " | ".join(cells) + f" | {speed} |")
     return lines
 
@@ -280,8 +302,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", nargs="*", default=TARGETS, choices=TARGETS)
     parser.add_argument("--guides", nargs="*", default=OURS + PYRO_GUIDES)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/vi.json"))
-    parser.add_argument("--also", nargs="*", type=Path, default=[],
-                        help="more result files (other processes' --out) to include in the table")
+    parser.add_argument(
+        "--also",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="more result files (other processes' --out) to include in the table",
+    )
     parser.add_argument("--table-only", action="store_true", help="print the table of the results so far")
     parser.add_argument("--speed", action="store_true", help="only the interleaved ms/step comparison")
     args = parser.parse_args(argv)
@@ -299,8 +326,13 @@ def main(argv: list[str] | None = None) -> None:
     done = {(r["guide"], r["target"], r["seed"], r["steps"]) for r in results}
     if "logreg" in args.targets and not args.quick and not args.table_only:
         nuts_reference()
-    jobs = [(g, t, s, args.steps) for t in args.targets for g in args.guides for s in range(args.seeds)
-            if (g, t, s, args.steps) not in done and not args.table_only]
+    jobs = [
+        (g, t, s, args.steps)
+        for t in args.targets
+        for g in args.guides
+        for s in range(args.seeds)
+        if (g, t, s, args.steps) not in done and not args.table_only
+    ]
     pool = mp.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     it = pool.imap_unordered(_run_star, jobs) if pool else map(_run_star, jobs)
     for r in it:
@@ -316,8 +348,11 @@ def main(argv: list[str] | None = None) -> None:
     unique: dict = {}
     for r in results:  # one result per (guide, target, seed, steps): the first one read
         unique.setdefault((r["guide"], r["target"], r["seed"], r["steps"]), r)
-    mine = [r for r in unique.values()
-            if r["steps"] == args.steps and r["guide"] in args.guides and r["target"] in args.targets]
+    mine = [
+        r
+        for r in unique.values()
+        if r["steps"] == args.steps and r["guide"] in args.guides and r["target"] in args.targets
+    ]
     lines = table(mine, args.guides, args.targets)
     md = args.out.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n")

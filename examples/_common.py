@@ -39,8 +39,10 @@ def require(*builders: str) -> None:
 
     missing = [b for b in builders if b not in fz.FLOWS]
     if missing:
-        sys.exit(f"this example needs the flow builder(s) {missing}, not registered in this version of "
-                 f"pyro_flowzoo (available: {', '.join(sorted(fz.FLOWS))})")
+        sys.exit(
+            f"this example needs the flow builder(s) {missing}, not registered in this version of "
+            f"pyro_flowzoo (available: {', '.join(sorted(fz.FLOWS))})"
+        )
 
 
 def load_images(preferred: Sequence[str], split: str, n: Optional[int] = None, **kw):

@@ -47,16 +47,36 @@ def main(argv=None) -> None:
                 hp = {k: (min(v, 2) if k == "num_layers" else v) for k, v in hp.items()}
             torch.manual_seed(args.seed)
             flow = build(name, (2,), **hp)
-            fit(flow, train.x, valid.x, epochs=epochs, batch_size=args.batch_size, lr=args.lr, patience=30,
-                seed=args.seed, progress=False)
+            fit(
+                flow,
+                train.x,
+                valid.x,
+                epochs=epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                patience=30,
+                seed=args.seed,
+                progress=False,
+            )
             nll = evaluate_nll(flow, test.x)
             lines.append(f"| {name} | {data} | {nll:.4f} | {entropy:.4f} | {nll - entropy:.4f} |")
             res = 60 if args.quick else 200
-            plot.density_2d(flow, train.x[:2000], true_log_prob=train.true_log_prob, resolution=res,
-                            n_samples=500 if args.quick else 2000, title=f"{name} on {data}",
-                            path=out / f"{name}_{data}_density.png")
-            plot.latent_2d(flow, test.x[:2000], test.labels[:2000], title=f"{name} on {data}: latent space",
-                           path=out / f"{name}_{data}_latent.png")
+            plot.density_2d(
+                flow,
+                train.x[:2000],
+                true_log_prob=train.true_log_prob,
+                resolution=res,
+                n_samples=500 if args.quick else 2000,
+                title=f"{name} on {data}",
+                path=out / f"{name}_{data}_density.png",
+            )
+            plot.latent_2d(
+                flow,
+                test.x[:2000],
+                test.labels[:2000],
+                title=f"{name} on {data}: latent space",
+                path=out / f"{name}_{data}_latent.png",
+            )
     _common.write_metrics(out, lines)
 
 

@@ -87,8 +87,17 @@ def main(argv=None) -> None:
 
     torch.manual_seed(args.seed)
     flow = code_flow(args.code_dim, 2 if args.quick else args.flow_layers, (16,) if args.quick else (128, 128))
-    fit(flow, codes[0], codes[1], epochs=2 if args.quick else args.flow_epochs, batch_size=256, lr=1e-3,
-        seed=args.seed, patience=20, progress=False)
+    fit(
+        flow,
+        codes[0],
+        codes[1],
+        epochs=2 if args.quick else args.flow_epochs,
+        batch_size=256,
+        lr=1e-3,
+        seed=args.seed,
+        patience=20,
+        progress=False,
+    )
     nll = evaluate_nll(flow, codes[2])
 
     torch.manual_seed(args.seed)
@@ -99,10 +108,18 @@ def main(argv=None) -> None:
         many = torch.sigmoid(decoder(flow.sample((2000,)) * std + mean))
         counts = torch.bincount(classifier(many).argmax(-1), minlength=10)
     images = lambda v: v.reshape(-1, *shape)  # noqa: E731
-    plot.image_grid(torch.cat([images(x_te[:18]), images(recon)]), nrow=18,
-                    title="test images (top) and their reconstructions (bottom)", path=out / "reconstructions.png")
-    plot.image_grid(images(decoded), nrow=6, title="decoded flow samples; classifier says: "
-                    + " ".join(str(int(c)) for c in predicted[:12]) + " ...", path=out / "decoded_samples.png")
+    plot.image_grid(
+        torch.cat([images(x_te[:18]), images(recon)]),
+        nrow=18,
+        title="test images (top) and their reconstructions (bottom)",
+        path=out / "reconstructions.png",
+    )
+    plot.image_grid(
+        images(decoded),
+        nrow=6,
+        title="decoded flow samples; classifier says: " + " ".join(str(int(c)) for c in predicted[:12]) + " ...",
+        path=out / "decoded_samples.png",
+    )
     fig = Figure(figsize=(4, 2.6))
     ax = fig.subplots()
     ax.bar(np.arange(10), counts.numpy() / counts.sum().item())
@@ -110,12 +127,15 @@ def main(argv=None) -> None:
     ax.set_xlabel("class predicted for 2,000 decoded samples")
     fig.tight_layout()
     plot.save_figure(fig, out / "class_histogram.png")
-    _common.write_metrics(out, [
-        f"data: {name} ({len(train)} train / {len(test)} test images); code dimension {args.code_dim}",
-        f"classifier test accuracy: {accuracy:.3f}; autoencoder test MSE: {recon_err:.4f}",
-        f"RealNVP on standardised codes: test NLL {nll:.4f} nats/dim",
-        "classes of decoded samples: " + ", ".join(f"{c}: {int(k)}" for c, k in enumerate(counts)),
-    ])
+    _common.write_metrics(
+        out,
+        [
+            f"data: {name} ({len(train)} train / {len(test)} test images); code dimension {args.code_dim}",
+            f"classifier test accuracy: {accuracy:.3f}; autoencoder test MSE: {recon_err:.4f}",
+            f"RealNVP on standardised codes: test NLL {nll:.4f} nats/dim",
+            "classes of decoded samples: " + ", ".join(f"{c}: {int(k)}" for c, k in enumerate(counts)),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,14 @@ def main(argv=None) -> None:
     out = _common.setup(args)
     _common.require("cglow")
     if args.quick:
-        args.dataset, args.n_train, args.epochs, args.levels, args.steps, args.hidden_channels = \
-            "digits", 200, 1, 1, 1, 8
+        args.dataset, args.n_train, args.epochs, args.levels, args.steps, args.hidden_channels = (
+            "digits",
+            200,
+            1,
+            1,
+            1,
+            8,
+        )
         args.per_class = 3
     kw = {"root": args.root} if args.root else {}
     train = _common.load_images([args.dataset], "train", n=args.n_train, **kw)
@@ -49,10 +55,26 @@ def main(argv=None) -> None:
         return one_hot(d.labels, k).float()
 
     torch.manual_seed(args.seed)
-    flow = build("cglow", train.event_shape, context_shape=(k,), levels=args.levels, steps=args.steps,
-                 hidden_channels=args.hidden_channels)
-    fit(flow, (_common.levels(train), context(train)), (_common.levels(valid), context(valid)), epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, n_bins=n_levels, seed=args.seed, patience=10, progress=False)
+    flow = build(
+        "cglow",
+        train.event_shape,
+        context_shape=(k,),
+        levels=args.levels,
+        steps=args.steps,
+        hidden_channels=args.hidden_channels,
+    )
+    fit(
+        flow,
+        (_common.levels(train), context(train)),
+        (_common.levels(valid), context(valid)),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        n_bins=n_levels,
+        seed=args.seed,
+        patience=10,
+        progress=False,
+    )
     x_test = _common.levels(test)
     bpd = _common.bits_per_dim(evaluate_nll(flow, x_test, context=context(test), n_bins=n_levels), n_levels)
     # classification by Bayes' rule with a uniform class prior: argmax_k log p(x | k)
@@ -63,10 +85,21 @@ def main(argv=None) -> None:
     accuracy = (scores.argmax(-1) == test.labels).float().mean().item()
     labels = torch.arange(k).repeat_interleave(args.per_class)
     torch.manual_seed(args.seed)
-    plot.sample_grid(flow, len(labels), context=one_hot(labels, k).float(), nrow=args.per_class,
-                     title=f"conditional Glow on {name}: row k = class k", path=out / "samples_by_class.png")
-    _common.write_metrics(out, [f"conditional Glow on {name}: test {bpd:.4f} bits/dim given the class; "
-                                f"generative classification accuracy {accuracy:.3f} ({len(test)} test images)"])
+    plot.sample_grid(
+        flow,
+        len(labels),
+        context=one_hot(labels, k).float(),
+        nrow=args.per_class,
+        title=f"conditional Glow on {name}: row k = class k",
+        path=out / "samples_by_class.png",
+    )
+    _common.write_metrics(
+        out,
+        [
+            f"conditional Glow on {name}: test {bpd:.4f} bits/dim given the class; "
+            f"generative classification accuracy {accuracy:.3f} ({len(test)} test images)"
+        ],
+    )
 
 
 if __name__ == "__main__":

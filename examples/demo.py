@@ -78,8 +78,9 @@ def _panel(ax: Any, density: torch.Tensor, extent: tuple[float, ...], points: to
     ax.set_yticks([])
 
 
-def run_2d(name: str, flows: list[str], out: Path, steps: int, g: int, rows: list[dict[str, Any]],
-           quick: bool = False) -> None:
+def run_2d(
+    name: str, flows: list[str], out: Path, steps: int, g: int, rows: list[dict[str, Any]], quick: bool = False
+) -> None:
     sizes = {"train": 500, "valid": 200, "test": 200} if quick else {"train": 5000, "valid": 1000, "test": 5000}
     train, valid, test = (load(name, s, n=n) for s, n in sizes.items())
     pts, extent = _grid(train.x, g)
@@ -89,26 +90,49 @@ def run_2d(name: str, flows: list[str], out: Path, steps: int, g: int, rows: lis
     if test.true_log_prob is not None:
         with torch.no_grad():
             entropy = -test.true_log_prob(test.x.double()).mean().item() / 2
-            panels.append(("data (true density)", test.true_log_prob(pts.double()).exp().reshape(g, g).float(),
-                           test.x[:1000]))
+            panels.append(
+                ("data (true density)", test.true_log_prob(pts.double()).exp().reshape(g, g).float(), test.x[:1000])
+            )
     for flow_name in flows:
         torch.manual_seed(0)
         flow = build(flow_name, (2,), **VECTOR_HPARAMS.get(flow_name, {}))
-        result = fit(flow, train.x, valid.x, steps=steps, batch_size=64 if quick else 256, lr=3e-3, seed=0,
-                     progress=False, patience=None)
+        result = fit(
+            flow,
+            train.x,
+            valid.x,
+            steps=steps,
+            batch_size=64 if quick else 256,
+            lr=3e-3,
+            seed=0,
+            progress=False,
+            patience=None,
+        )
         nll = evaluate_nll(flow, test.x)
         results[flow_name] = result
         with torch.no_grad():
             density = flow.log_prob(pts).exp().reshape(g, g)
             samples = flow.sample((1000,))
         panels.append((f"{flow_name}: {nll:.3f} nats/dim", density, samples))
-        save_checkpoint(out / f"{flow_name}_{name}.pt",
-                        checkpoint_payload(flow, metrics={"test_nll": nll}, extra={"data": name}))
-        rows.append({"flow": flow_name, "data": name, "nll": nll, "bpd": None, "entropy": entropy,
-                     "params": flow.num_parameters, "time": result.train_time})
-        print(f"{flow_name:>14} on {name}: test NLL {nll:.4f} nats/dim"
-              + (f" (true entropy {entropy:.4f})" if entropy is not None else "")
-              + f", {result.steps} steps in {result.train_time:.1f} s", flush=True)
+        save_checkpoint(
+            out / f"{flow_name}_{name}.pt", checkpoint_payload(flow, metrics={"test_nll": nll}, extra={"data": name})
+        )
+        rows.append(
+            {
+                "flow": flow_name,
+                "data": name,
+                "nll": nll,
+                "bpd": None,
+                "entropy": entropy,
+                "params": flow.num_parameters,
+                "time": result.train_time,
+            }
+        )
+        print(
+            f"{flow_name:>14} on {name}: test NLL {nll:.4f} nats/dim"
+            + (f" (true entropy {entropy:.4f})" if entropy is not None else "")
+            + f", {result.steps} steps in {result.train_time:.1f} s",
+            flush=True,
+        )
     cols = min(4, len(panels))
     nrows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.6 * nrows), dpi=100, squeeze=False)
@@ -137,21 +161,47 @@ def run_images(out: Path, steps: int, rows: list[dict[str, Any]], quick: bool = 
         torch.manual_seed(0)
         flow = build(flow_name, train.event_shape, **hparams)
         # integer levels: fit() and evaluate_nll() dequantize them with n_bins
-        result = fit(flow, train.tensor(integer=True), valid.tensor(integer=True), steps=steps,
-                     batch_size=32 if quick else 128, lr=lr, seed=0, n_bins=train.n_levels, progress=False,
-                     patience=None)
+        result = fit(
+            flow,
+            train.tensor(integer=True),
+            valid.tensor(integer=True),
+            steps=steps,
+            batch_size=32 if quick else 128,
+            lr=lr,
+            seed=0,
+            n_bins=train.n_levels,
+            progress=False,
+            patience=None,
+        )
         nll = evaluate_nll(flow, test.tensor(integer=True), n_bins=test.n_levels)
         bpd = nats_to_bits(nll, test.n_levels)
         with torch.no_grad():
-            plot.image_grid(flow.sample((64,), temperature=0.8), title=f"{flow_name} samples (T=0.8)",
-                            path=out / f"digits_{flow_name}_samples.png")
+            plot.image_grid(
+                flow.sample((64,), temperature=0.8),
+                title=f"{flow_name} samples (T=0.8)",
+                path=out / f"digits_{flow_name}_samples.png",
+            )
         results[flow_name] = result
-        save_checkpoint(out / f"{flow_name}_digits.pt",
-                        checkpoint_payload(flow, metrics={"test_nll": nll}, extra={"data": "digits"}))
-        rows.append({"flow": flow_name, "data": "digits", "nll": nll, "bpd": bpd, "entropy": None,
-                     "params": flow.num_parameters, "time": result.train_time})
-        print(f"{flow_name:>14} on digits: test {bpd:.4f} bits/dim ({nll:.4f} nats/dim), "
-              f"{result.steps} steps in {result.train_time:.1f} s", flush=True)
+        save_checkpoint(
+            out / f"{flow_name}_digits.pt",
+            checkpoint_payload(flow, metrics={"test_nll": nll}, extra={"data": "digits"}),
+        )
+        rows.append(
+            {
+                "flow": flow_name,
+                "data": "digits",
+                "nll": nll,
+                "bpd": bpd,
+                "entropy": None,
+                "params": flow.num_parameters,
+                "time": result.train_time,
+            }
+        )
+        print(
+            f"{flow_name:>14} on digits: test {bpd:.4f} bits/dim ({nll:.4f} nats/dim), "
+            f"{result.steps} steps in {result.train_time:.1f} s",
+            flush=True,
+        )
     if results:
         plot.training_curves(results, title="digits: train (solid) / valid (dashed)", path=out / "digits_curves.png")
     return None
@@ -168,11 +218,16 @@ def write_table(rows: list[dict[str, Any]], path: Path, notes: list[str], wall: 
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['flow']} | {r['data']} | {f(r['nll'])} | {f(r['bpd'])} | {f(r['entropy'])} | "
-                     f"{r['params']} | {r['time']:.1f} |")
-    lines += ["", "NLL of images: density of the dequantized pixels on [0, 1]; bits/dim include the "
-              "discretization correction. True entropy: Monte Carlo over the test split with the exact density.",
-              f"Total wall time {wall:.0f} s (`{_command()}`)."]
+        lines.append(
+            f"| {r['flow']} | {r['data']} | {f(r['nll'])} | {f(r['bpd'])} | {f(r['entropy'])} | "
+            f"{r['params']} | {r['time']:.1f} |"
+        )
+    lines += [
+        "",
+        "NLL of images: density of the dequantized pixels on [0, 1]; bits/dim include the "
+        "discretization correction. True entropy: Monte Carlo over the test split with the exact density.",
+        f"Total wall time {wall:.0f} s (`{_command()}`).",
+    ]
     lines += [f"- {n}" for n in notes]
     text = "\n".join(lines) + "\n"
     path.write_text(text)

@@ -39,8 +39,11 @@ def main(argv=None) -> None:
     if args.quick:
         args.dataset, args.n_train, args.epochs, args.steps, args.hidden_channels = "digits", 128, 1, 1, 8
         args.levels = 1
-    preferred = {"flowers102": ["flowers102", "cifar10", "mnist"], "celeba": ["celeba", "cifar10", "mnist"],
-                 "cifar10": ["cifar10", "mnist"]}.get(args.dataset, [args.dataset])
+    preferred = {
+        "flowers102": ["flowers102", "cifar10", "mnist"],
+        "celeba": ["celeba", "cifar10", "mnist"],
+        "cifar10": ["cifar10", "mnist"],
+    }.get(args.dataset, [args.dataset])
     kw = {"root": args.root} if args.root else {}
     if args.dataset in ("flowers102", "celeba"):
         kw.update(size=args.size, n_bits=args.n_bits)
@@ -55,18 +58,39 @@ def main(argv=None) -> None:
     size = train.event_shape[-1]
     levels = args.levels or (2 if size % 8 or size < 16 else 3)
     torch.manual_seed(args.seed)
-    flow = build("glow", train.event_shape, levels=levels, steps=args.steps, hidden_channels=args.hidden_channels,
-                 coupling=args.coupling)
-    result = fit(flow, _common.levels(train), _common.levels(valid), epochs=args.epochs, batch_size=args.batch_size,
-                 lr=args.lr, n_bins=n_levels, seed=args.seed, patience=10, progress=False)
+    flow = build(
+        "glow",
+        train.event_shape,
+        levels=levels,
+        steps=args.steps,
+        hidden_channels=args.hidden_channels,
+        coupling=args.coupling,
+    )
+    result = fit(
+        flow,
+        _common.levels(train),
+        _common.levels(valid),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        n_bins=n_levels,
+        seed=args.seed,
+        patience=10,
+        progress=False,
+    )
     bpd = _common.bits_per_dim(evaluate_nll(flow, _common.levels(test), n_bins=n_levels), n_levels)
     save_checkpoint(out / f"glow_{name}.pt", checkpoint_payload(flow, extra={"dataset": name, "n_levels": n_levels}))
     for t in (1.0, 0.8, 0.6):
         torch.manual_seed(args.seed)
         plot.sample_grid(flow, 36, temperature=t, title=f"Glow on {name}, T = {t}", path=out / f"samples_t{t}.png")
     plot.training_curves(result, unit="nats/dim, dequantized", path=out / "curves.png")
-    _common.write_metrics(out, [f"Glow on {name}: test {bpd:.4f} bits/dim ({len(test)} test images, "
-                                f"{result.steps} steps, {flow.num_parameters} parameters)"])
+    _common.write_metrics(
+        out,
+        [
+            f"Glow on {name}: test {bpd:.4f} bits/dim ({len(test)} test images, "
+            f"{result.steps} steps, {flow.num_parameters} parameters)"
+        ],
+    )
 
 
 if __name__ == "__main__":

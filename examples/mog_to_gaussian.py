@@ -70,8 +70,17 @@ def main(argv=None) -> None:
             except ValueError as e:
                 print(f"note: {name} skipped in {dim}-D: {e}")
                 continue
-            fit(flow, train.x, valid.x, epochs=epochs, batch_size=256, lr=args.lr, patience=30, seed=args.seed,
-                progress=False)
+            fit(
+                flow,
+                train.x,
+                valid.x,
+                epochs=epochs,
+                batch_size=256,
+                lr=args.lr,
+                patience=30,
+                seed=args.seed,
+                progress=False,
+            )
             flows[name] = flow
             lines.append(f"| {name} | {dim} | {evaluate_nll(flow, test.x):.4f} | {entropy:.4f} |")
         if not flows:
@@ -86,7 +95,7 @@ def main(argv=None) -> None:
                 with torch.no_grad():
                     z = flow.to_latent(test.x[:5000])[0][:, 0].numpy()
                 axes[1, j].hist(z, bins=60, range=(-4, 4), density=True, color="0.75")
-                axes[1, j].plot(grid, np.exp(-grid**2 / 2) / math.sqrt(2 * math.pi), "k--", lw=1)
+                axes[1, j].plot(grid, np.exp(-(grid**2) / 2) / math.sqrt(2 * math.pi), "k--", lw=1)
                 axes[1, j].set_title(f"{name}: z = T^-1(x) vs N(0, 1)", fontsize=9)
             fig.tight_layout()
             plot.save_figure(fig, out / "mog_1d.png")
@@ -103,8 +112,13 @@ def main(argv=None) -> None:
             fig.tight_layout()
             plot.save_figure(fig, out / "mog_2d_densities.png")
             for name, flow in flows.items():
-                plot.latent_2d(flow, test.x[:2000], test.labels[:2000], title=f"{name}: mixture -> N(0, I)",
-                               path=out / f"mog_2d_{name}.png")
+                plot.latent_2d(
+                    flow,
+                    test.x[:2000],
+                    test.labels[:2000],
+                    title=f"{name}: mixture -> N(0, I)",
+                    path=out / f"mog_2d_{name}.png",
+                )
     _common.write_metrics(out, lines)
 
 

@@ -36,15 +36,34 @@ def main(argv=None) -> None:
     train, valid, test = (load("two_gaussians", s, n=n) for s in ("train", "valid", "test"))
     torch.manual_seed(args.seed)
     flow = build("nice", (2,), num_layers=4, hidden_dims=(16,) if quick else (64, 64))
-    fit(flow, train.x, valid.x, epochs=2 if quick else 200, batch_size=256, lr=3e-3, seed=args.seed, patience=30,
-        progress=False)
+    fit(
+        flow,
+        train.x,
+        valid.x,
+        epochs=2 if quick else 200,
+        batch_size=256,
+        lr=3e-3,
+        seed=args.seed,
+        patience=30,
+        progress=False,
+    )
     entropy = -test.true_log_prob(test.x).double().mean().item() / 2
-    lines.append(f"NICE on two_gaussians: test {evaluate_nll(flow, test.x):.4f} nats/dim "
-                 f"(true entropy {entropy:.4f})")
-    plot.density_2d(flow, train.x, true_log_prob=train.true_log_prob, resolution=50 if quick else 200,
-                    title="NICE on two Gaussians", path=out / "two_gaussians_density.png")
-    plot.latent_2d(flow, test.x[:2000], test.labels[:2000], title="NICE: latent (logistic base)",
-                   path=out / "two_gaussians_latent.png")
+    lines.append(f"NICE on two_gaussians: test {evaluate_nll(flow, test.x):.4f} nats/dim (true entropy {entropy:.4f})")
+    plot.density_2d(
+        flow,
+        train.x,
+        true_log_prob=train.true_log_prob,
+        resolution=50 if quick else 200,
+        title="NICE on two Gaussians",
+        path=out / "two_gaussians_density.png",
+    )
+    plot.latent_2d(
+        flow,
+        test.x[:2000],
+        test.labels[:2000],
+        title="NICE: latent (logistic base)",
+        path=out / "two_gaussians_latent.png",
+    )
 
     # images
     kw = {"root": args.root} if args.root else {}
@@ -54,10 +73,24 @@ def main(argv=None) -> None:
     valid_i = _common.load_images([name], "valid", n=n_img, **kw)
     test_i = _common.load_images([name], "test", n=n_img, **kw)
     torch.manual_seed(args.seed)
-    flow = build("nice", images.event_shape, hidden_dim=16 if quick else args.hidden_dim,
-                 num_hidden_layers=1 if quick else args.num_hidden_layers)
-    fit(flow, _common.levels(images), _common.levels(valid_i), epochs=1 if quick else args.epochs,
-        batch_size=args.batch_size, lr=args.lr, n_bins=n_levels, seed=args.seed, patience=5, progress=False)
+    flow = build(
+        "nice",
+        images.event_shape,
+        hidden_dim=16 if quick else args.hidden_dim,
+        num_hidden_layers=1 if quick else args.num_hidden_layers,
+    )
+    fit(
+        flow,
+        _common.levels(images),
+        _common.levels(valid_i),
+        epochs=1 if quick else args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        n_bins=n_levels,
+        seed=args.seed,
+        patience=5,
+        progress=False,
+    )
     bpd = _common.bits_per_dim(evaluate_nll(flow, _common.levels(test_i), n_bins=n_levels), n_levels)
     lines.append(f"NICE on {name}: test {bpd:.4f} bits/dim ({len(test_i)} images)")
     plot.sample_grid(flow, 36, title=f"NICE on {name}", path=out / f"{name}_samples.png")

@@ -64,8 +64,13 @@ def main() -> None:
     cell = (2 / steps) ** 2
     with torch.no_grad():
         nll = -flow.log_prob(test_theta, test_x).mean().item()
-        exact = -torch.stack([exact_log_posterior(xi.double(), ti.double(), cell, grid)
-                              for xi, ti in zip(test_x, test_theta)]).mean().item()
+        exact = (
+            -torch.stack(
+                [exact_log_posterior(xi.double(), ti.double(), cell, grid) for xi, ti in zip(test_x, test_theta)]
+            )
+            .mean()
+            .item()
+        )
 
     observations = torch.tensor([[0.0, 0.0], [0.2, -0.1], [-0.3, 0.3]])
     fig, axes = plt.subplots(2, len(observations), figsize=(3.2 * len(observations), 6.4))
@@ -81,11 +86,14 @@ def main() -> None:
             ax.set_aspect("equal")
     fig.tight_layout()
     fig.savefig(out / "posteriors.png", dpi=90)
-    _common.write_metrics(out, [
-        f"two moons NPE: {n} simulations, nsf_ar (3 layers, 64 x 64), {epochs} epochs",
-        f"held-out NLL of theta given x: {nll / 2:.4f} nats/dim; exact posterior: {exact / 2:.4f} nats/dim; "
-        f"gap {(nll - exact) / 2:+.4f} nats/dim (200 test pairs)",
-    ])
+    _common.write_metrics(
+        out,
+        [
+            f"two moons NPE: {n} simulations, nsf_ar (3 layers, 64 x 64), {epochs} epochs",
+            f"held-out NLL of theta given x: {nll / 2:.4f} nats/dim; exact posterior: {exact / 2:.4f} nats/dim; "
+            f"gap {(nll - exact) / 2:+.4f} nats/dim (200 test pairs)",
+        ],
+    )
 
 
 if __name__ == "__main__":

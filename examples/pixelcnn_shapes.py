@@ -34,20 +34,46 @@ def main(argv=None) -> None:
     if args.quick:
         n, size, epochs, hidden, blocks, n_samples = 128, 8, 1, 8, 1, 4
     else:
-        n, size, epochs, hidden, blocks, n_samples = args.n_train, 20, args.epochs, args.hidden_channels, \
-            args.num_blocks, args.samples
+        n, size, epochs, hidden, blocks, n_samples = (
+            args.n_train,
+            20,
+            args.epochs,
+            args.hidden_channels,
+            args.num_blocks,
+            args.samples,
+        )
     train, valid, test = (load("shapes", s, n=n, size=size, seed=args.seed) for s in ("train", "valid", "test"))
     plot.image_grid(train.x[:36], n_levels=2, title="shapes (data)", path=out / "data.png")
     torch.manual_seed(args.seed)
-    flow = build("pixelcnn_flow", train.event_shape, num_components=args.num_components, hidden_channels=hidden,
-                 num_blocks=blocks)
-    result = fit(flow, _common.levels(train), _common.levels(valid), epochs=epochs, batch_size=args.batch_size,
-                 lr=args.lr, n_bins=2, seed=args.seed, patience=5, progress=False)
+    flow = build(
+        "pixelcnn_flow",
+        train.event_shape,
+        num_components=args.num_components,
+        hidden_channels=hidden,
+        num_blocks=blocks,
+    )
+    result = fit(
+        flow,
+        _common.levels(train),
+        _common.levels(valid),
+        epochs=epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        n_bins=2,
+        seed=args.seed,
+        patience=5,
+        progress=False,
+    )
     bpd = _common.bits_per_dim(evaluate_nll(flow, _common.levels(test), n_bins=2), 2)
     plot.floored_samples(flow, n_samples, 2, title="PixelCNN flow on shapes", path=out / "samples.png")
     plot.training_curves(result, unit="nats/dim, dequantized", path=out / "curves.png")
-    _common.write_metrics(out, [f"test: {bpd:.4f} bits/dim ({len(test)} images {size}x{size}, "
-                                f"{result.steps} steps, {flow.num_parameters} parameters)"])
+    _common.write_metrics(
+        out,
+        [
+            f"test: {bpd:.4f} bits/dim ({len(test)} images {size}x{size}, "
+            f"{result.steps} steps, {flow.num_parameters} parameters)"
+        ],
+    )
 
 
 if __name__ == "__main__":

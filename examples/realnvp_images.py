@@ -30,8 +30,11 @@ from pyro_flowzoo.train import evaluate_nll, fit
 def main(argv=None) -> None:
     p = _common.parser("realnvp_images", __doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist", choices=["celeba", "cifar10", "mnist", "fashion_mnist", "digits"])
-    p.add_argument("--root", default=None, help="directory with the data files (default: $PYRO_FLOWZOO_DATA, "
-                                                "else ~/.cache/pyro_flowzoo)")
+    p.add_argument(
+        "--root",
+        default=None,
+        help="directory with the data files (default: $PYRO_FLOWZOO_DATA, else ~/.cache/pyro_flowzoo)",
+    )
     p.add_argument("--n-bits", type=int, default=8, help="CelebA: keep this many bits per channel (e.g. 5)")
     p.add_argument("--n-train", type=int, default=None, help="use only the first N training images")
     p.add_argument("--epochs", type=int, default=30)
@@ -47,15 +50,15 @@ def main(argv=None) -> None:
     _common.require("realnvp")
     if args.quick:
         args.dataset, args.n_train, args.epochs, args.num_blocks, args.hidden_channels = "digits", 128, 1, 1, 8
-    preferred = {"celeba": ["celeba", "cifar10", "mnist"], "cifar10": ["cifar10", "mnist"]}.get(args.dataset,
-                                                                                                 [args.dataset])
+    preferred = {"celeba": ["celeba", "cifar10", "mnist"], "cifar10": ["cifar10", "mnist"]}.get(
+        args.dataset, [args.dataset]
+    )
     kw = {"root": args.root} if args.root else {}
     if args.dataset == "celeba":
         kw["n_bits"] = args.n_bits
     train = _common.load_images(preferred, "train", n=args.n_train, **kw)
     name = train.name
-    valid = _common.load_images([name], "valid", n=None if args.n_train is None else max(64, args.n_train // 10),
-                                **kw)
+    valid = _common.load_images([name], "valid", n=None if args.n_train is None else max(64, args.n_train // 10), **kw)
     test = _common.load_images([name], "test", n=200 if args.quick else None, **kw)
     n_levels = train.n_levels
     plot.image_grid(train.tensor(36), n_levels=n_levels, title=f"{name} (data)", path=out / "data.png")
@@ -63,16 +66,34 @@ def main(argv=None) -> None:
     size = train.event_shape[-1]
     scales = args.num_scales or (2 if size % 4 else 3)
     torch.manual_seed(args.seed)
-    flow = build("realnvp", train.event_shape, num_scales=scales, num_blocks=args.num_blocks,
-                 hidden_channels=args.hidden_channels, batch_norm=args.batch_norm)
-    result = fit(flow, _common.levels(train), _common.levels(valid), epochs=args.epochs, batch_size=args.batch_size,
-                 lr=args.lr, weight_decay=args.weight_decay, n_bins=n_levels, seed=args.seed, patience=10,
-                 progress=False)
+    flow = build(
+        "realnvp",
+        train.event_shape,
+        num_scales=scales,
+        num_blocks=args.num_blocks,
+        hidden_channels=args.hidden_channels,
+        batch_norm=args.batch_norm,
+    )
+    result = fit(
+        flow,
+        _common.levels(train),
+        _common.levels(valid),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        n_bins=n_levels,
+        seed=args.seed,
+        patience=10,
+        progress=False,
+    )
     bpd = _common.bits_per_dim(evaluate_nll(flow, _common.levels(test), n_bins=n_levels), n_levels)
 
     path = out / f"realnvp_{name}.pt"
-    save_checkpoint(path, checkpoint_payload(flow, metrics={"test_bits_per_dim": bpd},
-                                             extra={"dataset": name, "n_levels": n_levels}))
+    save_checkpoint(
+        path,
+        checkpoint_payload(flow, metrics={"test_bits_per_dim": bpd}, extra={"dataset": name, "n_levels": n_levels}),
+    )
     again, payload = flow_from_checkpoint(path)  # what a user does: rebuild from the file and sample
     torch.manual_seed(args.seed)
     plot.sample_grid(again, 36, title=f"RealNVP on {name}: samples", path=out / "samples.png")
@@ -81,8 +102,13 @@ def main(argv=None) -> None:
     x = (x + 0.5) / n_levels  # the centre of each level's bin
     plot.interpolations(again, x[:4], x[4:8], steps=8, title="latent interpolations", path=out / "interpolations.png")
     plot.training_curves(result, unit="nats/dim, dequantized", path=out / "curves.png")
-    _common.write_metrics(out, [f"RealNVP on {name}: test {bpd:.4f} bits/dim ({len(test)} test images, "
-                                f"{result.steps} steps, {again.num_parameters} parameters); model saved to {path}"])
+    _common.write_metrics(
+        out,
+        [
+            f"RealNVP on {name}: test {bpd:.4f} bits/dim ({len(test)} test images, "
+            f"{result.steps} steps, {again.num_parameters} parameters); model saved to {path}"
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -68,23 +68,38 @@ def main(argv: list[str] | None = None) -> dict:
         fit_svi(banana.model, guide, steps=steps, lr=0.01, num_particles=64, max_plate_nesting=0)
         seconds = time.perf_counter() - start
         ev = evidence(banana.model, guide, num_samples=num_eval, max_plate_nesting=0)
-        results[name] = {"elbo_gap": banana.log_z - ev["elbo"], "elbo_se": ev["elbo_se"],
-                         "log_z_is_error": ev["log_z_is"] - banana.log_z, "ess": ev["ess"], "seconds": seconds}
+        results[name] = {
+            "elbo_gap": banana.log_z - ev["elbo"],
+            "elbo_se": ev["elbo_se"],
+            "log_z_is_error": ev["log_z_is"] - banana.log_z,
+            "ess": ev["ess"],
+            "seconds": seconds,
+        }
         with torch.no_grad():
-            draw = pyro.infer.Predictive(banana.model, guide=guide, num_samples=2000, parallel=True,
-                                         return_sites=["x1", "x2"])()
+            draw = pyro.infer.Predictive(
+                banana.model, guide=guide, num_samples=2000, parallel=True, return_sites=["x1", "x2"]
+            )()
         samples[name] = torch.stack([draw["x1"].reshape(-1), draw["x2"].reshape(-1)], -1)
-        print(f"{name:24s} ELBO gap {results[name]['elbo_gap']:.4f} nats "
-              f"(+- {ev['elbo_se']:.4f}), {seconds:.1f} s", flush=True)
+        print(
+            f"{name:24s} ELBO gap {results[name]['elbo_gap']:.4f} nats (+- {ev['elbo_se']:.4f}), {seconds:.1f} s",
+            flush=True,
+        )
 
-    lines = [f"# Banana posterior (log Z = {banana.log_z:.4f}), {steps} steps per guide, seed {args.seed}", "",
-             "| guide | ELBO gap (nats) | MC s.e. | IS log Z error | ESS | train s |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Banana posterior (log Z = {banana.log_z:.4f}), {steps} steps per guide, seed {args.seed}",
+        "",
+        "| guide | ELBO gap (nats) | MC s.e. | IS log Z error | ESS | train s |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['elbo_gap']:.4f} | {r['elbo_se']:.4f} | {r['log_z_is_error']:+.4f} "
-                     f"| {r['ess']:.0f} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {name} | {r['elbo_gap']:.4f} | {r['elbo_se']:.4f} | {r['log_z_is_error']:+.4f} "
+            f"| {r['ess']:.0f} | {r['seconds']:.1f} |"
+        )
     (args.out / "metrics.md").write_text("\n".join(lines) + "\n")
-    (args.out / "metrics.json").write_text(json.dumps({"log_z": banana.log_z, "steps": steps, "guides": results},
-                                                      indent=2))
+    (args.out / "metrics.json").write_text(
+        json.dumps({"log_z": banana.log_z, "steps": steps, "guides": results}, indent=2)
+    )
 
     grid = torch.stack(torch.meshgrid(torch.linspace(-3, 3, 200), torch.linspace(-2, 9, 200), indexing="xy"), -1)
     density = banana.log_prob(grid.double()).exp()

@@ -67,21 +67,31 @@ def main(argv: list[str] | None = None) -> dict:
         fit_svi(funnel_model, guide, args.dim, steps=steps, lr=0.005, num_particles=32, max_plate_nesting=0)
         seconds = time.perf_counter() - start
         ev = evidence(funnel_model, guide, args.dim, num_samples=num_eval, max_plate_nesting=0)
-        draw = Predictive(funnel_model, guide=guide, num_samples=num_eval, parallel=True,
-                          return_sites=["v", "x"])(args.dim)
+        draw = Predictive(funnel_model, guide=guide, num_samples=num_eval, parallel=True, return_sites=["v", "x"])(
+            args.dim
+        )
         v = draw["v"].reshape(-1)
         samples[name] = torch.stack([v, draw["x"].reshape(v.numel(), -1)[:, 0]], -1)
-        results[name] = {"elbo_gap": -ev["elbo"], "elbo_se": ev["elbo_se"], "v_sd": v.std().item(),
-                         "v_mean": v.mean().item(), "seconds": seconds}
-        print(f"{name:24s} ELBO gap {-ev['elbo']:.3f} nats, sd(v) {v.std():.2f} (exact 3), {seconds:.1f} s",
-              flush=True)
+        results[name] = {
+            "elbo_gap": -ev["elbo"],
+            "elbo_se": ev["elbo_se"],
+            "v_sd": v.std().item(),
+            "v_mean": v.mean().item(),
+            "seconds": seconds,
+        }
+        print(f"{name:24s} ELBO gap {-ev['elbo']:.3f} nats, sd(v) {v.std():.2f} (exact 3), {seconds:.1f} s", flush=True)
 
-    lines = [f"# Neal's funnel, D = {args.dim} (log Z = 0), {steps} steps per guide, seed {args.seed}", "",
-             "| guide | ELBO gap (nats) | MC s.e. | mean v (exact 0) | sd v (exact 3) | train s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Neal's funnel, D = {args.dim} (log Z = 0), {steps} steps per guide, seed {args.seed}",
+        "",
+        "| guide | ELBO gap (nats) | MC s.e. | mean v (exact 0) | sd v (exact 3) | train s |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['elbo_gap']:.3f} | {r['elbo_se']:.3f} | {r['v_mean']:+.2f} | {r['v_sd']:.2f} "
-                     f"| {r['seconds']:.1f} |")
+        lines.append(
+            f"| {name} | {r['elbo_gap']:.3f} | {r['elbo_se']:.3f} | {r['v_mean']:+.2f} | {r['v_sd']:.2f} "
+            f"| {r['seconds']:.1f} |"
+        )
     (args.out / "metrics.md").write_text("\n".join(lines) + "\n")
     (args.out / "metrics.json").write_text(json.dumps({"dim": args.dim, "steps": steps, "guides": results}, indent=2))
 

@@ -48,8 +48,9 @@ def load_split(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     return (x[train] - mean) / sd, y[train], (x[test] - mean) / sd, y[test]
 
 
-def predictive_metrics(guide, x_test: torch.Tensor, y_test: torch.Tensor, x_train: torch.Tensor,
-                       num_samples: int) -> tuple[float, float]:
+def predictive_metrics(
+    guide, x_test: torch.Tensor, y_test: torch.Tensor, x_train: torch.Tensor, num_samples: int
+) -> tuple[float, float]:
     """Mean test log predictive density and accuracy of the posterior predictive."""
     # The guide vectorised over a plate outside the model's data plate (dim -1), as Predictive does.
     with torch.no_grad(), pyro.plate("samples", num_samples, dim=-2):
@@ -90,25 +91,49 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             guide = AutoFlowGuide(logistic_regression_model, name, **FLOW_HPARAMS.get(name, {}))
         start = time.perf_counter()
-        fit_svi(logistic_regression_model, guide, x_train, y_train, steps=steps, lr=0.01, num_particles=16,
-                max_plate_nesting=1)
+        fit_svi(
+            logistic_regression_model,
+            guide,
+            x_train,
+            y_train,
+            steps=steps,
+            lr=0.01,
+            num_particles=16,
+            max_plate_nesting=1,
+        )
         seconds = time.perf_counter() - start
-        ev = evidence(logistic_regression_model, guide, x_train, y_train, num_samples=num_eval,
-                      max_plate_nesting=1, batch_size=2000)
+        ev = evidence(
+            logistic_regression_model,
+            guide,
+            x_train,
+            y_train,
+            num_samples=num_eval,
+            max_plate_nesting=1,
+            batch_size=2000,
+        )
         lpd, acc = predictive_metrics(guide, x_test, y_test, x_train, min(num_eval, 2000))
         results[name] = {**ev, "test_lpd": lpd, "test_accuracy": acc, "seconds": seconds}
-        print(f"{name:24s} ELBO {ev['elbo']:.2f}, IS log p(y) {ev['log_z_is']:.2f}, test lpd {lpd:.4f}, "
-              f"accuracy {acc:.3f}, {seconds:.1f} s", flush=True)
+        print(
+            f"{name:24s} ELBO {ev['elbo']:.2f}, IS log p(y) {ev['log_z_is']:.2f}, test lpd {lpd:.4f}, "
+            f"accuracy {acc:.3f}, {seconds:.1f} s",
+            flush=True,
+        )
 
     best_log_z = max(r["log_z_is"] for r in results.values())
-    lines = [f"# Bayesian logistic regression, breast cancer (train {len(x_train)}, test {len(x_test)}), "
-             f"{steps} steps per guide, seed {args.seed}", "",
-             "ELBO gap = best importance-sampled log p(y) over all guides - ELBO (estimates KL(q || p)).", "",
-             "| guide | ELBO | IS log p(y) | ELBO gap | ESS | test lpd | test accuracy | train s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Bayesian logistic regression, breast cancer (train {len(x_train)}, test {len(x_test)}), "
+        f"{steps} steps per guide, seed {args.seed}",
+        "",
+        "ELBO gap = best importance-sampled log p(y) over all guides - ELBO (estimates KL(q || p)).",
+        "",
+        "| guide | ELBO | IS log p(y) | ELBO gap | ESS | test lpd | test accuracy | train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['elbo']:.2f} | {r['log_z_is']:.2f} | {best_log_z - r['elbo']:.2f} | "
-                     f"{r['ess']:.0f} | {r['test_lpd']:.4f} | {r['test_accuracy']:.3f} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {name} | {r['elbo']:.2f} | {r['log_z_is']:.2f} | {best_log_z - r['elbo']:.2f} | "
+            f"{r['ess']:.0f} | {r['test_lpd']:.4f} | {r['test_accuracy']:.3f} | {r['seconds']:.1f} |"
+        )
     (args.out / "metrics.md").write_text("\n".join(lines) + "\n")
     (args.out / "metrics.json").write_text(json.dumps({"steps": steps, "guides": results}, indent=2))
     print(f"wrote {args.out}/metrics.md")

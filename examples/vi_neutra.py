@@ -48,8 +48,14 @@ def run_nuts(model, warmup: int, samples: int, seed: int) -> tuple[MCMC, float]:
 def summary(v: torch.Tensor, mcmc: MCMC, seconds: float) -> dict:
     divergences = sum(len(d) for d in mcmc.diagnostics()["divergences"].values())
     ess = effective_sample_size(v.reshape(1, -1).double(), chain_dim=0, sample_dim=1).item()
-    return {"divergences": divergences, "v_mean": v.mean().item(), "v_sd": v.std().item(),
-            "v_min": v.min().item(), "ess_v": ess, "seconds": seconds}
+    return {
+        "divergences": divergences,
+        "v_mean": v.mean().item(),
+        "v_sd": v.std().item(),
+        "v_min": v.min().item(),
+        "ess_v": ess,
+        "seconds": seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,8 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     pyro.clear_param_store()
     pyro.set_rng_seed(args.seed)
     guide = AutoFlowGuide(model, args.flow)
-    svi = SVI(model, guide, Adam({"lr": 5e-3}), Trace_ELBO(num_particles=8, vectorize_particles=True,
-                                                             max_plate_nesting=0))
+    svi = SVI(
+        model, guide, Adam({"lr": 5e-3}), Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=0)
+    )
     start = time.perf_counter()
     for _ in range(steps):
         svi.step()
@@ -87,14 +94,20 @@ def main(argv: list[str] | None = None) -> dict:
     draw = neutra.transform_sample(mcmc.get_samples()["v_shared_latent"])
     results[f"NeuTra NUTS ({args.flow})"] = summary(draw["v"], mcmc, seconds)
 
-    lines = [f"# NUTS vs NeuTra NUTS on Neal's funnel, D = {args.dim}", "",
-             f"Guide: `AutoFlowGuide(model, {args.flow!r})`, {steps} SVI steps (Adam 5e-3, 8 vectorised "
-             f"particles), ELBO gap {gap:.3f} nats. NUTS: {warmup} warm-up, {draws} draws, seed {args.seed}.", "",
-             "| sampler | divergences | mean v (exact 0) | sd v (exact 3) | min v | ESS(v) | seconds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# NUTS vs NeuTra NUTS on Neal's funnel, D = {args.dim}",
+        "",
+        f"Guide: `AutoFlowGuide(model, {args.flow!r})`, {steps} SVI steps (Adam 5e-3, 8 vectorised "
+        f"particles), ELBO gap {gap:.3f} nats. NUTS: {warmup} warm-up, {draws} draws, seed {args.seed}.",
+        "",
+        "| sampler | divergences | mean v (exact 0) | sd v (exact 3) | min v | ESS(v) | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['divergences']} | {r['v_mean']:.2f} | {r['v_sd']:.2f} | {r['v_min']:.2f} "
-                     f"| {r['ess_v']:.0f} | {r['seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {r['divergences']} | {r['v_mean']:.2f} | {r['v_sd']:.2f} | {r['v_min']:.2f} "
+            f"| {r['ess_v']:.0f} | {r['seconds']:.0f} |"
+        )
         print(lines[-1], flush=True)
     (args.out / "metrics.md").write_text("\n".join(lines) + "\n")
     (args.out / "metrics.json").write_text(json.dumps({"elbo_gap": gap, "steps": steps, **results}, indent=2))

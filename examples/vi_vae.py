@@ -65,10 +65,13 @@ class VAE(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.decoder = MLP(latent_dim, pixels, (hidden, hidden), zero_init=False)
-        flow_kwargs = {"realnvp": {"num_layers": 4, "hidden_dims": (hidden // 2,)},
-                       "iaf": {"num_layers": 2, "hidden_dims": (hidden // 2,)}}.get(flow)
-        self.encoder = FlowEncoder(pixels, latent_dim, (hidden, hidden), flow=flow, context_features=16,
-                                   flow_kwargs=flow_kwargs)
+        flow_kwargs = {
+            "realnvp": {"num_layers": 4, "hidden_dims": (hidden // 2,)},
+            "iaf": {"num_layers": 2, "hidden_dims": (hidden // 2,)},
+        }.get(flow)
+        self.encoder = FlowEncoder(
+            pixels, latent_dim, (hidden, hidden), flow=flow, context_features=16, flow_kwargs=flow_kwargs
+        )
 
     def model(self, x: torch.Tensor) -> None:
         pyro.module("decoder", self.decoder)
@@ -98,8 +101,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/examples/vi_vae"))
     parser.add_argument("--mnist", action="store_true", help="MNIST test images instead of 8x8 digits")
-    parser.add_argument("--root", default=None, help="data root (default: $PYRO_FLOWZOO_DATA, else "
-                                                     "~/.cache/pyro_flowzoo)")
+    parser.add_argument(
+        "--root", default=None, help="data root (default: $PYRO_FLOWZOO_DATA, else ~/.cache/pyro_flowzoo)"
+    )
     parser.add_argument("--latent-dim", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=None, help="default 150 (digits), 20 (MNIST); quick: 1")
@@ -121,8 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         vae = VAE(train.shape[1], args.latent_dim, args.hidden, None if name == "gaussian" else name)
         steps_per_epoch = math.ceil(len(train) / args.batch_size)
         lrd = 0.1 ** (1 / (epochs * steps_per_epoch))
-        svi = SVI(vae.model, vae.guide, ClippedAdam({"lr": 1e-3, "lrd": lrd, "clip_norm": 10.0}),
-                  Trace_ELBO())
+        svi = SVI(vae.model, vae.guide, ClippedAdam({"lr": 1e-3, "lrd": lrd, "clip_norm": 10.0}), Trace_ELBO())
         start = time.perf_counter()
         for _ in range(epochs):
             for batch in train[torch.randperm(len(train))].split(args.batch_size):
@@ -131,22 +134,33 @@ def main(argv: list[str] | None = None) -> dict:
         elbo, iwae = vae.bounds(test, num_iw)
         train_elbo, _ = vae.bounds(train[: len(test)], 1)
         params = sum(p.numel() for p in vae.encoder.parameters())
-        results[name] = {"test_elbo": elbo, "test_iwae": iwae, "train_elbo": train_elbo,
-                         "encoder_params": params, "seconds": seconds}
+        results[name] = {
+            "test_elbo": elbo,
+            "test_iwae": iwae,
+            "train_elbo": train_elbo,
+            "encoder_params": params,
+            "seconds": seconds,
+        }
         vaes[name] = vae
         print(f"{name:9s} test ELBO {elbo:.2f}, IWAE(K={num_iw}) {iwae:.2f} nats/image, {seconds:.1f} s", flush=True)
 
     data_name = "MNIST (test images)" if args.mnist else "digits 8x8"
-    lines = [f"# VAE, {data_name} binarised (train {len(train)}, test {len(test)}), latent {args.latent_dim}, "
-             f"{epochs} epochs, seed {args.seed}", "",
-             f"| encoder | test ELBO | test IWAE (K={num_iw}) | train ELBO | encoder params | train s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# VAE, {data_name} binarised (train {len(train)}, test {len(test)}), latent {args.latent_dim}, "
+        f"{epochs} epochs, seed {args.seed}",
+        "",
+        f"| encoder | test ELBO | test IWAE (K={num_iw}) | train ELBO | encoder params | train s |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['test_elbo']:.2f} | {r['test_iwae']:.2f} | {r['train_elbo']:.2f} "
-                     f"| {r['encoder_params']} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {name} | {r['test_elbo']:.2f} | {r['test_iwae']:.2f} | {r['train_elbo']:.2f} "
+            f"| {r['encoder_params']} | {r['seconds']:.1f} |"
+        )
     (args.out / "metrics.md").write_text("\n".join(lines) + "\n")
-    (args.out / "metrics.json").write_text(json.dumps({"data": data_name, "epochs": epochs, "encoders": results},
-                                                      indent=2))
+    (args.out / "metrics.json").write_text(
+        json.dumps({"data": data_name, "epochs": epochs, "encoders": results}, indent=2)
+    )
 
     fig, axes = plt.subplots(1, len(vaes), figsize=(2.5 * len(vaes), 2.6))
     axes = [axes] if len(vaes) == 1 else axes

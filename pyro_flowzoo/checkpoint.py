@@ -21,8 +21,14 @@ import torch
 
 from .flow import Flow
 
-__all__ = ["CheckpointError", "FORMAT", "save_checkpoint", "load_checkpoint", "flow_from_checkpoint",
-           "checkpoint_payload"]
+__all__ = [
+    "CheckpointError",
+    "FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "flow_from_checkpoint",
+    "checkpoint_payload",
+]
 
 FORMAT = "pyro_flowzoo/1"
 PathLike = Union[str, os.PathLike]
@@ -41,16 +47,20 @@ def _check_plain(obj: Any, where: str = "checkpoint") -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, _PRIMITIVES):
-                raise TypeError(f"{where}: key {k!r} is a {type(k).__name__}; only str/int/float/bool keys load "
-                                "with weights_only=True")
+                raise TypeError(
+                    f"{where}: key {k!r} is a {type(k).__name__}; only str/int/float/bool keys load "
+                    "with weights_only=True"
+                )
             _check_plain(v, f"{where}[{k!r}]")
         return
     if isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             _check_plain(v, f"{where}[{i}]")
         return
-    raise TypeError(f"{where} is a {type(obj).__name__}; a checkpoint holds only tensors and primitive "
-                    "containers (so that torch.load(weights_only=True) can read it)")
+    raise TypeError(
+        f"{where} is a {type(obj).__name__}; a checkpoint holds only tensors and primitive "
+        "containers (so that torch.load(weights_only=True) can read it)"
+    )
 
 
 def save_checkpoint(path: PathLike, payload: dict[str, Any]) -> None:
@@ -98,16 +108,21 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device, None]
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError/ValueError for bad files
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"checkpoint {path}: cannot be read (truncated or corrupt?): "
-                              f"{type(e).__name__}: {first[:160]}") from None
+        raise CheckpointError(
+            f"checkpoint {path}: cannot be read (truncated or corrupt?): {type(e).__name__}: {first[:160]}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a pyro_flowzoo checkpoint (expected format {FORMAT!r})")
     return payload
 
 
-def checkpoint_payload(flow: Flow, state_dict: Optional[dict[str, torch.Tensor]] = None,
-                       metrics: Optional[dict[str, Any]] = None, train_state: Optional[dict[str, Any]] = None,
-                       extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def checkpoint_payload(
+    flow: Flow,
+    state_dict: Optional[dict[str, torch.Tensor]] = None,
+    metrics: Optional[dict[str, Any]] = None,
+    train_state: Optional[dict[str, Any]] = None,
+    extra: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
     """Builds the checkpoint dictionary of ``flow`` (its builder name, hyper-parameters and weights).
 
     Example:
@@ -127,8 +142,9 @@ def checkpoint_payload(flow: Flow, state_dict: Optional[dict[str, torch.Tensor]]
     }
 
 
-def flow_from_checkpoint(checkpoint: Union[PathLike, dict[str, Any]],
-                         map_location: Union[str, torch.device, None] = "cpu") -> tuple[Flow, dict[str, Any]]:
+def flow_from_checkpoint(
+    checkpoint: Union[PathLike, dict[str, Any]], map_location: Union[str, torch.device, None] = "cpu"
+) -> tuple[Flow, dict[str, Any]]:
     """Rebuilds the flow saved in ``checkpoint`` (a path or a loaded dict) and loads its weights.
 
     Returns ``(flow, payload)``; the flow is in eval mode.
@@ -152,8 +168,9 @@ def flow_from_checkpoint(checkpoint: Union[PathLike, dict[str, Any]],
     name = payload.get("builder")
     where = "checkpoint" if isinstance(checkpoint, dict) else f"checkpoint {checkpoint}"
     if name is None:
-        raise CheckpointError(f"{where}: no builder name (the flow was built by hand); "
-                              "build it yourself and load payload['state_dict']")
+        raise CheckpointError(
+            f"{where}: no builder name (the flow was built by hand); build it yourself and load payload['state_dict']"
+        )
     try:
         flow_info(name)
     except ValueError as e:

@@ -147,8 +147,9 @@ class Flow(nn.Module):
         (torch.Size([36, 2]), torch.Size([4, 3, 2]))
     """
 
-    def __init__(self, base: BaseDistribution, transforms: Sequence[TransformLike],
-                 context_shape: Optional[Shape] = None) -> None:
+    def __init__(
+        self, base: BaseDistribution, transforms: Sequence[TransformLike], context_shape: Optional[Shape] = None
+    ) -> None:
         super().__init__()
         self.base = base
         self.transforms = nn.ModuleList([t for t in transforms if isinstance(t, nn.Module)])
@@ -193,7 +194,7 @@ class Flow(nn.Module):
         if self.context_shape is None:
             raise ValueError("this flow is not conditional: do not pass context=")
         n = len(self.context_shape)
-        if context.shape[context.dim() - n:] != self.context_shape:
+        if context.shape[context.dim() - n :] != self.context_shape:
             raise ValueError(
                 f"expected context of shape (..., {', '.join(map(str, self.context_shape))}), "
                 f"got {tuple(context.shape)}"
@@ -203,7 +204,7 @@ class Flow(nn.Module):
         n = len(self.event_shape)
         if not isinstance(x, Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if x.dim() < n or x.shape[x.dim() - n:] != self.event_shape:
+        if x.dim() < n or x.shape[x.dim() - n :] != self.event_shape:
             raise ValueError(
                 f"expected data of shape (..., {', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}"
             )
@@ -238,16 +239,18 @@ class Flow(nn.Module):
         self._check_context(context)
         return push_forward(self._parts(context), z, z.dim() - len(self.base.event_shape))
 
-    def rsample_and_log_prob(self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0,
-                             context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def rsample_and_log_prob(
+        self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0, context: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
         """Reparametrised samples with their log-density (under the untempered flow)."""
         self._check_context(context)
         z = self.base.sample(self._sample_shape(sample_shape, context), temperature)
         x, log_det = self.from_latent(z, context)
         return x, self.base.log_prob(z) - log_det
 
-    def rsample(self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0,
-                context: Optional[Tensor] = None) -> Tensor:
+    def rsample(
+        self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0, context: Optional[Tensor] = None
+    ) -> Tensor:
         """Reparametrised samples of shape ``sample_shape (+ context batch) + event_shape``.
 
         ``sample_shape`` is a shape or an int: ``rsample(36)`` is ``rsample((36,))``.
@@ -257,8 +260,9 @@ class Flow(nn.Module):
         return self.from_latent(z, context)[0]
 
     @torch.no_grad()
-    def sample(self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0,
-               context: Optional[Tensor] = None) -> Tensor:
+    def sample(
+        self, sample_shape: Union[int, Shape] = (), temperature: float = 1.0, context: Optional[Tensor] = None
+    ) -> Tensor:
         """Samples (no gradient); ``temperature`` scales the base's standard deviation."""
         return self.rsample(sample_shape, temperature, context)
 
@@ -269,8 +273,9 @@ class Flow(nn.Module):
         self.clear_cache()
         parts = list(self._transforms)
         if self.is_conditional:
-            return ConditionalTransformedDistribution(_ContextBatchedBase(self.base.dist(), len(self.context_shape)),
-                                                      parts)
+            return ConditionalTransformedDistribution(
+                _ContextBatchedBase(self.base.dist(), len(self.context_shape)), parts
+            )
         return dist.TransformedDistribution(self.base.dist(), parts)
 
     def condition(self, context: Tensor) -> dist.TransformedDistribution:

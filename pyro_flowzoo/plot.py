@@ -100,8 +100,11 @@ def _log_prob(density: Density, x: Tensor, context: Optional[Tensor] = None, chu
             ctx = None
             if context is not None:  # one context for every point, or one per point
                 one = density.context_shape is not None and context.dim() == len(density.context_shape)
-                ctx = context.to(dev, dt).expand(x[i : i + chunk].shape[0], *context.shape) if one \
+                ctx = (
+                    context.to(dev, dt).expand(x[i : i + chunk].shape[0], *context.shape)
+                    if one
                     else context[i : i + chunk].to(dev, dt)
+                )
             out.append(density.log_prob(x[i : i + chunk].to(dev, dt), ctx).double().cpu())
         density.train(was)
         return torch.cat(out)
@@ -166,8 +169,7 @@ def _scatter(ax: Any, x: Tensor, labels: Optional[Tensor] = None, s: float = 2.0
     if labels is None:
         ax.scatter(x[:, 0], x[:, 1], s=s, alpha=0.5, color="k", linewidths=0)
     else:
-        ax.scatter(x[:, 0], x[:, 1], s=s, alpha=0.7, c=labels.cpu().numpy(), cmap="tab10", linewidths=0,
-                   vmin=0, vmax=9)
+        ax.scatter(x[:, 0], x[:, 1], s=s, alpha=0.7, c=labels.cpu().numpy(), cmap="tab10", linewidths=0, vmin=0, vmax=9)
 
 
 def _style(ax: Any, bounds: Optional[Bounds], title: str) -> None:
@@ -181,10 +183,18 @@ def _style(ax: Any, bounds: Optional[Bounds], title: str) -> None:
 
 
 # -- 2-D / 1-D densities --------------------------------------------------------------------------------
-def density_2d(density: Density, data: Optional[Tensor] = None, *, true_log_prob: Optional[Callable] = None,
-               n_samples: int = 2000, bounds: Optional[Bounds] = None, resolution: int = 200,
-               context: Optional[Tensor] = None, title: Optional[str] = None,
-               path: Optional[PathLike] = None) -> Figure:
+def density_2d(
+    density: Density,
+    data: Optional[Tensor] = None,
+    *,
+    true_log_prob: Optional[Callable] = None,
+    n_samples: int = 2000,
+    bounds: Optional[Bounds] = None,
+    resolution: int = 200,
+    context: Optional[Tensor] = None,
+    title: Optional[str] = None,
+    path: Optional[PathLike] = None,
+) -> Figure:
     r"""Panels: the data, the true density (if given), the model density :math:`p(x)` as a heat map, samples.
 
     The heat map shows :math:`\exp \log p(x)` on a ``resolution``-square grid over ``bounds`` (default:
@@ -234,8 +244,16 @@ def density_2d(density: Density, data: Optional[Tensor] = None, *, true_log_prob
     return _finish(fig, path, title)
 
 
-def latent_2d(flow: Flow, x: Tensor, labels: Optional[Tensor] = None, *, context: Optional[Tensor] = None,
-              bounds: Optional[Bounds] = None, title: Optional[str] = None, path: Optional[PathLike] = None) -> Figure:
+def latent_2d(
+    flow: Flow,
+    x: Tensor,
+    labels: Optional[Tensor] = None,
+    *,
+    context: Optional[Tensor] = None,
+    bounds: Optional[Bounds] = None,
+    title: Optional[str] = None,
+    path: Optional[PathLike] = None,
+) -> Figure:
     r"""Data and their latent codes :math:`z = T^{-1}(x)` side by side, coloured by label.
 
     For a standard normal base the right panel should look like :math:`N(0, I)` (circles mark radii 1, 2, 3);
@@ -278,10 +296,19 @@ def latent_2d(flow: Flow, x: Tensor, labels: Optional[Tensor] = None, *, context
     return _finish(fig, path, title)
 
 
-def density_1d(density: Density, data: Optional[Tensor] = None, *, true_log_prob: Optional[Callable] = None,
-               bounds: Optional[tuple[float, float]] = None, resolution: int = 500, bins: int = 60,
-               ax: Any = None, label: Optional[str] = None, title: Optional[str] = None,
-               path: Optional[PathLike] = None) -> Figure:
+def density_1d(
+    density: Density,
+    data: Optional[Tensor] = None,
+    *,
+    true_log_prob: Optional[Callable] = None,
+    bounds: Optional[tuple[float, float]] = None,
+    resolution: int = 500,
+    bins: int = 60,
+    ax: Any = None,
+    label: Optional[str] = None,
+    title: Optional[str] = None,
+    path: Optional[PathLike] = None,
+) -> Figure:
     r"""A 1-D density :math:`p(x)` on a grid, over a histogram of the data and the true density (dashed).
 
     Pass ``ax=`` to draw into an existing axes (several models in one picture); the figure is returned.
@@ -311,12 +338,12 @@ def density_1d(density: Density, data: Optional[Tensor] = None, *, true_log_prob
         fig = ax.figure
     grid = torch.linspace(bounds[0], bounds[1], resolution, dtype=torch.float64)[:, None]
     if data is not None:
-        ax.hist(data[:, 0].detach().cpu().numpy(), bins=bins, range=bounds, density=True, color="0.85",
-                label="data")
+        ax.hist(data[:, 0].detach().cpu().numpy(), bins=bins, range=bounds, density=True, color="0.85", label="data")
     if true_log_prob is not None:
         ax.plot(grid[:, 0].numpy(), torch.exp(true_log_prob(grid)).numpy(), "k--", lw=1, label="true")
-    ax.plot(grid[:, 0].numpy(), torch.nan_to_num(_log_prob(density, grid).exp()).numpy(), lw=1.5,
-            label=label or "model")
+    ax.plot(
+        grid[:, 0].numpy(), torch.nan_to_num(_log_prob(density, grid).exp()).numpy(), lw=1.5, label=label or "model"
+    )
     ax.set_xlim(*bounds)
     ax.legend(fontsize=7, frameon=False)
     return _finish(fig, path, title)
@@ -331,9 +358,16 @@ def _to_display(images: Tensor, n_levels: Optional[int], value_range: tuple[floa
     return ((x - lo) / (hi - lo)).clamp(0, 1)
 
 
-def image_grid(images: Tensor, *, nrow: Optional[int] = None, n_levels: Optional[int] = None,
-               value_range: tuple[float, float] = (0.0, 1.0), ax: Any = None, title: Optional[str] = None,
-               path: Optional[PathLike] = None) -> Figure:
+def image_grid(
+    images: Tensor,
+    *,
+    nrow: Optional[int] = None,
+    n_levels: Optional[int] = None,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    ax: Any = None,
+    title: Optional[str] = None,
+    path: Optional[PathLike] = None,
+) -> Figure:
     """A grid of images (N, C, H, W) via :func:`torchvision.utils.make_grid`.
 
     Values are integer levels ``0 .. n_levels - 1`` when ``n_levels`` is given, else continuous in
@@ -362,9 +396,17 @@ def image_grid(images: Tensor, *, nrow: Optional[int] = None, n_levels: Optional
     return _finish(fig, path, title)
 
 
-def sample_grid(flow: Flow, n: int = 36, *, temperature: float = 1.0, context: Optional[Tensor] = None,
-                nrow: Optional[int] = None, value_range: tuple[float, float] = (0.0, 1.0),
-                title: Optional[str] = None, path: Optional[PathLike] = None) -> Figure:
+def sample_grid(
+    flow: Flow,
+    n: int = 36,
+    *,
+    temperature: float = 1.0,
+    context: Optional[Tensor] = None,
+    nrow: Optional[int] = None,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    title: Optional[str] = None,
+    path: Optional[PathLike] = None,
+) -> Figure:
     r"""``n`` samples of an image flow at ``temperature`` (the base scale, as in Glow), as one grid.
 
     ``context`` (conditional flows): one context per sample, shape (n, *context_shape).
@@ -383,9 +425,17 @@ def sample_grid(flow: Flow, n: int = 36, *, temperature: float = 1.0, context: O
     return image_grid(x, nrow=nrow, value_range=value_range, title=title, path=path)
 
 
-def floored_samples(flow: Flow, n: int = 36, n_levels: int = 2, *, temperature: float = 1.0,
-                    context: Optional[Tensor] = None, nrow: Optional[int] = None, title: Optional[str] = None,
-                    path: Optional[PathLike] = None) -> Figure:
+def floored_samples(
+    flow: Flow,
+    n: int = 36,
+    n_levels: int = 2,
+    *,
+    temperature: float = 1.0,
+    context: Optional[Tensor] = None,
+    nrow: Optional[int] = None,
+    title: Optional[str] = None,
+    path: Optional[PathLike] = None,
+) -> Figure:
     r"""Samples of a flow on dequantized levels, raw (left) and floored to levels (right).
 
     With data ``x = (k + u) / n_levels``, the discrete sample is :math:`k = \lfloor n_{\text{levels}} x \rfloor`
@@ -415,9 +465,18 @@ def floored_samples(flow: Flow, n: int = 36, n_levels: int = 2, *, temperature: 
     return _finish(fig, path, title)
 
 
-def interpolations(flow: Flow, x0: Tensor, x1: Tensor, steps: int = 8, *, context: Optional[Tensor] = None,
-                   mode: str = "linear", value_range: tuple[float, float] = (0.0, 1.0), title: Optional[str] = None,
-                   path: Optional[PathLike] = None) -> Figure:
+def interpolations(
+    flow: Flow,
+    x0: Tensor,
+    x1: Tensor,
+    steps: int = 8,
+    *,
+    context: Optional[Tensor] = None,
+    mode: str = "linear",
+    value_range: tuple[float, float] = (0.0, 1.0),
+    title: Optional[str] = None,
+    path: Optional[PathLike] = None,
+) -> Figure:
     r"""Latent interpolations: row ``i`` decodes :math:`z(t)` between :math:`T^{-1}(x_0^i)` and :math:`T^{-1}(x_1^i)`.
 
     ``mode="linear"``: :math:`z(t) = (1 - t) z_0 + t z_1`; ``mode="slerp"`` interpolates on the great circle
@@ -436,11 +495,13 @@ def interpolations(flow: Flow, x0: Tensor, x1: Tensor, steps: int = 8, *, contex
     shape = tuple(flow.event_shape)
     for name, x in (("x0", x0), ("x1", x1)):
         if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-            raise ValueError(f"interpolations: expected {name} of shape (N, {', '.join(map(str, shape))}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"interpolations: expected {name} of shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}"
+            )
     if x0.shape[0] != x1.shape[0]:
-        raise ValueError(f"interpolations: x0 and x1 need the same number of images, "
-                         f"got {x0.shape[0]} and {x1.shape[0]}")
+        raise ValueError(
+            f"interpolations: x0 and x1 need the same number of images, got {x0.shape[0]} and {x1.shape[0]}"
+        )
     was = flow.training
     flow.eval()
     dt, dev = _dtype(flow), _device(flow)
@@ -456,8 +517,9 @@ def interpolations(flow: Flow, x0: Tensor, x1: Tensor, steps: int = 8, *, contex
                 zs = torch.stack([(1 - s) * a + s * b for s in t])
             else:
                 omega = torch.arccos(((a * b).sum() / (a.norm() * b.norm())).clamp(-1 + 1e-7, 1 - 1e-7))
-                zs = torch.stack([(torch.sin((1 - s) * omega) * a + torch.sin(s * omega) * b) / torch.sin(omega)
-                                  for s in t])
+                zs = torch.stack(
+                    [(torch.sin((1 - s) * omega) * a + torch.sin(s * omega) * b) / torch.sin(omega) for s in t]
+                )
             c = None if ctx is None else ctx[i : i + 1].expand(steps, *ctx.shape[1:])
             rows.append(flow.from_latent(zs, c)[0].float().cpu())
     flow.train(was)
@@ -468,8 +530,14 @@ def interpolations(flow: Flow, x0: Tensor, x1: Tensor, steps: int = 8, *, contex
 
 
 # -- training ---------------------------------------------------------------------------------------------
-def training_curves(results: Union[Any, Mapping[str, Any]], *, unit: str = "nats/dim", log_x: bool = False,
-                    title: Optional[str] = None, path: Optional[PathLike] = None) -> Figure:
+def training_curves(
+    results: Union[Any, Mapping[str, Any]],
+    *,
+    unit: str = "nats/dim",
+    log_x: bool = False,
+    title: Optional[str] = None,
+    path: Optional[PathLike] = None,
+) -> Figure:
     """Train (solid) and validation (dashed) NLL per epoch for one or several runs.
 
     ``results``: a :class:`~pyro_flowzoo.train.FitResult` (or anything with ``train_nll``/``valid_nll``
@@ -511,8 +579,9 @@ def training_curves(results: Union[Any, Mapping[str, Any]], *, unit: str = "nats
 
 
 # -- pictures of a trained flow (what the command line writes) ------------------------------------------
-def scatter_2d(x: Tensor, labels: Optional[Tensor] = None, *, title: Optional[str] = None,
-               path: Optional[PathLike] = None) -> Figure:
+def scatter_2d(
+    x: Tensor, labels: Optional[Tensor] = None, *, title: Optional[str] = None, path: Optional[PathLike] = None
+) -> Figure:
     """A scatter plot of 2-D points ``(N, 2)``, coloured by ``labels`` where given.
 
     Example:
@@ -536,14 +605,17 @@ def _class_contexts(flow: Flow, n: int) -> Optional[Tensor]:
         return None
     shape = tuple(flow.context_shape or ())
     if len(shape) != 1:
-        raise ValueError(f"cannot draw a flow conditioned on contexts of shape {shape} as one picture; "
-                         f"expected one-hot class labels (K,)")
+        raise ValueError(
+            f"cannot draw a flow conditioned on contexts of shape {shape} as one picture; "
+            f"expected one-hot class labels (K,)"
+        )
     labels = (torch.arange(n) % shape[0]).sort().values
     return torch.nn.functional.one_hot(labels, shape[0]).float()
 
 
-def samples_picture(flow: Flow, n: int = 64, *, temperature: float = 1.0, title: Optional[str] = None,
-                    path: Optional[PathLike] = None) -> Figure:
+def samples_picture(
+    flow: Flow, n: int = 64, *, temperature: float = 1.0, title: Optional[str] = None, path: Optional[PathLike] = None
+) -> Figure:
     """``n`` samples of a flow as one picture: a grid for images (C, H, W), a scatter for 2-D points.
 
     A flow conditioned on one-hot class labels (context shape ``(K,)``) draws the classes in turn, one grid
@@ -578,8 +650,15 @@ def training_pictures(flow: Flow, data: DataSplit, out_dir: PathLike, result: An
     title = f"{flow.builder} on {data.name}"
     if tuple(data.event_shape) == (2,) and not flow.is_conditional:
         paths.append(out / "density.png")
-        density_2d(flow, data.tensor(2000), true_log_prob=data.true_log_prob, resolution=120, n_samples=1000,
-                   title=title, path=paths[-1])
+        density_2d(
+            flow,
+            data.tensor(2000),
+            true_log_prob=data.true_log_prob,
+            resolution=120,
+            n_samples=1000,
+            title=title,
+            path=paths[-1],
+        )
     elif len(data.event_shape) == 3:
         paths.append(out / "samples.png")
         n = 10 * flow.context_shape[0] if flow.is_conditional and len(flow.context_shape or ()) == 1 else 64

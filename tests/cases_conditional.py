@@ -31,34 +31,68 @@ def _standardization() -> Standardization:
 
 
 TRANSFORMS = [
-    TransformCase("ConditionalMaskedAffineAutoregressive",
-                  lambda: ConditionalMaskedAffineAutoregressive(3, 2, hidden_dims=(8, 8)), (3,), context_shape=(2,),
-                  autoregressive=True),
-    TransformCase("ConditionalMaskedAffineAutoregressive-reversed",
-                  lambda: ConditionalMaskedAffineAutoregressive(4, 1, hidden_dims=(8,), reverse=True), (4,),
-                  context_shape=(1,), autoregressive="reversed"),
-    TransformCase("ConditionalNeuralSplineAutoregressive",
-                  lambda: ConditionalNeuralSplineAutoregressive(3, 2, num_bins=4, hidden_dims=(8,), bound=2.0), (3,),
-                  context_shape=(2,), sample_x=_wide((3,)), autoregressive=True),
-    TransformCase("ConditionalNeuralSplineAutoregressive-reversed",
-                  lambda: ConditionalNeuralSplineAutoregressive(2, 3, num_bins=4, hidden_dims=(8,), reverse=True),
-                  (2,), context_shape=(3,), sample_x=_wide((2,)), autoregressive="reversed"),
-    TransformCase("ConditionalMixtureCDFAutoregressive",
-                  lambda: ConditionalMixtureCDFAutoregressive(3, 2, num_components=3, hidden_dims=(8,)), (3,),
-                  context_shape=(2,), sample_x=_unit((3,)), autoregressive=True),
-    TransformCase("ConditionalMixtureCDFAutoregressive-real-reversed",
-                  lambda: ConditionalMixtureCDFAutoregressive(2, 1, 2, (8,), family="logistic", to_real=True,
-                                                              reverse=True),
-                  (2,), context_shape=(1,), autoregressive="reversed"),
-    TransformCase("ConditionalNeuralSplineCoupling",
-                  lambda: ConditionalNeuralSplineCoupling(half_mask(3), 2, num_bins=4, hidden_dims=(8,), bound=2.0),
-                  (3,), context_shape=(2,), sample_x=_wide((3,)), perturb=0.5),
-    TransformCase("ConditionalPlanar", lambda: ConditionalPlanar(3, 2, hidden_dims=(8,)), (3,), context_shape=(2,),
-                  perturb=0.5),
-    TransformCase("ConditionalPlanar-1d", lambda: ConditionalPlanar(1, 2, hidden_dims=(8,)), (1,), context_shape=(2,),
-                  perturb=0.5),
-    TransformCase("ConditionalRadial", lambda: ConditionalRadial(2, 3, hidden_dims=(8,)), (2,), context_shape=(3,),
-                  perturb=0.5),
+    TransformCase(
+        "ConditionalMaskedAffineAutoregressive",
+        lambda: ConditionalMaskedAffineAutoregressive(3, 2, hidden_dims=(8, 8)),
+        (3,),
+        context_shape=(2,),
+        autoregressive=True,
+    ),
+    TransformCase(
+        "ConditionalMaskedAffineAutoregressive-reversed",
+        lambda: ConditionalMaskedAffineAutoregressive(4, 1, hidden_dims=(8,), reverse=True),
+        (4,),
+        context_shape=(1,),
+        autoregressive="reversed",
+    ),
+    TransformCase(
+        "ConditionalNeuralSplineAutoregressive",
+        lambda: ConditionalNeuralSplineAutoregressive(3, 2, num_bins=4, hidden_dims=(8,), bound=2.0),
+        (3,),
+        context_shape=(2,),
+        sample_x=_wide((3,)),
+        autoregressive=True,
+    ),
+    TransformCase(
+        "ConditionalNeuralSplineAutoregressive-reversed",
+        lambda: ConditionalNeuralSplineAutoregressive(2, 3, num_bins=4, hidden_dims=(8,), reverse=True),
+        (2,),
+        context_shape=(3,),
+        sample_x=_wide((2,)),
+        autoregressive="reversed",
+    ),
+    TransformCase(
+        "ConditionalMixtureCDFAutoregressive",
+        lambda: ConditionalMixtureCDFAutoregressive(3, 2, num_components=3, hidden_dims=(8,)),
+        (3,),
+        context_shape=(2,),
+        sample_x=_unit((3,)),
+        autoregressive=True,
+    ),
+    TransformCase(
+        "ConditionalMixtureCDFAutoregressive-real-reversed",
+        lambda: ConditionalMixtureCDFAutoregressive(2, 1, 2, (8,), family="logistic", to_real=True, reverse=True),
+        (2,),
+        context_shape=(1,),
+        autoregressive="reversed",
+    ),
+    TransformCase(
+        "ConditionalNeuralSplineCoupling",
+        lambda: ConditionalNeuralSplineCoupling(half_mask(3), 2, num_bins=4, hidden_dims=(8,), bound=2.0),
+        (3,),
+        context_shape=(2,),
+        sample_x=_wide((3,)),
+        perturb=0.5,
+    ),
+    TransformCase(
+        "ConditionalPlanar", lambda: ConditionalPlanar(3, 2, hidden_dims=(8,)), (3,), context_shape=(2,), perturb=0.5
+    ),
+    TransformCase(
+        "ConditionalPlanar-1d", lambda: ConditionalPlanar(1, 2, hidden_dims=(8,)), (1,), context_shape=(2,), perturb=0.5
+    ),
+    TransformCase(
+        "ConditionalRadial", lambda: ConditionalRadial(2, 3, hidden_dims=(8,)), (2,), context_shape=(3,), perturb=0.5
+    ),
     TransformCase("Standardization", _standardization, (3,)),
 ]
 
@@ -66,8 +100,13 @@ TRANSFORMS = [
 def _case(builder, event_shape, context_shape, id_suffix="", **kwargs):
     """A conditional builder case: the context shape goes to the builder and to the battery."""
     tag = "x".join(map(str, context_shape))
-    return FlowCase(builder, event_shape, {"context_shape": context_shape, **kwargs}, context_shape=context_shape,
-                    id=f"{builder}-{'x'.join(map(str, event_shape))}-ctx{tag}{id_suffix}")
+    return FlowCase(
+        builder,
+        event_shape,
+        {"context_shape": context_shape, **kwargs},
+        context_shape=context_shape,
+        id=f"{builder}-{'x'.join(map(str, event_shape))}-ctx{tag}{id_suffix}",
+    )
 
 
 _IMG = lambda b: torch.rand(b + (1, 4, 4), dtype=torch.float64)  # noqa: E731
@@ -87,11 +126,28 @@ FLOWS = [
     _case("planar", (1,), (3,), num_layers=2, hidden_dims=(8,)),
     _case("radial", (2,), (2,), num_layers=3, hidden_dims=(8,)),
     _case("maf", (2,), (2,), "-standardized", standardize="both", num_layers=2, hidden_dims=(8,)),
-    FlowCase("realnvp", (1, 4, 4), {"context_shape": (3,), "num_scales": 2, "num_blocks": 1, "hidden_channels": 8},
-             context_shape=(3,), sample_x=_IMG, id="realnvp-1x4x4-ctx3"),
-    FlowCase("glow", (1, 4, 4), {"context_shape": (3,), "levels": 1, "steps": 2, "hidden_channels": 8},
-             context_shape=(3,), sample_x=_IMG, id="glow-1x4x4-ctx3"),
-    FlowCase("nice", (1, 2, 2), {"context_shape": (2,), "hidden_dim": 8, "num_hidden_layers": 1},
-             context_shape=(2,), sample_x=lambda b: torch.rand(b + (1, 2, 2), dtype=torch.float64),
-             id="nice-1x2x2-ctx2"),
+    FlowCase(
+        "realnvp",
+        (1, 4, 4),
+        {"context_shape": (3,), "num_scales": 2, "num_blocks": 1, "hidden_channels": 8},
+        context_shape=(3,),
+        sample_x=_IMG,
+        id="realnvp-1x4x4-ctx3",
+    ),
+    FlowCase(
+        "glow",
+        (1, 4, 4),
+        {"context_shape": (3,), "levels": 1, "steps": 2, "hidden_channels": 8},
+        context_shape=(3,),
+        sample_x=_IMG,
+        id="glow-1x4x4-ctx3",
+    ),
+    FlowCase(
+        "nice",
+        (1, 2, 2),
+        {"context_shape": (2,), "hidden_dim": 8, "num_hidden_layers": 1},
+        context_shape=(2,),
+        sample_x=lambda b: torch.rand(b + (1, 2, 2), dtype=torch.float64),
+        id="nice-1x2x2-ctx2",
+    ),
 ]

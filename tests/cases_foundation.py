@@ -47,16 +47,20 @@ TRANSFORMS = [
         (2,),
         context_shape=(2,),
     ),
-    TransformCase("AffineCoupling-split",
-                  lambda: AffineCoupling(half_mask(5, False), MLP(3, 4, (8,)), split_channels=True), (5,)),
-    TransformCase("AffineCoupling-split-even-odd",
-                  lambda: AffineCoupling(even_odd_mask(5), MLP(3, 4, (8,)), split_channels=True), (5,)),
-    TransformCase("AdditiveCoupling-split",
-                  lambda: AdditiveCoupling(half_mask(4), MLP(2, 2, (8,)), split_channels=True), (4,)),
+    TransformCase(
+        "AffineCoupling-split", lambda: AffineCoupling(half_mask(5, False), MLP(3, 4, (8,)), split_channels=True), (5,)
+    ),
+    TransformCase(
+        "AffineCoupling-split-even-odd",
+        lambda: AffineCoupling(even_odd_mask(5), MLP(3, 4, (8,)), split_channels=True),
+        (5,),
+    ),
+    TransformCase(
+        "AdditiveCoupling-split", lambda: AdditiveCoupling(half_mask(4), MLP(2, 2, (8,)), split_channels=True), (4,)
+    ),
     TransformCase(
         "ConditionalAffineCoupling-split",
-        lambda: ConditionalAffineCoupling(half_mask(3), MLP(1, 4, (8,), context_features=2), (2,),
-                                          split_channels=True),
+        lambda: ConditionalAffineCoupling(half_mask(3), MLP(1, 4, (8,), context_features=2), (2,), split_channels=True),
         (3,),
         context_shape=(2,),
     ),
@@ -69,7 +73,12 @@ FLOWS = [
     FlowCase("nice", (2,), {"hidden_dims": (8, 8)}),
     FlowCase("nice", (5,), {"hidden_dims": (8,), "mask": "half"}),
     FlowCase("realnvp", (2,), {"num_layers": 4, "hidden_dims": (8, 8)}),
-    FlowCase("realnvp", (3,), {"num_layers": 2, "hidden_dims": (8,), "support": "positive"}, id="realnvp-3-positive",
-             sample_x=lambda b: torch.rand(b + (3,)) * 3 + 0.1),
+    FlowCase(
+        "realnvp",
+        (3,),
+        {"num_layers": 2, "hidden_dims": (8,), "support": "positive"},
+        id="realnvp-3-positive",
+        sample_x=lambda b: torch.rand(b + (3,)) * 3 + 0.1,
+    ),
     FlowCase("realnvp", (5,), {"num_layers": 3, "hidden_dims": (8,), "mask": "even_odd"}),
 ]

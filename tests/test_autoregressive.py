@@ -172,10 +172,14 @@ def test_ar_flow_stacked_round_trip_when_a_layer_outputs_large_logits():
     assert torch.isfinite(x_u).all() and torch.isfinite(ld_u).all()
 
 
-@pytest.mark.parametrize("make", [
-    lambda: NeuralSplineAutoregressive(2, num_bins=5, hidden_dims=(8,), bound=3.0),
-    lambda: NeuralSplineCoupling(half_mask(2), num_bins=5, hidden_dims=(8,), bound=3.0),
-], ids=["ar", "coupling"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: NeuralSplineAutoregressive(2, num_bins=5, hidden_dims=(8,), bound=3.0),
+        lambda: NeuralSplineCoupling(half_mask(2), num_bins=5, hidden_dims=(8,), bound=3.0),
+    ],
+    ids=["ar", "coupling"],
+)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 def test_spline_identity_tails_without_nan(make, dtype):
     t = make().to(dtype)
@@ -293,9 +297,18 @@ def test_pixelcnn_cropped_sampling_matches_the_parallel_pass():
     assert (log_det_back - log_det).abs().max().item() < 1e-8
 
 
-@pytest.mark.parametrize("name, shape", [("maf", (2, 2, 2)), ("nsf_ar", (2, 2)), ("nsf_coupling", (3, 4)),
-                                         ("ar_flow", (2, 3)), ("planar", (2, 3)), ("pixelcnn_flow", (4,)),
-                                         ("maf", (1,))])
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("maf", (2, 2, 2)),
+        ("nsf_ar", (2, 2)),
+        ("nsf_coupling", (3, 4)),
+        ("ar_flow", (2, 3)),
+        ("planar", (2, 3)),
+        ("pixelcnn_flow", (4,)),
+        ("maf", (1,)),
+    ],
+)
 def test_builders_reject_unsupported_shapes(name, shape):
     with pytest.raises(ValueError, match="supports"):
         fz.build(name, shape)

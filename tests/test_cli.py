@@ -45,9 +45,30 @@ def _no_progress_bar(monkeypatch):
 @pytest.fixture(scope="module")
 def moons_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("moons")
-    code = main(["train", "--flow", "realnvp", "--data", "moons", "--steps", "30", "--batch-size", "128",
-                 "--lr", "3e-3", "--seed", "1", "--device", "cpu", "--out", str(out), "--data-arg", "n=2000",
-                 *TINY_2D])
+    code = main(
+        [
+            "train",
+            "--flow",
+            "realnvp",
+            "--data",
+            "moons",
+            "--steps",
+            "30",
+            "--batch-size",
+            "128",
+            "--lr",
+            "3e-3",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--data-arg",
+            "n=2000",
+            *TINY_2D,
+        ]
+    )
     assert code == 0
     return out
 
@@ -69,8 +90,9 @@ def test_train_writes_model_metrics_and_density_picture(moons_run):
 
 
 def test_eval_prints_nll_and_true_entropy(capsys, moons_run):
-    code, out, _ = _run(capsys, "eval", "--checkpoint", str(moons_run / "model.pt"), "--data", "moons",
-                        "--data-arg", "n=2000")
+    code, out, _ = _run(
+        capsys, "eval", "--checkpoint", str(moons_run / "model.pt"), "--data", "moons", "--data-arg", "n=2000"
+    )
     assert code == 0 and "test NLL on moons (2000 points)" in out and "true density" in out
     nll = float(out.split(":")[1].split()[0])
     ck = load_checkpoint(moons_run / "model.pt")
@@ -80,22 +102,67 @@ def test_eval_prints_nll_and_true_entropy(capsys, moons_run):
 
 def test_sample_writes_a_picture(capsys, moons_run, tmp_path):
     png = tmp_path / "s.png"
-    code, out, _ = _run(capsys, "sample", "--checkpoint", str(moons_run / "model.pt"), "--num-samples", "50",
-                        "--temperature", "0.7", "--out", str(png))
+    code, out, _ = _run(
+        capsys,
+        "sample",
+        "--checkpoint",
+        str(moons_run / "model.pt"),
+        "--num-samples",
+        "50",
+        "--temperature",
+        "0.7",
+        "--out",
+        str(png),
+    )
     assert code == 0 and png.stat().st_size > 1000
 
 
 def test_train_svi_method_and_epochs_budget(capsys, tmp_path):
-    code, out, err = _run(capsys, "train", "--flow", "nice", "--data", "moons", "--epochs", "1", "--batch-size",
-                          "512", "--method", "svi", "--out", str(tmp_path), "--no-plots", "--data-arg", "n=1024",
-                          "--hparam", "num_layers=2", "--hparam", "hidden_dims=(8,)")
+    code, out, err = _run(
+        capsys,
+        "train",
+        "--flow",
+        "nice",
+        "--data",
+        "moons",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "512",
+        "--method",
+        "svi",
+        "--out",
+        str(tmp_path),
+        "--no-plots",
+        "--data-arg",
+        "n=1024",
+        "--hparam",
+        "num_layers=2",
+        "--hparam",
+        "hidden_dims=(8,)",
+    )
     assert code == 0, err
     assert load_checkpoint(tmp_path / "model.pt")["metrics"]["steps"] == 2
 
 
 def test_resume_continues_to_the_budget(capsys, tmp_path):
-    args = ["train", "--flow", "realnvp", "--data", "moons", "--steps", "6", "--batch-size", "64", "--out",
-            str(tmp_path), "--no-plots", "--data-arg", "n=256", *TINY_2D]
+    args = [
+        "train",
+        "--flow",
+        "realnvp",
+        "--data",
+        "moons",
+        "--steps",
+        "6",
+        "--batch-size",
+        "64",
+        "--out",
+        str(tmp_path),
+        "--no-plots",
+        "--data-arg",
+        "n=256",
+        *TINY_2D,
+    ]
     assert _run(capsys, *args)[0] == 0
     before = load_checkpoint(tmp_path / "model.pt")
     code, out, err = _run(capsys, *args, "--resume")
@@ -106,25 +173,32 @@ def test_resume_continues_to_the_budget(capsys, tmp_path):
         assert torch.equal(v, after["state_dict"][k])
 
 
-@pytest.mark.parametrize("argv,needles", [
-    (["train", "--flow", "nope", "--data", "moons"], ["unknown flow 'nope'", "realnvp"]),
-    (["train", "--flow", "nice", "--data", "nope"], ["unknown data set 'nope'", "moons"]),
-    (["train", "--flow", "nice", "--data", "moons", "--hparam", "bogus=1"], ["bogus"]),
-    (["train", "--flow", "nice", "--data", "moons", "--hparam", "oops"], ["key=value"]),
-    (["train", "--flow", "nice", "--data", "moons", "--epochs", "1", "--steps", "1"], ["not allowed"]),
-    (["train", "--flow", "nice", "--data", "moons", "--steps", "0"], ["positive integer"]),
-    (["train", "--flow", "glow", "--data", "moons", "--steps", "1"], ["(C, H, W)"]),
-    (["train", "--flow", "nice", "--data", "moons", "--device", "tpu:x"], ["device"]),
-    (["eval", "--checkpoint", "/no/such/file.pt", "--data", "moons"], ["no such file"]),
-    (["sample", "--checkpoint", "/no/such/file.pt", "--out", "x.png"], ["no such file"]),
-    (["frobnicate"], ["invalid choice"]),
-    (["train", "--flow", "glow", "--data", "mnist", "--data-arg", "root='/no/such/dir'", "--steps", "1"],
-     ["mnist", "not found"]),
-    (["train", "--flow", "nice", "--data", "moons", "--data-arg", "bogus=1", "--steps", "1"], ["bogus"]),
-    (["eval", "--checkpoint", "x.pt", "--data", "moons", "--split", "nope"], ["unknown split 'nope'"]),
-    (["train", "--flow", "pixelcnn_flow", "--data", "digits", "--context", "labels", "--steps", "1"],
-     ["cannot be conditional"]),
-])
+@pytest.mark.parametrize(
+    "argv,needles",
+    [
+        (["train", "--flow", "nope", "--data", "moons"], ["unknown flow 'nope'", "realnvp"]),
+        (["train", "--flow", "nice", "--data", "nope"], ["unknown data set 'nope'", "moons"]),
+        (["train", "--flow", "nice", "--data", "moons", "--hparam", "bogus=1"], ["bogus"]),
+        (["train", "--flow", "nice", "--data", "moons", "--hparam", "oops"], ["key=value"]),
+        (["train", "--flow", "nice", "--data", "moons", "--epochs", "1", "--steps", "1"], ["not allowed"]),
+        (["train", "--flow", "nice", "--data", "moons", "--steps", "0"], ["positive integer"]),
+        (["train", "--flow", "glow", "--data", "moons", "--steps", "1"], ["(C, H, W)"]),
+        (["train", "--flow", "nice", "--data", "moons", "--device", "tpu:x"], ["device"]),
+        (["eval", "--checkpoint", "/no/such/file.pt", "--data", "moons"], ["no such file"]),
+        (["sample", "--checkpoint", "/no/such/file.pt", "--out", "x.png"], ["no such file"]),
+        (["frobnicate"], ["invalid choice"]),
+        (
+            ["train", "--flow", "glow", "--data", "mnist", "--data-arg", "root='/no/such/dir'", "--steps", "1"],
+            ["mnist", "not found"],
+        ),
+        (["train", "--flow", "nice", "--data", "moons", "--data-arg", "bogus=1", "--steps", "1"], ["bogus"]),
+        (["eval", "--checkpoint", "x.pt", "--data", "moons", "--split", "nope"], ["unknown split 'nope'"]),
+        (
+            ["train", "--flow", "pixelcnn_flow", "--data", "digits", "--context", "labels", "--steps", "1"],
+            ["cannot be conditional"],
+        ),
+    ],
+)
 def test_bad_input_gives_one_line_errors(capsys, argv, needles):
     code, _, err = _run(capsys, *argv)
     _assert_one_line_error(code, err, *needles)
@@ -138,8 +212,7 @@ def test_truncated_checkpoint_and_wrong_shapes(capsys, moons_run, tmp_path):
     _assert_one_line_error(code, err, "truncated")
     code, _, err = _run(capsys, "sample", "--checkpoint", str(bad), "--out", str(tmp_path / "x.png"))
     _assert_one_line_error(code, err, "truncated")
-    code, _, err = _run(capsys, "sample", "--checkpoint", str(moons_run / "model.pt"), "--out",
-                        str(tmp_path / "x.jpg"))
+    code, _, err = _run(capsys, "sample", "--checkpoint", str(moons_run / "model.pt"), "--out", str(tmp_path / "x.jpg"))
     _assert_one_line_error(code, err, ".png")
     if "digits" in dataset_names():
         code, _, err = _run(capsys, "eval", "--checkpoint", str(moons_run / "model.pt"), "--data", "digits")
@@ -148,8 +221,13 @@ def test_truncated_checkpoint_and_wrong_shapes(capsys, moons_run, tmp_path):
 
 def test_module_and_console_script_entry_points(tmp_path):
     env = dict(os.environ, CI="true", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "pyro_flowzoo", "train", "--flow", "nope", "--data", "moons"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyro_flowzoo", "train", "--flow", "nope", "--data", "moons"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "unknown flow 'nope'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     script = Path(sys.executable).with_name("pyro-flowzoo")
@@ -162,8 +240,22 @@ def test_module_and_console_script_entry_points(tmp_path):
 @pytest.mark.skipif("digits" not in dataset_names(), reason="the digits data set is not available")
 @pytest.mark.parametrize("flow,context", [("glow", ()), ("cglow", ()), ("glow", ("--context", "labels"))])
 def test_digits_train_eval_sample_end_to_end(capsys, tmp_path, flow, context):
-    code, out, err = _run(capsys, "train", "--flow", flow, "--data", "digits", "--steps", "4", "--batch-size",
-                          "64", "--out", str(tmp_path), *TINY_IMAGE, *context)
+    code, out, err = _run(
+        capsys,
+        "train",
+        "--flow",
+        flow,
+        "--data",
+        "digits",
+        "--steps",
+        "4",
+        "--batch-size",
+        "64",
+        "--out",
+        str(tmp_path),
+        *TINY_IMAGE,
+        *context,
+    )
     assert code == 0, err
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "model.pt").is_file()
     assert "bits/dim" in out
@@ -178,8 +270,9 @@ def test_digits_train_eval_sample_end_to_end(capsys, tmp_path, flow, context):
     bpd = float(out.split(",")[-1].split()[0])
     assert 0 < bpd < 32
     png = tmp_path / "grid.png"
-    code, _, err = _run(capsys, "sample", "--checkpoint", str(tmp_path / "model.pt"), "--num-samples", "20",
-                        "--out", str(png))
+    code, _, err = _run(
+        capsys, "sample", "--checkpoint", str(tmp_path / "model.pt"), "--num-samples", "20", "--out", str(png)
+    )
     assert code == 0 and png.stat().st_size > 100, err
 
 
@@ -190,7 +283,19 @@ def test_diverging_training_exits_with_status_1_and_one_line(capsys, monkeypatch
         raise FloatingPointError("non-finite loss nan at step 3 (epoch 0); training stopped")
 
     monkeypatch.setattr(train_module, "fit", diverge)
-    code, _, err = _run(capsys, "train", "--flow", "nice", "--data", "moons", "--steps", "5", "--out", str(tmp_path),
-                        "--data-arg", "n=64")
+    code, _, err = _run(
+        capsys,
+        "train",
+        "--flow",
+        "nice",
+        "--data",
+        "moons",
+        "--steps",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--data-arg",
+        "n=64",
+    )
     assert code == 1 and err.strip().count("\n") == 0
     assert "training diverged: non-finite loss nan at step 3" in err and "Traceback" not in err

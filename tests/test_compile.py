@@ -66,8 +66,10 @@ def test_glow_log_prob_compiles_without_gradients():
 
 def test_one_compiled_flow_step_serves_every_step_of_the_same_shape():
     flow, x = _tiny_glow(steps=2)
-    steps = [[t for t in m.children() if isinstance(t, (ActNorm, InvertibleConv1x1, AffineCoupling))]
-             for m in [flow.transforms, *[f.inner for f in flow.modules() if isinstance(f, fz.transforms.FactorOut)]]]
+    steps = [
+        [t for t in m.children() if isinstance(t, (ActNorm, InvertibleConv1x1, AffineCoupling))]
+        for m in [flow.transforms, *[f.inner for f in flow.modules() if isinstance(f, fz.transforms.FactorOut)]]
+    ]
     # Latent -> data lists hold each step as (coupling, 1x1 conv, ActNorm); take the outer level's two steps.
     outer = steps[0]
     triples = [(outer[i + 2], outer[i + 1], outer[i]) for i in range(0, len(outer), 3)]
@@ -96,11 +98,16 @@ def test_one_compiled_flow_step_serves_every_step_of_the_same_shape():
 
 # ---- every vector builder: one graph for log_prob, sample and rsample_and_log_prob -----------------------
 VECTOR_BUILDERS = ["nice", "realnvp", "maf", "nsf_ar", "nsf_coupling", "ar_flow", "planar", "radial"]
-_TINY = {"nice": {"hidden_dims": (8,)}, "realnvp": {"num_layers": 2, "hidden_dims": (8,)},
-         "maf": {"num_layers": 2, "hidden_dims": (8,)}, "nsf_ar": {"num_layers": 1, "hidden_dims": (8,), "num_bins": 4},
-         "nsf_coupling": {"num_layers": 2, "hidden_dims": (8,), "num_bins": 4},
-         "ar_flow": {"num_components": 3, "hidden_dims": (8,)}, "planar": {"num_layers": 2},
-         "radial": {"num_layers": 2}}
+_TINY = {
+    "nice": {"hidden_dims": (8,)},
+    "realnvp": {"num_layers": 2, "hidden_dims": (8,)},
+    "maf": {"num_layers": 2, "hidden_dims": (8,)},
+    "nsf_ar": {"num_layers": 1, "hidden_dims": (8,), "num_bins": 4},
+    "nsf_coupling": {"num_layers": 2, "hidden_dims": (8,), "num_bins": 4},
+    "ar_flow": {"num_components": 3, "hidden_dims": (8,)},
+    "planar": {"num_layers": 2},
+    "radial": {"num_layers": 2},
+}
 
 
 @pytest.mark.parametrize("name", VECTOR_BUILDERS)

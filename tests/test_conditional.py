@@ -92,20 +92,27 @@ def test_cglow_is_glow_with_a_context():
     assert a.state_dict().keys() == b.state_dict().keys()
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: fz.build("maf", (2,), context_shape=(3,)).log_prob(torch.zeros(4, 2)),
-     r"this flow is conditional: pass context= of shape \(\.\.\., 3\)$"),
-    (lambda: fz.build("maf", (2,)).log_prob(torch.zeros(4, 2), torch.zeros(4, 3)), "not conditional"),
-    (lambda: fz.build("maf", (2,), context_shape=(3,)).log_prob(torch.zeros(4, 2), torch.zeros(4, 2)),
-     "expected context of shape"),
-    (lambda: fz.build("maf", (2,), context_shape=(3,)).sample((2,), context=torch.zeros(5)), "expected context"),
-    (lambda: fz.build("maf", (2,), context_shape=(3,)).dist.condition(torch.zeros(2)), "expected context"),
-    (lambda: fz.build("pixelcnn_flow", (1, 4, 4), context_shape=(3,)), "no conditional version"),
-    (lambda: fz.build("maf", (2,), embedding=torch.nn.Linear(3, 4)), "needs context_shape"),
-    (lambda: fz.build("maf", (2,), context_shape=(3,), embedding=torch.nn.Linear(5, 4)), "embedding failed"),
-    (lambda: fz.build("maf", (2,), context_shape=(3,), standardize="all"), "standardize must be"),
-    (lambda: fit_standardization(fz.build("maf", (2,)), torch.zeros(3, 2)), "no data standardization"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: fz.build("maf", (2,), context_shape=(3,)).log_prob(torch.zeros(4, 2)),
+            r"this flow is conditional: pass context= of shape \(\.\.\., 3\)$",
+        ),
+        (lambda: fz.build("maf", (2,)).log_prob(torch.zeros(4, 2), torch.zeros(4, 3)), "not conditional"),
+        (
+            lambda: fz.build("maf", (2,), context_shape=(3,)).log_prob(torch.zeros(4, 2), torch.zeros(4, 2)),
+            "expected context of shape",
+        ),
+        (lambda: fz.build("maf", (2,), context_shape=(3,)).sample((2,), context=torch.zeros(5)), "expected context"),
+        (lambda: fz.build("maf", (2,), context_shape=(3,)).dist.condition(torch.zeros(2)), "expected context"),
+        (lambda: fz.build("pixelcnn_flow", (1, 4, 4), context_shape=(3,)), "no conditional version"),
+        (lambda: fz.build("maf", (2,), embedding=torch.nn.Linear(3, 4)), "needs context_shape"),
+        (lambda: fz.build("maf", (2,), context_shape=(3,), embedding=torch.nn.Linear(5, 4)), "embedding failed"),
+        (lambda: fz.build("maf", (2,), context_shape=(3,), standardize="all"), "standardize must be"),
+        (lambda: fit_standardization(fz.build("maf", (2,)), torch.zeros(3, 2)), "no data standardization"),
+    ],
+)
 def test_bad_input_gives_one_line_errors(call, message):
     with pytest.raises(ValueError, match=message) as info:
         call()
@@ -123,8 +130,14 @@ def test_user_embedding_trains_with_the_flow_and_checkpoints_need_it(tmp_path):
     save_checkpoint(tmp_path / "f.pt", checkpoint_payload(flow))
     with pytest.raises(CheckpointError, match="user nn.Module"):
         flow_from_checkpoint(tmp_path / "f.pt")
-    again = fz.build("nsf_coupling", (2,), context_shape=(3, 4), num_layers=2, hidden_dims=(8,),
-                     embedding=torch.nn.Sequential(torch.nn.Flatten(-2), torch.nn.Linear(12, 5), torch.nn.Tanh()))
+    again = fz.build(
+        "nsf_coupling",
+        (2,),
+        context_shape=(3, 4),
+        num_layers=2,
+        hidden_dims=(8,),
+        embedding=torch.nn.Sequential(torch.nn.Flatten(-2), torch.nn.Linear(12, 5), torch.nn.Tanh()),
+    )
     again.load_state_dict(flow.state_dict())
     assert torch.allclose(again.log_prob(x, c), flow.log_prob(x, c))
 

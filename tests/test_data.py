@@ -15,9 +15,26 @@ import torch
 from pyro_flowzoo.data import DATASETS, DataSplit, data_root, dequantize, load, make_shapes, quantize, toy
 from pyro_flowzoo.data.images import read_idx
 
-ISSUE_NAMES = ["moons", "smiley", "two_gaussians", "mog", "8gaussians", "checkerboard", "2spirals", "rings",
-               "pinwheel", "circles", "swissroll", "shapes", "digits", "mnist", "fashion_mnist", "cifar10", "celeba",
-               "flowers102"]
+ISSUE_NAMES = [
+    "moons",
+    "smiley",
+    "two_gaussians",
+    "mog",
+    "8gaussians",
+    "checkerboard",
+    "2spirals",
+    "rings",
+    "pinwheel",
+    "circles",
+    "swissroll",
+    "shapes",
+    "digits",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "celeba",
+    "flowers102",
+]
 TOYS = [n for n, info in DATASETS.items() if info.kind == "toy"]
 MNIST_DIR = data_root() / "mnist"  # conftest points $PYRO_FLOWZOO_DATA at the offline files where present
 
@@ -201,12 +218,14 @@ def test_missing_image_files_give_one_line(tmp_path, name):
 
 
 def test_bad_inputs_give_one_line_errors():
-    for call, match in [(lambda: load("nope"), "unknown data set 'nope'; choose one of: moons"),
-                        (lambda: load("moons", "training"), "split must be one of"),
-                        (lambda: load("moons", colour=1), r"unknown option\(s\) \['colour'\]"),
-                        (lambda: load("mog", dim=3), "dim must be 1 or 2"),
-                        (lambda: load("digits", n=-1), "n must be >= 0"),
-                        (lambda: load("celeba", n_bits=9), "n_bits must be in 1..8")]:
+    for call, match in [
+        (lambda: load("nope"), "unknown data set 'nope'; choose one of: moons"),
+        (lambda: load("moons", "training"), "split must be one of"),
+        (lambda: load("moons", colour=1), r"unknown option\(s\) \['colour'\]"),
+        (lambda: load("mog", dim=3), "dim must be 1 or 2"),
+        (lambda: load("digits", n=-1), "n must be >= 0"),
+        (lambda: load("celeba", n_bits=9), "n_bits must be in 1..8"),
+    ]:
         with pytest.raises(ValueError, match=match) as info:
             call()
         assert "\n" not in str(info.value)
@@ -243,7 +262,10 @@ def test_celeba_and_flowers_through_torchvision(tmp_path, monkeypatch):
     x, _ = d.x[0]
     assert len(d) == 2 and d.n_levels == 32 and d.event_shape == (3, 32, 32)
     assert x.shape == (3, 32, 32) and torch.equal(x, torch.full((3, 32, 32), 200.0 // 8))  # top 5 bits of 200
-    monkeypatch.setattr(torchvision.datasets, "Flowers102",
-                        lambda root, split, download=False: _FakeTorchvision(root, split, height=500, width=600))
+    monkeypatch.setattr(
+        torchvision.datasets,
+        "Flowers102",
+        lambda root, split, download=False: _FakeTorchvision(root, split, height=500, width=600),
+    )
     f = load("flowers102", "test", root=str(tmp_path), size=16)
     assert f.tensor().shape == (3, 3, 16, 16) and f.n_levels == 256 and float(f.tensor().max()) == 200.0

@@ -39,8 +39,11 @@ def test_one_d_densities_integrate_to_one_and_vanish_off_support(name, bounds):
     assert bool((x > bounds[0]).all()) and (s.support == "positive" or bool((x < bounds[1]).all()))
 
 
-@pytest.mark.parametrize("log_prob", [exact.sas_log_prob, exact.banana_log_prob, exact.student_t_log_prob],
-                         ids=["sas", "banana", "student_t"])
+@pytest.mark.parametrize(
+    "log_prob",
+    [exact.sas_log_prob, exact.banana_log_prob, exact.student_t_log_prob],
+    ids=["sas", "banana", "student_t"],
+)
 def test_two_d_versions_integrate_to_one(log_prob):
     g = torch.linspace(-60, 60, 2401, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1)
@@ -101,12 +104,15 @@ def test_builders_standardize_from_the_first_batch(name):
     assert torch.equal(norm.loc.detach(), before)
 
 
-@pytest.mark.parametrize("name, support, inside", [
-    ("nsf_ar", "positive", lambda s: s > 0),
-    ("nsf_coupling", (2.0, 3.0), lambda s: (s > 2) & (s < 3)),
-    ("ar_flow", (0.0, 1.0), lambda s: (s > 0) & (s < 1)),
-    ("maf", "positive", lambda s: s > 0),
-])
+@pytest.mark.parametrize(
+    "name, support, inside",
+    [
+        ("nsf_ar", "positive", lambda s: s > 0),
+        ("nsf_coupling", (2.0, 3.0), lambda s: (s > 2) & (s < 3)),
+        ("ar_flow", (0.0, 1.0), lambda s: (s > 0) & (s < 1)),
+        ("maf", "positive", lambda s: s > 0),
+    ],
+)
 def test_support_keeps_samples_inside_and_scores_outside_as_zero(name, support, inside):
     torch.manual_seed(0)
     dim = 2 if name == "maf" else 1

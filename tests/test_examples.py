@@ -14,8 +14,16 @@ SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 
 
 # the examples of the result list, each of which must draw its pictures
-PICTURES = {"ar_realnvp_2d", "pixelcnn_shapes", "realnvp_images", "nice", "glow_images", "cglow_classes",
-            "mog_to_gaussian", "autoencoder_mnist"}
+PICTURES = {
+    "ar_realnvp_2d",
+    "pixelcnn_shapes",
+    "realnvp_images",
+    "nice",
+    "glow_images",
+    "cglow_classes",
+    "mog_to_gaussian",
+    "autoencoder_mnist",
+}
 
 
 def test_there_are_examples():
@@ -24,11 +32,16 @@ def test_there_are_examples():
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_example_runs_quick(script, tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONWARNINGS="error::RuntimeWarning", OMP_NUM_THREADS="1",
-               CI="true")
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONWARNINGS="error::RuntimeWarning", OMP_NUM_THREADS="1", CI="true")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)], cwd=EXAMPLES.parent, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(out)],
+        cwd=EXAMPLES.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     written = [p for p in out.rglob("*") if p.is_file()]
     assert written and all(p.stat().st_size > 0 for p in written), f"{script.name} wrote nothing into --out"

@@ -19,17 +19,22 @@ from pyro_flowzoo.infer import GUIDE_DEFAULTS, VECTOR_BUILDERS, AutoFlowGuide, G
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BUILDERS = [pytest.param(n, id=n, marks=pytest.mark.skipif(n not in FLOWS, reason=f"{n} not registered"))
-            for n in VECTOR_BUILDERS]
+BUILDERS = [
+    pytest.param(n, id=n, marks=pytest.mark.skipif(n not in FLOWS, reason=f"{n} not registered"))
+    for n in VECTOR_BUILDERS
+]
 # The defaults' layer counts with narrow networks: what these tests check does not depend on width.
-TINY = {n: {**{k: v for k, v in GUIDE_DEFAULTS.get(n, {}).items() if k != "num_layers"}, "num_layers": 2}
-        for n in VECTOR_BUILDERS}
+TINY = {
+    n: {**{k: v for k, v in GUIDE_DEFAULTS.get(n, {}).items() if k != "num_layers"}, "num_layers": 2}
+    for n in VECTOR_BUILDERS
+}
 for n in ("nice", "realnvp", "maf", "nsf_ar", "nsf_coupling", "ar_flow"):
     TINY[n]["hidden_dims"] = (8,)
 
 
-def svi_steps(model, guide, steps: int, lr: float = 1e-2, particles: int = 8, vectorize: bool = True,
-              loss=Trace_ELBO, *args) -> list[float]:
+def svi_steps(
+    model, guide, steps: int, lr: float = 1e-2, particles: int = 8, vectorize: bool = True, loss=Trace_ELBO, *args
+) -> list[float]:
     elbo = loss(num_particles=particles, vectorize_particles=vectorize, max_plate_nesting=1)
     svi = SVI(model, guide, Adam({"lr": lr}), elbo)
     return [svi.step(*args) for _ in range(steps)]
@@ -73,14 +78,14 @@ def test_path_derivative_gradient_vanishes_at_the_posterior(name):
     for path_derivative in (True, False):
         pyro.clear_param_store()
         pyro.set_rng_seed(0)
-        guide = AutoFlowGuide(problem.model, name, path_derivative=path_derivative,
-                              **(TINY["realnvp"] if name else {}))
+        guide = AutoFlowGuide(problem.model, name, path_derivative=path_derivative, **(TINY["realnvp"] if name else {}))
         guide()
         q = guide.get_posterior()
         x = q.rsample((4,))
         assert torch.allclose(q.log_prob(x), q.log_prob(x.detach().clone()), atol=1e-4)  # same value
         loss = Trace_ELBO(num_particles=16, vectorize_particles=True, max_plate_nesting=0).differentiable_loss(
-            problem.model, guide)
+            problem.model, guide
+        )
         grads = torch.autograd.grad(loss, list(guide.parameters()), allow_unused=True)
         norms.append(sum(g.pow(2).sum() for g in grads if g is not None).sqrt().item())
     assert norms[0] < 0.01 < 0.3 < norms[1]

@@ -184,9 +184,20 @@ def test_squeeze_layout_and_shapes():
         Squeeze()(torch.zeros(1, 3, 4))
 
 
-@pytest.mark.parametrize("name, shape", [("realnvp", (1, 28, 28)), ("realnvp", (3, 32, 32)), ("realnvp", (1, 8, 8)),
-                                         ("glow", (3, 32, 32)), ("glow", (1, 8, 8)), ("glow", (1, 28, 28)),
-                                         ("cglow", (1, 8, 8)), ("nice", (1, 28, 28)), ("nice", (1, 8, 8))])
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("realnvp", (1, 28, 28)),
+        ("realnvp", (3, 32, 32)),
+        ("realnvp", (1, 8, 8)),
+        ("glow", (3, 32, 32)),
+        ("glow", (1, 8, 8)),
+        ("glow", (1, 28, 28)),
+        ("cglow", (1, 8, 8)),
+        ("nice", (1, 28, 28)),
+        ("nice", (1, 8, 8)),
+    ],
+)
 def test_builders_with_defaults_on_image_shapes(name, shape):
     try:
         flow = fz.build(name, shape)

@@ -100,6 +100,7 @@ def test_gaussian_posterior_mean_and_covariance(name):
 def test_banana_elbo_within_005_nats_of_log_z_and_beats_mvn():
     banana = BananaPosterior()
     final = Trace_ELBO(num_particles=20000, vectorize_particles=True, max_plate_nesting=0)
+
     def log_joint(x):  # the packed latent is (x1, x2), in the order of the model's sites
         return banana.log_prob(x) + banana.log_z
 
@@ -168,8 +169,7 @@ def constrained_model():
 
 def test_svi_vectorized_particles_and_param_store():
     guide = AutoFlowGuide(constrained_model, "realnvp", num_layers=2, hidden_dims=(8,))
-    svi = SVI(constrained_model, guide, Adam({"lr": 0.01}),
-              Trace_ELBO(num_particles=8, vectorize_particles=True))
+    svi = SVI(constrained_model, guide, Adam({"lr": 0.01}), Trace_ELBO(num_particles=8, vectorize_particles=True))
     before = None
     for step in range(5):
         loss = svi.step()
@@ -178,8 +178,9 @@ def test_svi_vectorized_particles_and_param_store():
             before = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
     store = pyro.get_param_store()
     # Every guide parameter (the flow's included) is in the param store and was updated.
-    assert {id(p) for p in guide.parameters()} <= {id(p.unconstrained()) if hasattr(p, "unconstrained") else id(p)
-                                                  for p in store.values()} | {id(p) for p in store._params.values()}
+    assert {id(p) for p in guide.parameters()} <= {
+        id(p.unconstrained()) if hasattr(p, "unconstrained") else id(p) for p in store.values()
+    } | {id(p) for p in store._params.values()}
     flow_names = [k for k in store.keys() if ".flow" in k or "flow$$$" in k]
     assert len(flow_names) == len(list(guide.flow.parameters()))
     changed = [k for k in before if not torch.equal(before[k], store[k].detach())]
@@ -199,8 +200,9 @@ def test_predictive_serial_and_parallel():
 
 def test_median_and_quantiles_by_sampling():
     # At initialisation the flow is the identity: q = N(init_loc, 0.1^2) on the unconstrained scale.
-    guide = AutoFlowGuide(constrained_model, "realnvp", num_layers=2, hidden_dims=(8,), init_scale=0.1,
-                          num_summary_samples=20000)
+    guide = AutoFlowGuide(
+        constrained_model, "realnvp", num_layers=2, hidden_dims=(8,), init_scale=0.1, num_summary_samples=20000
+    )
     guide()
     loc0 = guide.loc.detach()
     median = guide.median()
@@ -278,8 +280,14 @@ def test_float64_model_and_deepcopy():
 # -- amortized ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("flow", [*builders("vector", conditional=True), "iaf", None])
 def test_flow_encoder(flow):
-    encoder = FlowEncoder(5, 3, hidden_dims=(16,), flow=flow, context_features=4,
-                          flow_kwargs=None if flow is None else {"hidden_dims": (8,)}).double()
+    encoder = FlowEncoder(
+        5,
+        3,
+        hidden_dims=(16,),
+        flow=flow,
+        context_features=4,
+        flow_kwargs=None if flow is None else {"hidden_dims": (8,)},
+    ).double()
     with torch.no_grad():
         for p in encoder.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -307,8 +315,9 @@ def test_amortized_guide_in_svi():
     """A VAE-style guide: pyro.module(encoder), a data plate, vectorised particles."""
     data = torch.randn(10, 4)
     decoder = torch.nn.Linear(2, 4)
-    encoder = FlowEncoder(4, 2, hidden_dims=(16,), flow="realnvp", context_features=4,
-                          flow_kwargs={"num_layers": 2, "hidden_dims": (8,)})
+    encoder = FlowEncoder(
+        4, 2, hidden_dims=(16,), flow="realnvp", context_features=4, flow_kwargs={"num_layers": 2, "hidden_dims": (8,)}
+    )
 
     def model(x):
         pyro.module("decoder", decoder)

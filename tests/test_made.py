@@ -12,8 +12,15 @@ from pyro_flowzoo.nn import MADE
 def test_made_output_d_depends_only_on_earlier_inputs(reverse, params_first, skip):
     torch.manual_seed(0)
     dim, params = 4, 3
-    net = MADE(dim, params, hidden_dims=(16, 16), skip_connections=skip, init_scale=1.0, reverse=reverse,
-               params_first=params_first).double()
+    net = MADE(
+        dim,
+        params,
+        hidden_dims=(16, 16),
+        skip_connections=skip,
+        init_scale=1.0,
+        reverse=reverse,
+        params_first=params_first,
+    ).double()
     x = torch.randn(dim, dtype=torch.float64)
     jac = torch.autograd.functional.jacobian(net, x)  # output shape + (dim,)
     if params_first:

@@ -30,8 +30,16 @@ def image_flow():
 
 def test_density_2d_and_grid_mass(tmp_path, flow2d):
     d = load("moons", n=100)
-    fig = plot.density_2d(flow2d, d.x, true_log_prob=d.true_log_prob, resolution=40, n_samples=100,
-                          bounds=(-6, 6, -6, 6), path=tmp_path / "d.png", title="t")
+    fig = plot.density_2d(
+        flow2d,
+        d.x,
+        true_log_prob=d.true_log_prob,
+        resolution=40,
+        n_samples=100,
+        bounds=(-6, 6, -6, 6),
+        path=tmp_path / "d.png",
+        title="t",
+    )
     _png(tmp_path / "d.png")
     assert len(fig.axes) == 4
     # the grid mass printed on the panels comes from a density that integrates to 1 over a wide box
@@ -45,8 +53,9 @@ def test_latent_and_1d(tmp_path, flow2d):
     plot.latent_2d(flow2d, d.x, d.labels, path=tmp_path / "z.png")
     _png(tmp_path / "z.png")
     one = load("mog", n=200, dim=1)
-    plot.density_1d(build("planar", (1,)), one.x, true_log_prob=one.true_log_prob, resolution=50,
-                    path=tmp_path / "one.png")
+    plot.density_1d(
+        build("planar", (1,)), one.x, true_log_prob=one.true_log_prob, resolution=50, path=tmp_path / "one.png"
+    )
     _png(tmp_path / "one.png")
 
 
@@ -54,8 +63,9 @@ def test_image_pictures(tmp_path, image_flow):
     plot.image_grid(load("digits", n=9).x, n_levels=17, path=tmp_path / "grid.png")
     plot.sample_grid(image_flow, 4, temperature=0.7, path=tmp_path / "s.png")
     plot.floored_samples(image_flow, 4, 2, path=tmp_path / "f.png")
-    plot.interpolations(image_flow, torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4), steps=4, mode="slerp",
-                        path=tmp_path / "i.png")
+    plot.interpolations(
+        image_flow, torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4), steps=4, mode="slerp", path=tmp_path / "i.png"
+    )
     for name in ("grid", "s", "f", "i"):
         _png(tmp_path / f"{name}.png")
 
@@ -95,10 +105,20 @@ def test_conditional_2d_density_and_latent(tmp_path):
     from pyro_flowzoo.nn import MLP
     from pyro_flowzoo.transforms import ConditionalAffineCoupling, half_mask
 
-    flow = Flow(StandardNormal((2,)), [ConditionalAffineCoupling(half_mask(2), MLP(2, 4, (8,), context_features=3),
-                                                                 (3,))], context_shape=(3,))
-    fig = plot.density_2d(flow, torch.randn(30, 2), context=torch.tensor([0.0, 1.0, 0.0]), resolution=30,
-                          n_samples=20, bounds=(-6, 6, -6, 6), path=tmp_path / "c.png")
+    flow = Flow(
+        StandardNormal((2,)),
+        [ConditionalAffineCoupling(half_mask(2), MLP(2, 4, (8,), context_features=3), (3,))],
+        context_shape=(3,),
+    )
+    fig = plot.density_2d(
+        flow,
+        torch.randn(30, 2),
+        context=torch.tensor([0.0, 1.0, 0.0]),
+        resolution=30,
+        n_samples=20,
+        bounds=(-6, 6, -6, 6),
+        path=tmp_path / "c.png",
+    )
     mass = float(fig.axes[1].get_title().split("mass ")[1].rstrip(")"))
     assert abs(mass - 1) < 0.05
     plot.latent_2d(flow, torch.randn(30, 2), context=torch.randn(30, 3), path=tmp_path / "z.png")

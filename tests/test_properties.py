@@ -131,8 +131,9 @@ def test_shapes(case: TransformCase, batch_shape):
     assert n_in == t.domain.event_dim
 
 
-@pytest.mark.parametrize("case", [c for c in TRANSFORM_CASES if c.autoregressive],
-                         ids=tids([c for c in TRANSFORM_CASES if c.autoregressive]))
+@pytest.mark.parametrize(
+    "case", [c for c in TRANSFORM_CASES if c.autoregressive], ids=tids([c for c in TRANSFORM_CASES if c.autoregressive])
+)
 def test_jacobian_is_triangular(case: TransformCase):
     t = bind(make_transform(case), case)
     x = case.x()
@@ -218,8 +219,11 @@ def test_dtypes_and_buffers_move(case: TransformCase):
     assert y.dtype == ld.dtype == x_back.dtype == torch.float32
 
 
-@pytest.mark.parametrize("case", [c for c in TRANSFORM_CASES if c.context_shape is not None],
-                         ids=tids([c for c in TRANSFORM_CASES if c.context_shape is not None]))
+@pytest.mark.parametrize(
+    "case",
+    [c for c in TRANSFORM_CASES if c.context_shape is not None],
+    ids=tids([c for c in TRANSFORM_CASES if c.context_shape is not None]),
+)
 def test_conditional_inverse_and_broadcasting(case: TransformCase):
     t = make_transform(case)
     ctx = case.context()
@@ -238,7 +242,8 @@ def test_every_transform_class_has_a_case():
     for case in TRANSFORM_CASES:
         covered.update(case.covers or (type(case.make()),))
     exported = {
-        getattr(transforms, n) for n in transforms.__all__
+        getattr(transforms, n)
+        for n in transforms.__all__
         if isinstance(getattr(transforms, n), type)
         and issubclass(getattr(transforms, n), (TransformModule, ConditionalTransform))
         and not getattr(transforms, n).__name__.startswith(("FlowTransform", "ConditionalFlowTransform"))
@@ -273,13 +278,14 @@ def test_flow_log_prob_matches_pyro_distribution(case: FlowCase):
     ctx = case.context((5,))
     d = flow.dist.condition(ctx) if ctx is not None else flow.dist
     assert_close(d.log_prob(x), flow.log_prob(x, ctx), 1e-8, "Pyro TransformedDistribution vs Flow.log_prob")
-    assert tuple(d.sample((3,)).shape)[-len(case.event_shape):] == case.event_shape
+    assert tuple(d.sample((3,)).shape)[-len(case.event_shape) :] == case.event_shape
 
 
-@pytest.mark.parametrize("case", [c for c in FLOW_CASES if len(c.event_shape) == 1 and c.event_shape[0] <= 2
-                                  and c.context_shape is None],
-                         ids=tids([c for c in FLOW_CASES if len(c.event_shape) == 1 and c.event_shape[0] <= 2
-                                   and c.context_shape is None]))
+@pytest.mark.parametrize(
+    "case",
+    [c for c in FLOW_CASES if len(c.event_shape) == 1 and c.event_shape[0] <= 2 and c.context_shape is None],
+    ids=tids([c for c in FLOW_CASES if len(c.event_shape) == 1 and c.event_shape[0] <= 2 and c.context_shape is None]),
+)
 def test_flow_density_integrates_to_one(case: FlowCase):
     flow = make_flow(case)
     half, n = case.grid
@@ -386,8 +392,11 @@ def test_flow_bad_input(case: FlowCase):
         flow.log_prob(x, ctx)
 
 
-@pytest.mark.parametrize("case", [c for c in FLOW_CASES if c.context_shape is None],
-                         ids=tids([c for c in FLOW_CASES if c.context_shape is None]))
+@pytest.mark.parametrize(
+    "case",
+    [c for c in FLOW_CASES if c.context_shape is None],
+    ids=tids([c for c in FLOW_CASES if c.context_shape is None]),
+)
 def test_flow_temperature_scales_the_latent(case: FlowCase):
     flow = make_flow(case)
     if isinstance(flow.base, StandardUniform):

@@ -48,9 +48,19 @@ def test_svi_and_torch_paths_match(weight_decay, clip_grad):
     for method in ("torch", "svi"):
         flow = _flow()
         losses = []
-        res = fit(flow, train, valid, steps=12, batch_size=64, lr=3e-3, method=method, seed=5,
-                  weight_decay=weight_decay, clip_grad=clip_grad,
-                  callback=lambda i, losses=losses: losses.append(i["loss"]))
+        res = fit(
+            flow,
+            train,
+            valid,
+            steps=12,
+            batch_size=64,
+            lr=3e-3,
+            method=method,
+            seed=5,
+            weight_decay=weight_decay,
+            clip_grad=clip_grad,
+            callback=lambda i, losses=losses: losses.append(i["loss"]),
+        )
         out[method] = (_params(flow), losses, res)
     (pt, lt, rt), (ps, ls, rs) = out["torch"], out["svi"]
     assert len(lt) == len(ls) == 12
@@ -99,8 +109,16 @@ def test_budget_in_steps_or_epochs():
 
 def test_lr_schedule_warmup_then_cosine():
     lrs = []
-    fit(_flow(), _data(100), steps=20, batch_size=10, lr=1.0, warmup_steps=4, seed=0,
-        callback=lambda i: lrs.append(i["lr"]))
+    fit(
+        _flow(),
+        _data(100),
+        steps=20,
+        batch_size=10,
+        lr=1.0,
+        warmup_steps=4,
+        seed=0,
+        callback=lambda i: lrs.append(i["lr"]),
+    )
     # lr recorded after each step: warm-up increases, cosine decreases to 0 at the end
     assert lrs[:3] == pytest.approx([lr_factor(s, 20, 4) for s in (1, 2, 3)])
     assert max(lrs) == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
@@ -172,8 +190,10 @@ def test_nan_loss_under_svi_raises_before_updating():
         fit(flow, _data(64), steps=1, batch_size=32, method="svi", init_batch_size=0, seed=0)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device"))])
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))],
+)
 @pytest.mark.parametrize("ema_decay", [None, 0.9])
 def test_exact_resume_mid_epoch(tmp_path, ema_decay, device):
     train, valid = _data(200), _data(64, 1)
@@ -196,8 +216,17 @@ def test_exact_resume_mid_epoch(tmp_path, ema_decay, device):
 def test_checkpoint_contents_and_rebuild(tmp_path):
     path, csv_path = tmp_path / "m.pt", tmp_path / "metrics.csv"
     flow = _flow()
-    res = fit(flow, _data(128), _data(64, 1), epochs=3, batch_size=64, checkpoint=path, metrics_csv=csv_path,
-              checkpoint_extra={"data": "moons"}, seed=0)
+    res = fit(
+        flow,
+        _data(128),
+        _data(64, 1),
+        epochs=3,
+        batch_size=64,
+        checkpoint=path,
+        metrics_csv=csv_path,
+        checkpoint_extra={"data": "moons"},
+        seed=0,
+    )
     ck = load_checkpoint(path)  # weights_only=True inside
     assert ck["format"] == FORMAT and ck["builder"] == "realnvp"
     assert ck["hparams"]["event_shape"] == [2] and ck["extra"] == {"data": "moons"}

@@ -56,8 +56,7 @@ def test_a_dataloader_is_used_as_given():
     loader = DataLoader(TensorDataset(x), batch_size=25, shuffle=True, generator=torch.Generator().manual_seed(0))
     sizes = []
     flow = _flow()
-    res = fit(flow, loader, loader, epochs=2, seed=0, batch_size=7,
-              callback=lambda info: sizes.append(info["step"]))
+    res = fit(flow, loader, loader, epochs=2, seed=0, batch_size=7, callback=lambda info: sizes.append(info["step"]))
     # the loader's batch size (25) decides the epoch length: 4 steps per epoch, not ceil(100 / 7)
     assert res.steps == 8 and len(res.valid_nll) == 2
     assert res.valid_nll[-1] == pytest.approx(evaluate_nll(flow, x), rel=1e-9)
@@ -74,12 +73,15 @@ def test_conditional_pairs_in_every_form():
         fit(flow, x, steps=1)
 
 
-@pytest.mark.parametrize("bad,match", [
-    ("moons", r"expected a tensor, a numpy array, a \(data, context\) pair, a torch Dataset or a DataLoader"),
-    ((torch.zeros(4, 2),), "length 1"),
-    (np.array(["a", "b"]), "numeric numpy array"),
-    (torch.zeros(8, 3), r"expected data of shape \(N, 2\)"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ("moons", r"expected a tensor, a numpy array, a \(data, context\) pair, a torch Dataset or a DataLoader"),
+        ((torch.zeros(4, 2),), "length 1"),
+        (np.array(["a", "b"]), "numeric numpy array"),
+        (torch.zeros(8, 3), r"expected data of shape \(N, 2\)"),
+    ],
+)
 def test_wrong_inputs_give_one_line_errors(bad, match):
     with pytest.raises((TypeError, ValueError), match=match) as info:
         fit(_flow(), bad, steps=1)

@@ -19,8 +19,17 @@ from ..checkpoint import CheckpointError
 from .commands import dataset_names, eval_command, list_command, load_data, sample_command, train_command
 from .parser import PROG, UsageError, build_parser
 
-__all__ = ["main", "build_parser", "train_command", "list_command", "sample_command", "eval_command",
-           "load_data", "dataset_names", "UsageError"]
+__all__ = [
+    "main",
+    "build_parser",
+    "train_command",
+    "list_command",
+    "sample_command",
+    "eval_command",
+    "load_data",
+    "dataset_names",
+    "UsageError",
+]
 
 
 def _run(command: str, args: argparse.Namespace) -> int:

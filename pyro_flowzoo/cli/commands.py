@@ -147,8 +147,9 @@ def _context_hparams(name: str, hparams: dict[str, Any], train: DataSplit, conte
     return {**hparams, "context_shape": (train.num_classes,)}
 
 
-def _fit_options(args: argparse.Namespace, out: Path, train: DataSplit, data_kw: dict[str, Any],
-                 device: torch.device) -> dict[str, Any]:
+def _fit_options(
+    args: argparse.Namespace, out: Path, train: DataSplit, data_kw: dict[str, Any], device: torch.device
+) -> dict[str, Any]:
     """The keywords of :func:`~pyro_flowzoo.train.fit` that the ``train`` flags set."""
     resume = None
     if args.resume:
@@ -156,13 +157,33 @@ def _fit_options(args: argparse.Namespace, out: Path, train: DataSplit, data_kw:
         if not resume.is_file():
             raise UsageError(f"--resume: no checkpoint at {resume}")
     epochs = args.epochs if args.steps is None and args.epochs is not None else (None if args.steps else 20)
-    extra = {"data": args.data, "n_bins": _n_bins(train),
-             "data_args": {k: v for k, v in data_kw.items() if isinstance(v, (int, float, str, bool))}}
-    return dict(epochs=epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                weight_decay=args.weight_decay, clip_grad=args.clip_grad or None, warmup_steps=args.warmup_steps,
-                patience=args.patience, ema_decay=args.ema, method=args.method, seed=args.seed, compile=args.compile,
-                n_bins=_n_bins(train), checkpoint=out / "model.pt", metrics_csv=out / "metrics.csv",
-                checkpoint_extra=extra, resume=resume, progress=False if args.no_progress else None, device=device)
+    extra = {
+        "data": args.data,
+        "n_bins": _n_bins(train),
+        "data_args": {k: v for k, v in data_kw.items() if isinstance(v, (int, float, str, bool))},
+    }
+    return dict(
+        epochs=epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        clip_grad=args.clip_grad or None,
+        warmup_steps=args.warmup_steps,
+        patience=args.patience,
+        ema_decay=args.ema,
+        method=args.method,
+        seed=args.seed,
+        compile=args.compile,
+        n_bins=_n_bins(train),
+        checkpoint=out / "model.pt",
+        metrics_csv=out / "metrics.csv",
+        checkpoint_extra=extra,
+        resume=resume,
+        progress=False if args.no_progress else None,
+        device=device,
+    )
 
 
 def _report(args: argparse.Namespace, flow: Flow, train: DataSplit, out: Path, result: Any) -> None:
@@ -170,16 +191,24 @@ def _report(args: argparse.Namespace, flow: Flow, train: DataSplit, out: Path, r
     n_bins = _n_bins(train)
     best = result.best_valid_nll if n_bins is None else nats_to_bits(result.best_valid_nll, n_bins)
     unit = "nats/dim" if n_bins is None else "bits/dim"
-    print(f"{result.steps} steps in {result.train_time:.1f} s ({result.stopped}); "
-          f"best valid NLL {best:.4f} {unit} at epoch {result.best_epoch}")
+    print(
+        f"{result.steps} steps in {result.train_time:.1f} s ({result.stopped}); "
+        f"best valid NLL {best:.4f} {unit} at epoch {result.best_epoch}"
+    )
     if not args.no_plots:
         for path in plot.training_pictures(flow, train, out, result):
             print(f"wrote {path}")
     print(f"wrote {out / 'model.pt'} and {out / 'metrics.csv'}")
 
 
-def _train(args: argparse.Namespace, hparams: dict[str, Any], data_kw: dict[str, Any], rank: int, world: int,
-           device: torch.device) -> Flow:
+def _train(
+    args: argparse.Namespace,
+    hparams: dict[str, Any],
+    data_kw: dict[str, Any],
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> Flow:
     from ..train import fit  # looked up at call time: tests replace it
 
     out = Path(args.out)
@@ -192,10 +221,18 @@ def _train(args: argparse.Namespace, hparams: dict[str, Any], data_kw: dict[str,
     options = _fit_options(args, out, train, data_kw, device)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        print(f"training {args.flow} ({flow.num_parameters} parameters) on {args.data} {tuple(train.x.shape)}"
-              + (f" with {world} processes" if world > 1 else "") + f" on {device}", flush=True)
-    result = fit(flow, _with_context(train.tensor(integer=True), c_train),
-                 _with_context(valid.tensor(integer=True), c_valid), **options)
+        print(
+            f"training {args.flow} ({flow.num_parameters} parameters) on {args.data} {tuple(train.x.shape)}"
+            + (f" with {world} processes" if world > 1 else "")
+            + f" on {device}",
+            flush=True,
+        )
+    result = fit(
+        flow,
+        _with_context(train.tensor(integer=True), c_train),
+        _with_context(valid.tensor(integer=True), c_valid),
+        **options,
+    )
     if rank == 0:
         _report(args, flow, train, out, result)
     return flow
@@ -248,8 +285,10 @@ def eval_command(args: argparse.Namespace) -> int:
     flow, _ = flow_from_checkpoint(args.checkpoint, map_location=distributed.resolve_device(args.device))
     data = load_data(args.data, args.split, **key_values(args.data_arg, "--data-arg"))
     if tuple(data.event_shape) != tuple(flow.event_shape):
-        raise UsageError(f"data set {args.data!r} has event shape {tuple(data.event_shape)}, but the flow in "
-                         f"{args.checkpoint} expects {tuple(flow.event_shape)}")
+        raise UsageError(
+            f"data set {args.data!r} has event shape {tuple(data.event_shape)}, but the flow in "
+            f"{args.checkpoint} expects {tuple(flow.event_shape)}"
+        )
     x = data.tensor(integer=True)
     nll = evaluate_nll(flow, x, args.batch_size, _context(flow, data), n_bins=_n_bins(data))
     line = f"{args.split} NLL on {args.data} ({x.shape[0]} points): {nll:.4f} nats/dim"

@@ -72,12 +72,20 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     t.add_argument("--out", default="runs/train", help="output folder (model.pt, metrics.csv, pictures)")
-    t.add_argument("--hparam", action="append", metavar="KEY=VALUE",
-                   help="flow hyper-parameter, repeatable (values parsed with ast.literal_eval)")
+    t.add_argument(
+        "--hparam",
+        action="append",
+        metavar="KEY=VALUE",
+        help="flow hyper-parameter, repeatable (values parsed with ast.literal_eval)",
+    )
     t.add_argument("--data-arg", action="append", metavar="KEY=VALUE", help="keyword for the data loader")
-    t.add_argument("--context", choices=("auto", "labels", "none"), default="auto",
-                   help="condition the flow on the data set's one-hot class labels (auto: only builders with a "
-                        "default context, such as cglow)")
+    t.add_argument(
+        "--context",
+        choices=("auto", "labels", "none"),
+        default="auto",
+        help="condition the flow on the data set's one-hot class labels (auto: only builders with a "
+        "default context, such as cglow)",
+    )
     t.add_argument("--compile", action="store_true", help="run the training loss through torch.compile")
     t.add_argument("--resume", action="store_true", help="continue from OUT/model.pt (same arguments)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -186,8 +186,13 @@ def _generator(split: str, seed: int) -> torch.Generator:
 _TOY_SIZES = {"train": 5000, "valid": 1000, "test": 20000}
 
 
-def _toy_loader(name: str, sampler: Callable[..., tuple[Tensor, Tensor]], log_prob: Callable[..., Tensor],
-                classes: Optional[tuple[str, ...]] = None, **fixed: Any) -> Callable[..., DataSplit]:
+def _toy_loader(
+    name: str,
+    sampler: Callable[..., tuple[Tensor, Tensor]],
+    log_prob: Callable[..., Tensor],
+    classes: Optional[tuple[str, ...]] = None,
+    **fixed: Any,
+) -> Callable[..., DataSplit]:
     def load_toy(split: str = "train", n: Optional[int] = None, seed: int = 0, **params: Any) -> DataSplit:
         _check_split(name, split)
         count = _TOY_SIZES[split] if n is None else int(n)
@@ -195,8 +200,18 @@ def _toy_loader(name: str, sampler: Callable[..., tuple[Tensor, Tensor]], log_pr
             raise ValueError(f"{name}: n must be >= 0, got {n}")
         kw = {**fixed, **params}
         x, labels = sampler(count, generator=_generator(split, seed), **kw)
-        return DataSplit(name, split, x, labels, tuple(x.shape[1:]), False, None, partial(log_prob, **kw), classes,
-                         info=f"{count} points drawn with generator seed {3 * int(seed) + _SPLIT_INDEX[split]}")
+        return DataSplit(
+            name,
+            split,
+            x,
+            labels,
+            tuple(x.shape[1:]),
+            False,
+            None,
+            partial(log_prob, **kw),
+            classes,
+            info=f"{count} points drawn with generator seed {3 * int(seed) + _SPLIT_INDEX[split]}",
+        )
 
     # the sampler's own options (noise=, sd=, dim=) are accepted by load()
     load_toy.options = tuple(p for p in inspect.signature(sampler).parameters if p not in ("n", "generator"))
@@ -209,8 +224,18 @@ def _load_shapes(split: str = "train", n: Optional[int] = None, seed: int = 0, s
     if count < 0:
         raise ValueError(f"shapes: n must be >= 0, got {n}")
     x, labels = make_shapes(count, size=size, generator=_generator(split, seed))
-    return DataSplit("shapes", split, x, labels, (1, size, size), True, 2, None, SHAPE_NAMES,
-                     info=f"{count} images drawn with generator seed {3 * int(seed) + _SPLIT_INDEX[split]}")
+    return DataSplit(
+        "shapes",
+        split,
+        x,
+        labels,
+        (1, size, size),
+        True,
+        2,
+        None,
+        SHAPE_NAMES,
+        info=f"{count} images drawn with generator seed {3 * int(seed) + _SPLIT_INDEX[split]}",
+    )
 
 
 def _load_digits(split: str = "train", n: Optional[int] = None) -> DataSplit:
@@ -224,8 +249,18 @@ def _load_digits(split: str = "train", n: Optional[int] = None) -> DataSplit:
     bounds = {"train": (0, 1200), "valid": (1200, 1397), "test": (1397, x.shape[0])}[split]
     idx = order[bounds[0] : bounds[1]]
     xs, ys = _take(n, "digits", x[idx], y[idx])
-    return DataSplit("digits", split, xs, ys, (1, 8, 8), True, 17, None, tuple(str(i) for i in range(10)),
-                     info=f"scikit-learn digits, permutation seed 0, items {bounds[0]}-{bounds[1] - 1}")
+    return DataSplit(
+        "digits",
+        split,
+        xs,
+        ys,
+        (1, 8, 8),
+        True,
+        17,
+        None,
+        tuple(str(i) for i in range(10)),
+        info=f"scikit-learn digits, permutation seed 0, items {bounds[0]}-{bounds[1] - 1}",
+    )
 
 
 def _missing(name: str, where: str, how: str) -> FileNotFoundError:
@@ -234,14 +269,17 @@ def _missing(name: str, where: str, how: str) -> FileNotFoundError:
 
 _IDX_SETS = {
     "mnist": (("mnist", "MNIST/raw", "MNIST"), "MNIST", tuple(str(i) for i in range(10))),
-    "fashion_mnist": (("fashion_mnist", "fashion-mnist", "FashionMNIST/raw", "FashionMNIST"), "FashionMNIST",
-                      ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                       "Ankle boot")),
+    "fashion_mnist": (
+        ("fashion_mnist", "fashion-mnist", "FashionMNIST/raw", "FashionMNIST"),
+        "FashionMNIST",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    ),
 }
 
 
-def _load_idx_set(name: str, split: str = "train", n: Optional[int] = None, root: Optional[str] = None,
-                  download: bool = False) -> DataSplit:
+def _load_idx_set(
+    name: str, split: str = "train", n: Optional[int] = None, root: Optional[str] = None, download: bool = False
+) -> DataSplit:
     _check_split(name, split)
     subdirs, tv_name, classes = _IDX_SETS[name]
     target = data_root(root)
@@ -253,18 +291,26 @@ def _load_idx_set(name: str, split: str = "train", n: Optional[int] = None, root
             getattr(torchvision.datasets, tv_name)(str(target), train=True, download=True)
             getattr(torchvision.datasets, tv_name)(str(target), train=False, download=True)
         except Exception as e:  # no network, a proxy, a corrupt archive: say so in one line
-            raise _missing(name, str(target), f"download failed ({type(e).__name__}); copy the IDX files "
-                                              f"there by hand") from None
+            raise _missing(
+                name, str(target), f"download failed ({type(e).__name__}); copy the IDX files there by hand"
+            ) from None
         directory = _images.find_idx_dir([target], subdirs)
     if directory is None:
-        raise _missing(name, str(target), "pass root=DIR holding t10k-images-idx3-ubyte.gz (and train-*), set "
-                                    "PYRO_FLOWZOO_DATA, or use download=True where the network allows")
+        raise _missing(
+            name,
+            str(target),
+            "pass root=DIR holding t10k-images-idx3-ubyte.gz (and train-*), set "
+            "PYRO_FLOWZOO_DATA, or use download=True where the network allows",
+        )
     test = _images.load_idx_pair(directory, "t10k")
     train = _images.load_idx_pair(directory, "train")
     assert test is not None
     if train is not None:
-        images, labels = {"train": (train[0][:-5000], train[1][:-5000]), "valid": (train[0][-5000:], train[1][-5000:]),
-                          "test": test}[split]
+        images, labels = {
+            "train": (train[0][:-5000], train[1][:-5000]),
+            "valid": (train[0][-5000:], train[1][-5000:]),
+            "test": test,
+        }[split]
         info = f"{directory}: train = first {train[0].shape[0] - 5000} training images, valid = last 5000"
     else:
         m = test[0].shape[0]
@@ -297,18 +343,24 @@ def _torchvision(name: str, make: Callable[[], Any], root: Path) -> Any:
             return make()
     except Exception as e:  # torchvision raises RuntimeError (not found) or URLError/OSError (no network)
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise _missing(name, str(root), f"torchvision says: {msg.rstrip('.')}; pass root=DIR holding torchvision's "
-                                        f"files, or download=True where the network allows") from None
+        raise _missing(
+            name,
+            str(root),
+            f"torchvision says: {msg.rstrip('.')}; pass root=DIR holding torchvision's "
+            f"files, or download=True where the network allows",
+        ) from None
 
 
-def _load_cifar10(split: str = "train", n: Optional[int] = None, root: Optional[str] = None,
-                  download: bool = False) -> DataSplit:
+def _load_cifar10(
+    split: str = "train", n: Optional[int] = None, root: Optional[str] = None, download: bool = False
+) -> DataSplit:
     _check_split("cifar10", split)
     import torchvision
 
     base = data_root(root)
-    ds = _torchvision("cifar10", lambda: torchvision.datasets.CIFAR10(str(base), train=split != "test",
-                                                                       download=download), base)
+    ds = _torchvision(
+        "cifar10", lambda: torchvision.datasets.CIFAR10(str(base), train=split != "test", download=download), base
+    )
     data = torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous()
     labels = torch.as_tensor(ds.targets, dtype=torch.long)
     if split == "train":
@@ -316,8 +368,18 @@ def _load_cifar10(split: str = "train", n: Optional[int] = None, root: Optional[
     elif split == "valid":
         data, labels = data[-5000:], labels[-5000:]
     data, labels = _take(n, "cifar10", data, labels)
-    return DataSplit("cifar10", split, _UInt8Images(data, labels), labels, (3, 32, 32), True, 256, None,
-                     tuple(ds.classes), info=f"torchvision CIFAR10 under {base}; valid = last 5000 training images")
+    return DataSplit(
+        "cifar10",
+        split,
+        _UInt8Images(data, labels),
+        labels,
+        (3, 32, 32),
+        True,
+        256,
+        None,
+        tuple(ds.classes),
+        info=f"torchvision CIFAR10 under {base}; valid = last 5000 training images",
+    )
 
 
 def _subset(ds: Dataset, n: Optional[int], name: str) -> Dataset:
@@ -333,20 +395,39 @@ def _check_bits(name: str, n_bits: int) -> None:
         raise ValueError(f"{name}: n_bits must be in 1..8, got {n_bits}")
 
 
-def _load_celeba(split: str = "train", n: Optional[int] = None, root: Optional[str] = None,
-                 download: bool = False, size: int = 32, n_bits: int = 8) -> DataSplit:
+def _load_celeba(
+    split: str = "train",
+    n: Optional[int] = None,
+    root: Optional[str] = None,
+    download: bool = False,
+    size: int = 32,
+    n_bits: int = 8,
+) -> DataSplit:
     _check_split("celeba", split)
     _check_bits("celeba", n_bits)
     import torchvision
     from torchvision import transforms as T
 
     base = data_root(root)
-    ds = _torchvision("celeba", lambda: torchvision.datasets.CelebA(
-        str(base), split=split, target_type="attr", download=download), base)
+    ds = _torchvision(
+        "celeba",
+        lambda: torchvision.datasets.CelebA(str(base), split=split, target_type="attr", download=download),
+        base,
+    )
     prepare = T.Compose([T.CenterCrop(148), T.Resize(size, antialias=True)])
     data = _subset(_images.LevelsDataset(ds, n_bits, prepare), n, "celeba")
-    return DataSplit("celeba", split, data, None, (3, size, size), True, 2**n_bits, None, None,
-                     info=f"torchvision CelebA under {base}: centre crop 148, resized to {size}, {n_bits} bits")
+    return DataSplit(
+        "celeba",
+        split,
+        data,
+        None,
+        (3, size, size),
+        True,
+        2**n_bits,
+        None,
+        None,
+        info=f"torchvision CelebA under {base}: centre crop 148, resized to {size}, {n_bits} bits",
+    )
 
 
 def _square_crop(image: Any) -> Any:
@@ -356,8 +437,14 @@ def _square_crop(image: Any) -> Any:
     return F.center_crop(image, [min(w, h), min(w, h)])
 
 
-def _load_flowers102(split: str = "train", n: Optional[int] = None, root: Optional[str] = None,
-                     download: bool = False, size: int = 32, n_bits: int = 8) -> DataSplit:
+def _load_flowers102(
+    split: str = "train",
+    n: Optional[int] = None,
+    root: Optional[str] = None,
+    download: bool = False,
+    size: int = 32,
+    n_bits: int = 8,
+) -> DataSplit:
     _check_split("flowers102", split)
     _check_bits("flowers102", n_bits)
     import torchvision
@@ -365,23 +452,46 @@ def _load_flowers102(split: str = "train", n: Optional[int] = None, root: Option
 
     base = data_root(root)
     tv_split = {"train": "train", "valid": "val", "test": "test"}[split]
-    ds = _torchvision("flowers102", lambda: torchvision.datasets.Flowers102(str(base), split=tv_split,
-                                                                             download=download), base)
+    ds = _torchvision(
+        "flowers102", lambda: torchvision.datasets.Flowers102(str(base), split=tv_split, download=download), base
+    )
     prepare = T.Compose([_square_crop, T.Resize(size, antialias=True)])
     data = _subset(_images.LevelsDataset(ds, n_bits, prepare), n, "flowers102")
-    return DataSplit("flowers102", split, data, None, (3, size, size), True, 2**n_bits, None, None,
-                     info=f"torchvision Flowers102 ({tv_split}) under {base}: square crop resized to {size}")
+    return DataSplit(
+        "flowers102",
+        split,
+        data,
+        None,
+        (3, size, size),
+        True,
+        2**n_bits,
+        None,
+        None,
+        info=f"torchvision Flowers102 ({tv_split}) under {base}: square crop resized to {size}",
+    )
 
 
-def _info(name: str, kind: str, loader: Callable[..., DataSplit], event_shape: tuple[int, ...], discrete: bool,
-          n_levels: Optional[int], offline: bool, description: str) -> DatasetInfo:
+def _info(
+    name: str,
+    kind: str,
+    loader: Callable[..., DataSplit],
+    event_shape: tuple[int, ...],
+    discrete: bool,
+    n_levels: Optional[int],
+    offline: bool,
+    description: str,
+) -> DatasetInfo:
     return DatasetInfo(name, kind, loader, event_shape, discrete, n_levels, offline, description)
 
 
 _TOYS = {
     "moons": (toy.moons_with_labels, moons_log_prob, ("outer", "inner"), "two interleaved half circles, noise 0.1"),
-    "smiley": (toy.smiley_with_labels, smiley_log_prob, ("left eye", "right eye", "mouth"),
-               "two Gaussian eyes and an arc mouth, sd 0.2"),
+    "smiley": (
+        toy.smiley_with_labels,
+        smiley_log_prob,
+        ("left eye", "right eye", "mouth"),
+        "two Gaussian eyes and an arc mouth, sd 0.2",
+    ),
     "two_gaussians": (toy.sample_two_gaussians, toy.two_gaussians_log_prob, None, "two Gaussians at +-(1.5, 1.5)"),
     "mog": (toy.sample_mog, toy.mog_log_prob, None, "mixture of Gaussians, dim=1 or 2 (default 2)"),
     "8gaussians": (toy.sample_8gaussians, toy.eight_gaussians_log_prob, None, "FFJORD: 8 Gaussians on a circle"),
@@ -397,20 +507,62 @@ DATASETS: dict[str, DatasetInfo] = {
     name: _info(name, "toy", _toy_loader(name, s, lp, c), (2,), False, None, True, d)
     for name, (s, lp, c, d) in _TOYS.items()
 }
-DATASETS.update({
-    "shapes": _info("shapes", "shapes", _load_shapes, (1, 20, 20), True, 2, True,
-                    "procedural 20x20 binary shapes (circle, square, triangle, diamond, star)"),
-    "digits": _info("digits", "image", _load_digits, (1, 8, 8), True, 17, True, "scikit-learn 8x8 digits"),
-    "mnist": _info("mnist", "image", partial(_load_idx_set, "mnist"), (1, 28, 28), True, 256, False,
-                   "MNIST from IDX files (offline: the 10,000 test images)"),
-    "fashion_mnist": _info("fashion_mnist", "image", partial(_load_idx_set, "fashion_mnist"), (1, 28, 28), True,
-                           256, False, "Fashion-MNIST from IDX files"),
-    "cifar10": _info("cifar10", "image", _load_cifar10, (3, 32, 32), True, 256, False, "CIFAR-10 (torchvision)"),
-    "celeba": _info("celeba", "image", _load_celeba, (3, 32, 32), True, 256, False,
-                    "CelebA, centre crop 148 resized to 32 (torchvision)"),
-    "flowers102": _info("flowers102", "image", _load_flowers102, (3, 32, 32), True, 256, False,
-                        "Oxford Flowers102, square crop resized to 32 (torchvision)"),
-})
+DATASETS.update(
+    {
+        "shapes": _info(
+            "shapes",
+            "shapes",
+            _load_shapes,
+            (1, 20, 20),
+            True,
+            2,
+            True,
+            "procedural 20x20 binary shapes (circle, square, triangle, diamond, star)",
+        ),
+        "digits": _info("digits", "image", _load_digits, (1, 8, 8), True, 17, True, "scikit-learn 8x8 digits"),
+        "mnist": _info(
+            "mnist",
+            "image",
+            partial(_load_idx_set, "mnist"),
+            (1, 28, 28),
+            True,
+            256,
+            False,
+            "MNIST from IDX files (offline: the 10,000 test images)",
+        ),
+        "fashion_mnist": _info(
+            "fashion_mnist",
+            "image",
+            partial(_load_idx_set, "fashion_mnist"),
+            (1, 28, 28),
+            True,
+            256,
+            False,
+            "Fashion-MNIST from IDX files",
+        ),
+        "cifar10": _info("cifar10", "image", _load_cifar10, (3, 32, 32), True, 256, False, "CIFAR-10 (torchvision)"),
+        "celeba": _info(
+            "celeba",
+            "image",
+            _load_celeba,
+            (3, 32, 32),
+            True,
+            256,
+            False,
+            "CelebA, centre crop 148 resized to 32 (torchvision)",
+        ),
+        "flowers102": _info(
+            "flowers102",
+            "image",
+            _load_flowers102,
+            (3, 32, 32),
+            True,
+            256,
+            False,
+            "Oxford Flowers102, square crop resized to 32 (torchvision)",
+        ),
+    }
+)
 
 
 def _accepted(loader: Callable[..., DataSplit]) -> list[str]:
@@ -443,5 +595,3 @@ def load(name: str, split: str = "train", **kw: Any) -> DataSplit:
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; accepted: {accepted}")
     return loader(split=split, **kw)
-
-

@@ -37,9 +37,23 @@ from torch import Tensor
 
 from . import toy
 
-__all__ = ["ExactSet", "EXACT_SETS", "entropy", "sample_sas", "sas_log_prob", "sample_banana", "banana_log_prob",
-           "banana_entropy", "sample_student_t", "student_t_log_prob", "student_t_entropy", "sample_gamma_mix",
-           "gamma_mix_log_prob", "sample_beta_mix", "beta_mix_log_prob"]
+__all__ = [
+    "ExactSet",
+    "EXACT_SETS",
+    "entropy",
+    "sample_sas",
+    "sas_log_prob",
+    "sample_banana",
+    "banana_log_prob",
+    "banana_entropy",
+    "sample_student_t",
+    "student_t_log_prob",
+    "student_t_entropy",
+    "sample_gamma_mix",
+    "gamma_mix_log_prob",
+    "sample_beta_mix",
+    "beta_mix_log_prob",
+]
 
 _RHO = 0.8
 
@@ -175,8 +189,9 @@ def banana_entropy(dim: int = 8) -> float:
 _T_DF = 5.0
 
 
-def sample_student_t(n: int, dim: int = 4, df: float = _T_DF,
-                     generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+def sample_student_t(
+    n: int, dim: int = 4, df: float = _T_DF, generator: Optional[torch.Generator] = None
+) -> tuple[Tensor, Tensor]:
     r"""Multivariate Student-t with ``df`` degrees of freedom and AR(1) scale matrix: :math:`x = z / \sqrt{w/\nu}`.
 
     ``w ~ chi^2_df`` is a sum of ``df`` squared normals (``df`` an integer); labels are zeros.
@@ -202,8 +217,12 @@ def student_t_log_prob(x: Tensor, dim: int = 4, df: float = _T_DF) -> Tensor:
     xd = x.double()
     dim = xd.shape[-1]
     maha = -2 * (_ar1_log_prob(xd) + 0.5 * dim * math.log(2 * math.pi) + 0.5 * (dim - 1) * math.log(1 - _RHO**2))
-    const = (math.lgamma((df + dim) / 2) - math.lgamma(df / 2) - 0.5 * dim * math.log(df * math.pi)
-             - 0.5 * (dim - 1) * math.log(1 - _RHO**2))
+    const = (
+        math.lgamma((df + dim) / 2)
+        - math.lgamma(df / 2)
+        - 0.5 * dim * math.log(df * math.pi)
+        - 0.5 * (dim - 1) * math.log(1 - _RHO**2)
+    )
     return (const - 0.5 * (df + dim) * torch.log1p(maha / df)).to(x.dtype)
 
 
@@ -213,8 +232,13 @@ def student_t_entropy(dim: int = 4, df: float = _T_DF) -> float:
     + \frac{\nu+D}{2}(\psi(\frac{\nu+D}{2}) - \psi(\frac\nu2))`.
     """
     dg = torch.special.digamma(torch.tensor([(df + dim) / 2, df / 2], dtype=torch.float64))
-    return (-math.lgamma((df + dim) / 2) + math.lgamma(df / 2) + 0.5 * dim * math.log(df * math.pi)
-            + 0.5 * (dim - 1) * math.log(1 - _RHO**2) + 0.5 * (df + dim) * float(dg[0] - dg[1]))
+    return (
+        -math.lgamma((df + dim) / 2)
+        + math.lgamma(df / 2)
+        + 0.5 * dim * math.log(df * math.pi)
+        + 0.5 * (dim - 1) * math.log(1 - _RHO**2)
+        + 0.5 * (df + dim) * float(dg[0] - dg[1])
+    )
 
 
 # -- 1-D sets with bounded support ------------------------------------------------------------------
@@ -259,10 +283,12 @@ def sample_gamma_mix(n: int, generator: Optional[torch.Generator] = None) -> tup
 
 def gamma_mix_log_prob(x: Tensor) -> Tensor:
     """Exact log-density of :func:`sample_gamma_mix` (``-inf`` at ``x <= 0``)."""
+
     def log_gamma(c, v: Tensor) -> Tensor:
         vp = v.clamp(min=1e-300)
         lp = c[1] * math.log(c[2]) - math.lgamma(c[1]) + (c[1] - 1) * torch.log(vp) - c[2] * vp
         return torch.where(v > 0, lp, -math.inf)
+
     return _mix_log_prob(x, _GAMMA_MIX, log_gamma)
 
 
@@ -286,12 +312,19 @@ def sample_beta_mix(n: int, generator: Optional[torch.Generator] = None) -> tupl
 
 def beta_mix_log_prob(x: Tensor) -> Tensor:
     """Exact log-density of :func:`sample_beta_mix` (``-inf`` outside ``(0, 1)``)."""
+
     def log_beta(c, v: Tensor) -> Tensor:
         inside = (v > 0) & (v < 1)
         vc = v.clamp(1e-300, 1 - 1e-16)
-        lp = ((c[1] - 1) * torch.log(vc) + (c[2] - 1) * torch.log1p(-vc)
-              + math.lgamma(c[1] + c[2]) - math.lgamma(c[1]) - math.lgamma(c[2]))
+        lp = (
+            (c[1] - 1) * torch.log(vc)
+            + (c[2] - 1) * torch.log1p(-vc)
+            + math.lgamma(c[1] + c[2])
+            - math.lgamma(c[1])
+            - math.lgamma(c[2])
+        )
         return torch.where(inside, lp, -math.inf)
+
     return _mix_log_prob(x, _BETA_MIX, log_beta)
 
 
@@ -316,6 +349,7 @@ class ExactSet:
 def _with(fn: Callable, **kw) -> Callable:
     def bound(*args, **more):
         return fn(*args, **kw, **more)
+
     bound.__name__ = fn.__name__
     bound.__doc__ = fn.__doc__
     return bound
@@ -327,16 +361,36 @@ EXACT_SETS: dict[str, ExactSet] = {
     "2spirals": ExactSet("2spirals", 2, toy.sample_2spirals, toy.two_spirals_log_prob, "thin manifold (spirals)"),
     "pinwheel": ExactSet("pinwheel", 2, toy.sample_pinwheel, toy.pinwheel_log_prob, "thin curved arms"),
     "sas6": ExactSet("sas6", 6, _with(sample_sas, dim=6), _with(sas_log_prob, dim=6), "skew and heavy tails"),
-    "banana16": ExactSet("banana16", 16, _with(sample_banana, dim=16), _with(banana_log_prob, dim=16),
-                         "warped correlated Gaussian (thin ridge), 16-D", exact_entropy=banana_entropy(16)),
-    "banana4": ExactSet("banana4", 4, _with(sample_banana, dim=4), _with(banana_log_prob, dim=4),
-                        "warped correlated Gaussian (thin ridge), 4-D", exact_entropy=banana_entropy(4)),
-    "student_t4": ExactSet("student_t4", 4, _with(sample_student_t, dim=4), _with(student_t_log_prob, dim=4),
-                           "polynomial tails (df 5)", exact_entropy=student_t_entropy(4)),
-    "gamma_mix": ExactSet("gamma_mix", 1, sample_gamma_mix, gamma_mix_log_prob, "1-D bimodal, positive",
-                          support="positive"),
-    "beta_mix": ExactSet("beta_mix", 1, sample_beta_mix, beta_mix_log_prob, "1-D bimodal on (0, 1)",
-                         support=(0.0, 1.0)),
+    "banana16": ExactSet(
+        "banana16",
+        16,
+        _with(sample_banana, dim=16),
+        _with(banana_log_prob, dim=16),
+        "warped correlated Gaussian (thin ridge), 16-D",
+        exact_entropy=banana_entropy(16),
+    ),
+    "banana4": ExactSet(
+        "banana4",
+        4,
+        _with(sample_banana, dim=4),
+        _with(banana_log_prob, dim=4),
+        "warped correlated Gaussian (thin ridge), 4-D",
+        exact_entropy=banana_entropy(4),
+    ),
+    "student_t4": ExactSet(
+        "student_t4",
+        4,
+        _with(sample_student_t, dim=4),
+        _with(student_t_log_prob, dim=4),
+        "polynomial tails (df 5)",
+        exact_entropy=student_t_entropy(4),
+    ),
+    "gamma_mix": ExactSet(
+        "gamma_mix", 1, sample_gamma_mix, gamma_mix_log_prob, "1-D bimodal, positive", support="positive"
+    ),
+    "beta_mix": ExactSet(
+        "beta_mix", 1, sample_beta_mix, beta_mix_log_prob, "1-D bimodal on (0, 1)", support=(0.0, 1.0)
+    ),
 }
 
 

@@ -109,8 +109,9 @@ class LevelsDataset(Dataset):
     ``n_bits`` bits, so levels are ``0 .. 2**n_bits - 1``.
     """
 
-    def __init__(self, base: Dataset, n_bits: int = 8, prepare: Optional[Callable] = None,
-                 label: Optional[Callable] = None) -> None:
+    def __init__(
+        self, base: Dataset, n_bits: int = 8, prepare: Optional[Callable] = None, label: Optional[Callable] = None
+    ) -> None:
         self.base, self.n_bits, self.prepare, self.label = base, n_bits, prepare, label
 
     def __len__(self) -> int:

@@ -26,8 +26,11 @@ _TOY_CHUNK = 1024  # points per quadrature chunk (keeps nodes x points tensors ~
 def _chunked(fn, x: Tensor) -> Tensor:
     """Applies a (points, 2) -> (points,) density chunk-wise over any batch shape, in float64."""
     flat = x.double().reshape(-1, x.shape[-1])
-    out = torch.cat([fn(flat[i : i + _TOY_CHUNK]) for i in range(0, flat.shape[0], _TOY_CHUNK)]) \
-        if flat.shape[0] else flat.new_zeros(0)
+    out = (
+        torch.cat([fn(flat[i : i + _TOY_CHUNK]) for i in range(0, flat.shape[0], _TOY_CHUNK)])
+        if flat.shape[0]
+        else flat.new_zeros(0)
+    )
     return out.reshape(x.shape[:-1]).to(x.dtype)
 
 
@@ -57,8 +60,9 @@ def moons_log_prob(x: Tensor, noise: float = 0.1) -> Tensor:
     t = _nodes()
     outer = torch.stack([torch.cos(t), torch.sin(t)], -1)
     inner = torch.stack([1 - torch.cos(t), 0.5 - torch.sin(t)], -1)
-    return _chunked(lambda p: torch.logaddexp(_arc_log_prob(p, outer, noise), _arc_log_prob(p, inner, noise))
-                    - math.log(2), x)
+    return _chunked(
+        lambda p: torch.logaddexp(_arc_log_prob(p, outer, noise), _arc_log_prob(p, inner, noise)) - math.log(2), x
+    )
 
 
 _EYES = ((-1.5, 2.5), (1.5, 2.5))
@@ -102,8 +106,8 @@ def smiley_log_prob(x: Tensor, sd: float = 0.2) -> Tensor:
 # Every ``*_log_prob`` is exact (closed form) or a converged quadrature, computed in float64.
 # ---------------------------------------------------------------------------------------------
 
-def moons_with_labels(n: int, noise: float = 0.1,
-                      generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+
+def moons_with_labels(n: int, noise: float = 0.1, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
     """:func:`sample_moons` plus labels (0 outer, 1 inner moon); the same draws for the same generator state.
 
     Example:
@@ -120,8 +124,7 @@ def moons_with_labels(n: int, noise: float = 0.1,
     return x, inner.long()
 
 
-def smiley_with_labels(n: int, sd: float = 0.2,
-                       generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+def smiley_with_labels(n: int, sd: float = 0.2, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
     """:func:`sample_smiley` plus labels (0/1 the eyes, 2 the mouth); the same draws for the same generator state.
 
     Example:
@@ -135,8 +138,9 @@ def smiley_with_labels(n: int, sd: float = 0.2,
     return x, torch.randint(0, 3, (n,), generator=replay)
 
 
-def _iso_mixture_sample(n: int, means: Tensor, sds: Tensor, weights: Tensor,
-                        generator: Optional[torch.Generator]) -> tuple[Tensor, Tensor]:
+def _iso_mixture_sample(
+    n: int, means: Tensor, sds: Tensor, weights: Tensor, generator: Optional[torch.Generator]
+) -> tuple[Tensor, Tensor]:
     k = torch.multinomial(weights, n, replacement=True, generator=generator)
     eps = torch.randn(n, means.shape[-1], generator=generator, dtype=torch.float64)
     return (means[k] + sds[k, None] * eps).float(), k
@@ -150,8 +154,11 @@ def _iso_mixture_log_prob(x: Tensor, means: Tensor, sds: Tensor, weights: Tensor
     return torch.logsumexp(log_n + weights.log(), -1).to(x.dtype)
 
 
-_TWO_GAUSSIANS = (torch.tensor([[-1.5, -1.5], [1.5, 1.5]], dtype=torch.float64),
-                  torch.tensor([0.5, 0.5], dtype=torch.float64), torch.tensor([0.5, 0.5], dtype=torch.float64))
+_TWO_GAUSSIANS = (
+    torch.tensor([[-1.5, -1.5], [1.5, 1.5]], dtype=torch.float64),
+    torch.tensor([0.5, 0.5], dtype=torch.float64),
+    torch.tensor([0.5, 0.5], dtype=torch.float64),
+)
 
 
 def sample_two_gaussians(n: int, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
@@ -174,11 +181,16 @@ def two_gaussians_log_prob(x: Tensor) -> Tensor:
 
 
 _MOG = {
-    1: (torch.tensor([[-2.0], [0.5], [3.0]], dtype=torch.float64), torch.tensor([0.5, 0.8, 0.4], dtype=torch.float64),
-        torch.tensor([0.3, 0.5, 0.2], dtype=torch.float64)),
-    2: (torch.tensor([[-2.0, -1.5], [2.0, -1.0], [0.0, 2.0], [-2.5, 2.0]], dtype=torch.float64),
+    1: (
+        torch.tensor([[-2.0], [0.5], [3.0]], dtype=torch.float64),
+        torch.tensor([0.5, 0.8, 0.4], dtype=torch.float64),
+        torch.tensor([0.3, 0.5, 0.2], dtype=torch.float64),
+    ),
+    2: (
+        torch.tensor([[-2.0, -1.5], [2.0, -1.0], [0.0, 2.0], [-2.5, 2.0]], dtype=torch.float64),
         torch.tensor([0.5, 0.7, 0.4, 0.3], dtype=torch.float64),
-        torch.tensor([0.3, 0.3, 0.25, 0.15], dtype=torch.float64)),
+        torch.tensor([0.3, 0.3, 0.25, 0.15], dtype=torch.float64),
+    ),
 }
 
 
@@ -209,8 +221,11 @@ def mog_log_prob(x: Tensor, dim: int = 2) -> Tensor:
 def _eight_gaussians_params() -> tuple[Tensor, Tensor, Tensor]:
     s = 1 / math.sqrt(2)
     centres = torch.tensor([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)], dtype=torch.float64)
-    return 2 * centres / 1.414, torch.full((8,), 0.5 / 1.414, dtype=torch.float64), torch.full((8,), 1 / 8.0,
-                                                                                                  dtype=torch.float64)
+    return (
+        2 * centres / 1.414,
+        torch.full((8,), 0.5 / 1.414, dtype=torch.float64),
+        torch.full((8,), 1 / 8.0, dtype=torch.float64),
+    )
 
 
 def sample_8gaussians(n: int, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
@@ -450,8 +465,9 @@ def sample_pinwheel(n: int, generator: Optional[torch.Generator] = None) -> tupl
         torch.Size([2, 2])
     """
     k = torch.randint(0, _PIN_ARMS, (n,), generator=generator)
-    f = torch.randn(n, 2, generator=generator, dtype=torch.float64) * torch.tensor([_PIN_RADIAL_SD, _PIN_TANGENT_SD],
-                                                                                    dtype=torch.float64)
+    f = torch.randn(n, 2, generator=generator, dtype=torch.float64) * torch.tensor(
+        [_PIN_RADIAL_SD, _PIN_TANGENT_SD], dtype=torch.float64
+    )
     f[:, 0] += 1
     a = 2 * math.pi * k / _PIN_ARMS + _PIN_RATE * torch.exp(f[:, 0])
     c, s = torch.cos(a), torch.sin(a)
@@ -493,8 +509,11 @@ def _pinwheel_chunk(x: Tensor) -> Tensor:
         e = torch.exp(rr * torch.cos(r))
         dg = (1 + _PIN_RATE * e * rr * torch.sin(r)).abs()
         f0, f1 = rr * torch.cos(r), rr * torch.sin(r)
-        log_pf = (-0.5 * ((f0 - 1) / _PIN_RADIAL_SD) ** 2 - 0.5 * (f1 / _PIN_TANGENT_SD) ** 2
-                  - math.log(2 * math.pi * _PIN_RADIAL_SD * _PIN_TANGENT_SD))
+        log_pf = (
+            -0.5 * ((f0 - 1) / _PIN_RADIAL_SD) ** 2
+            - 0.5 * (f1 / _PIN_TANGENT_SD) ** 2
+            - math.log(2 * math.pi * _PIN_RADIAL_SD * _PIN_TANGENT_SD)
+        )
         out.index_add_(0, p_idx, torch.exp(log_pf) / (4 * dg))
     return torch.log(out / _PIN_ARMS)
 

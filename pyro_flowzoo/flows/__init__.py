@@ -18,5 +18,15 @@ from .registry import (
     register_alias,
 )
 
-__all__ = ["FLOWS", "FLOW_INFO", "FlowInfo", "ConditionalFlow", "build", "builders", "register", "register_alias",
-           "check_event_shape", "fit_standardization"]
+__all__ = [
+    "FLOWS",
+    "FLOW_INFO",
+    "FlowInfo",
+    "ConditionalFlow",
+    "build",
+    "builders",
+    "register",
+    "register_alias",
+    "check_event_shape",
+    "fit_standardization",
+]

@@ -58,10 +58,16 @@ def _elementwise_splines(name: str, context_features: int, num_layers: int, num_
 
 
 @register("ar_flow", min_dim=1)
-def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_components: int = 8,
-            hidden_dims: Optional[Sequence[int]] = None, family: str = "gaussian",
-            to_real: Optional[bool] = None, context_shape: Optional[tuple[int, ...]] = None,
-            support: Support = None) -> Flow:
+def ar_flow(
+    event_shape: tuple[int, ...],
+    num_layers: Optional[int] = None,
+    num_components: int = 8,
+    hidden_dims: Optional[Sequence[int]] = None,
+    family: str = "gaussian",
+    to_real: Optional[bool] = None,
+    context_shape: Optional[tuple[int, ...]] = None,
+    support: Support = None,
+) -> Flow:
     """Mixture-CDF autoregressive flow (MADE conditioner) for vectors ``(D,)``; for ``D = 1`` elementwise.
 
     Defaults: one layer for ``D = 2`` (uniform base: dimension 1 by its own mixture, dimension 2 by a
@@ -88,19 +94,31 @@ def ar_flow(event_shape: tuple[int, ...], num_layers: Optional[int] = None, num_
     if num_layers > 1 and not to_real:
         raise ValueError("ar_flow with num_layers > 1 stacks logit-latent layers: use to_real=True (or None)")
     k = context_features(context_shape)
-    layers = [MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=r) if not k
-              else ConditionalMixtureCDFAutoregressive(dim, k, num_components, hidden_dims, family, to_real, reverse=r)
-              for r in _reversed(num_layers)] if dim > 1 else \
-        [MixtureCDF(1, num_components, family, to_real) for _ in range(num_layers)]
+    layers = (
+        [
+            MixtureCDFAutoregressive(dim, num_components, hidden_dims, family, to_real, reverse=r)
+            if not k
+            else ConditionalMixtureCDFAutoregressive(dim, k, num_components, hidden_dims, family, to_real, reverse=r)
+            for r in _reversed(num_layers)
+        ]
+        if dim > 1
+        else [MixtureCDF(1, num_components, family, to_real) for _ in range(num_layers)]
+    )
     _no_context_in_1d("ar_flow", k if dim == 1 else 0)
     base = StandardLogistic((dim,)) if to_real else StandardUniform((dim,))
     return Flow(base, layers + data_side((dim,), support), context_shape=context_shape)
 
 
 @register("pixelcnn_flow", shapes=("image",), conditional=())
-def pixelcnn_flow(event_shape: tuple[int, ...], num_components: int = 4, hidden_channels: int = 64,
-                  num_blocks: int = 4, kernel_size: int = 3, family: str = "logistic",
-                  context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+def pixelcnn_flow(
+    event_shape: tuple[int, ...],
+    num_components: int = 4,
+    hidden_channels: int = 64,
+    num_blocks: int = 4,
+    kernel_size: int = 3,
+    family: str = "logistic",
+    context_shape: Optional[tuple[int, ...]] = None,
+) -> Flow:
     """PixelCNN mixture-CDF autoregressive flow on images ``(C, H, W)`` with a uniform latent.
 
     log_prob is one parallel pass; sampling goes pixel by pixel (``C H W`` passes). No conditional
@@ -123,9 +141,14 @@ def pixelcnn_flow(event_shape: tuple[int, ...], num_components: int = 4, hidden_
 
 
 @register("maf")
-def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optional[Sequence[int]] = None,
-        max_log_scale: float = 3.0, context_shape: Optional[tuple[int, ...]] = None,
-        support: Support = None) -> Flow:
+def maf(
+    event_shape: tuple[int, ...],
+    num_layers: int = 24,
+    hidden_dims: Optional[Sequence[int]] = None,
+    max_log_scale: float = 3.0,
+    context_shape: Optional[tuple[int, ...]] = None,
+    support: Support = None,
+) -> Flow:
     """Masked autoregressive flow for vectors ``(D,)``, ``D >= 2``: MAF layers in alternating orders.
 
     Every other layer conditions each entry on the entries after it (``reverse=True``) instead of
@@ -145,16 +168,25 @@ def maf(event_shape: tuple[int, ...], num_layers: int = 24, hidden_dims: Optiona
     """
     dim = vector_dim("maf", event_shape)
     k = context_features(context_shape)
-    layers = [MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r) if not k
-              else ConditionalMaskedAffineAutoregressive(dim, k, hidden_dims, max_log_scale, reverse=r)
-              for r in _reversed(num_layers)]
+    layers = [
+        MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r)
+        if not k
+        else ConditionalMaskedAffineAutoregressive(dim, k, hidden_dims, max_log_scale, reverse=r)
+        for r in _reversed(num_layers)
+    ]
     return Flow(StandardNormal((dim,)), layers + data_side((dim,), support), context_shape=context_shape)
 
 
 @register("nsf_ar", min_dim=1)
-def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optional[Sequence[int]] = None,
-           num_bins: int = 8, bound: float = 5.0, context_shape: Optional[tuple[int, ...]] = None,
-           support: Support = None) -> Flow:
+def nsf_ar(
+    event_shape: tuple[int, ...],
+    num_layers: int = 3,
+    hidden_dims: Optional[Sequence[int]] = None,
+    num_bins: int = 8,
+    bound: float = 5.0,
+    context_shape: Optional[tuple[int, ...]] = None,
+    support: Support = None,
+) -> Flow:
     """Autoregressive neural spline flow for vectors ``(D,)``, ``D >= 2`` (identity tails outside ``[-bound, bound]``).
 
     References:
@@ -167,17 +199,30 @@ def nsf_ar(event_shape: tuple[int, ...], num_layers: int = 3, hidden_dims: Optio
     """
     dim = vector_dim("nsf_ar", event_shape, min_dim=1)
     k = context_features(context_shape)
-    layers = [NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=r) if not k
-              else ConditionalNeuralSplineAutoregressive(dim, k, num_bins, hidden_dims, bound, reverse=r)
-              for r in _reversed(num_layers)] if dim > 1 else \
-        _elementwise_splines("nsf_ar", k, num_layers, num_bins, bound)
+    layers = (
+        [
+            NeuralSplineAutoregressive(dim, num_bins, hidden_dims, bound, reverse=r)
+            if not k
+            else ConditionalNeuralSplineAutoregressive(dim, k, num_bins, hidden_dims, bound, reverse=r)
+            for r in _reversed(num_layers)
+        ]
+        if dim > 1
+        else _elementwise_splines("nsf_ar", k, num_layers, num_bins, bound)
+    )
     return Flow(StandardNormal((dim,)), layers + data_side((dim,), support), context_shape=context_shape)
 
 
 @register("nsf_coupling", min_dim=1)
-def nsf_coupling(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Sequence[int] = (64, 64),
-                 num_bins: int = 8, bound: float = 5.0, mask: str = "half",
-                 context_shape: Optional[tuple[int, ...]] = None, support: Support = None) -> Flow:
+def nsf_coupling(
+    event_shape: tuple[int, ...],
+    num_layers: int = 4,
+    hidden_dims: Sequence[int] = (64, 64),
+    num_bins: int = 8,
+    bound: float = 5.0,
+    mask: str = "half",
+    context_shape: Optional[tuple[int, ...]] = None,
+    support: Support = None,
+) -> Flow:
     """Coupling neural spline flow for vectors ``(D,)``, ``D >= 2``, with alternating masks.
 
     References:
@@ -190,16 +235,26 @@ def nsf_coupling(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims:
     """
     dim = vector_dim("nsf_coupling", event_shape, min_dim=1)
     k = context_features(context_shape)
-    layers = [NeuralSplineCoupling(m, num_bins, hidden_dims, bound) if not k
-              else ConditionalNeuralSplineCoupling(m, k, num_bins, hidden_dims, bound)
-              for m in alternating_masks(dim, num_layers, mask)] if dim > 1 else \
-        _elementwise_splines("nsf_coupling", k, num_layers, num_bins, bound)
+    layers = (
+        [
+            NeuralSplineCoupling(m, num_bins, hidden_dims, bound)
+            if not k
+            else ConditionalNeuralSplineCoupling(m, k, num_bins, hidden_dims, bound)
+            for m in alternating_masks(dim, num_layers, mask)
+        ]
+        if dim > 1
+        else _elementwise_splines("nsf_coupling", k, num_layers, num_bins, bound)
+    )
     return Flow(StandardNormal((dim,)), layers + data_side((dim,), support), context_shape=context_shape)
 
 
 @register("planar", min_dim=1)
-def planar(event_shape: tuple[int, ...], num_layers: int = 8, hidden_dims: Sequence[int] = (32,),
-           context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+def planar(
+    event_shape: tuple[int, ...],
+    num_layers: int = 8,
+    hidden_dims: Sequence[int] = (32,),
+    context_shape: Optional[tuple[int, ...]] = None,
+) -> Flow:
     """A stack of planar flows (exact inverses) on a standard normal, for vectors ``(D,)``, ``D >= 1``.
 
     With ``context_shape=(K,)`` each layer's parameters come from a hypernetwork of the context
@@ -220,8 +275,12 @@ def planar(event_shape: tuple[int, ...], num_layers: int = 8, hidden_dims: Seque
 
 
 @register("radial", min_dim=1)
-def radial(event_shape: tuple[int, ...], num_layers: int = 8, hidden_dims: Sequence[int] = (32,),
-           context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+def radial(
+    event_shape: tuple[int, ...],
+    num_layers: int = 8,
+    hidden_dims: Sequence[int] = (32,),
+    context_shape: Optional[tuple[int, ...]] = None,
+) -> Flow:
     """A stack of radial flows (exact inverses) on a standard normal, for vectors ``(D,)``, ``D >= 1``.
 
     With ``context_shape=(K,)`` each layer's parameters come from a hypernetwork of the context

@@ -55,13 +55,20 @@ def image_shape(name: str, event_shape: Sequence[int], halvings: int = 0, what: 
     c, h, w = event_shape
     f = 2**halvings
     if h % f or w % f:
-        raise ValueError(f"{name}: H and W must be divisible by 2^{what or halvings} = {f}, got event_shape "
-                         f"{tuple(event_shape)}; lower {what or 'the number of scales'} or pad the images")
+        raise ValueError(
+            f"{name}: H and W must be divisible by 2^{what or halvings} = {f}, got event_shape "
+            f"{tuple(event_shape)}; lower {what or 'the number of scales'} or pad the images"
+        )
     return c, h, w
 
 
-def _flow(data_to_latent: list[nn.Module], base, logit_alpha: Optional[float], event_dim: int = 3,
-          context_shape: Optional[Sequence[int]] = None) -> Flow:
+def _flow(
+    data_to_latent: list[nn.Module],
+    base,
+    logit_alpha: Optional[float],
+    event_dim: int = 3,
+    context_shape: Optional[Sequence[int]] = None,
+) -> Flow:
     """Builds a Flow from transforms listed from the data side (each used through its inverse there)."""
     if logit_alpha is not None:
         data_to_latent = [Inverse(Logit(logit_alpha, event_dim=event_dim)), *data_to_latent]
@@ -69,15 +76,25 @@ def _flow(data_to_latent: list[nn.Module], base, logit_alpha: Optional[float], e
 
 
 # -- RealNVP -------------------------------------------------------------------------------------
-def _realnvp_scale(shape: tuple[int, int, int], scale: int, num_scales: int, num_blocks: int,
-                   hidden_channels: int, batch_norm: bool, k: int = 0) -> list[nn.Module]:
+def _realnvp_scale(
+    shape: tuple[int, int, int],
+    scale: int,
+    num_scales: int,
+    num_blocks: int,
+    hidden_channels: int,
+    batch_norm: bool,
+    k: int = 0,
+) -> list[nn.Module]:
     c, h, w = shape
 
     def checker(parity: int) -> list[nn.Module]:
         net = ResNet(c, 2 * c, hidden_channels, num_blocks, context_features=k)
         mask = checkerboard_mask(shape, parity)
-        t = (AffineCoupling(mask, net, scale_shape=(c, 1, 1)) if not k
-             else ConditionalAffineCoupling(mask, net, (k,), scale_shape=(c, 1, 1)))
+        t = (
+            AffineCoupling(mask, net, scale_shape=(c, 1, 1))
+            if not k
+            else ConditionalAffineCoupling(mask, net, (k,), scale_shape=(c, 1, 1))
+        )
         return [t, BatchNorm(c)] if batch_norm else [t]
 
     if scale == num_scales - 1:
@@ -88,21 +105,30 @@ def _realnvp_scale(shape: tuple[int, int, int], scale: int, num_scales: int, num
     for i in range(3):
         net = ResNet(2 * c, 4 * c, hidden_channels, num_blocks, context_features=k)
         mask = channel_mask(sq, i % 2 == 0)
-        out.append(AffineCoupling(mask, net, split_channels=True) if not k
-                   else ConditionalAffineCoupling(mask, net, (k,), split_channels=True))
+        out.append(
+            AffineCoupling(mask, net, split_channels=True)
+            if not k
+            else ConditionalAffineCoupling(mask, net, (k,), split_channels=True)
+        )
         if batch_norm:
             out.append(BatchNorm(4 * c))
-    inner = _realnvp_scale((2 * c, h // 2, w // 2), scale + 1, num_scales, num_blocks, hidden_channels, batch_norm,
-                           k)
-    out.append(FactorOut(4 * c, list(reversed(inner))) if not k
-               else ConditionalFactorOut(4 * c, list(reversed(inner)), (k,)))
+    inner = _realnvp_scale((2 * c, h // 2, w // 2), scale + 1, num_scales, num_blocks, hidden_channels, batch_norm, k)
+    out.append(
+        FactorOut(4 * c, list(reversed(inner))) if not k else ConditionalFactorOut(4 * c, list(reversed(inner)), (k,))
+    )
     out.append(Squeeze())  # data -> latent: un-squeeze, so the scale keeps its input's shape
     return out
 
 
-def realnvp_image(event_shape: tuple[int, ...], num_scales: int = 3, num_blocks: int = 4, hidden_channels: int = 64,
-                  logit_alpha: Optional[float] = 0.05, batch_norm: bool = False,
-                  context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+def realnvp_image(
+    event_shape: tuple[int, ...],
+    num_scales: int = 3,
+    num_blocks: int = 4,
+    hidden_channels: int = 64,
+    logit_alpha: Optional[float] = 0.05,
+    batch_norm: bool = False,
+    context_shape: Optional[tuple[int, ...]] = None,
+) -> Flow:
     r"""RealNVP's multi-scale architecture on images (``realnvp`` dispatches here for ``(C, H, W)`` shapes).
 
     Per scale (data -> latent): 3 checkerboard affine couplings, squeeze, 3 channel-wise couplings,
@@ -139,8 +165,16 @@ def realnvp_image(event_shape: tuple[int, ...], num_scales: int = 3, num_blocks:
 
 
 # -- Glow ----------------------------------------------------------------------------------------
-def _glow_level(shape: tuple[int, int, int], level: int, levels: int, steps: int, hidden: int, coupling: str,
-                lu: bool, context_shape: Optional[tuple[int, ...]]) -> list[nn.Module]:
+def _glow_level(
+    shape: tuple[int, int, int],
+    level: int,
+    levels: int,
+    steps: int,
+    hidden: int,
+    coupling: str,
+    lu: bool,
+    context_shape: Optional[tuple[int, ...]],
+) -> list[nn.Module]:
     c, h, w = shape
     sq = (4 * c, h // 2, w // 2)
     n = sq[0] // 2
@@ -152,26 +186,45 @@ def _glow_level(shape: tuple[int, int, int], level: int, levels: int, steps: int
         width = 2 * (sq[0] - n) if coupling == "affine" else sq[0] - n
         net = GlowNet(n, width, hidden, context_features=k)
         if context_shape is None:
-            t = (AffineCoupling(mask, net, split_channels=True) if coupling == "affine"
-                 else AdditiveCoupling(mask, net, split_channels=True))
+            t = (
+                AffineCoupling(mask, net, split_channels=True)
+                if coupling == "affine"
+                else AdditiveCoupling(mask, net, split_channels=True)
+            )
         else:
-            t = (ConditionalAffineCoupling(mask, net, context_shape, split_channels=True) if coupling == "affine"
-                 else ConditionalAdditiveCoupling(mask, net, context_shape, split_channels=True))
+            t = (
+                ConditionalAffineCoupling(mask, net, context_shape, split_channels=True)
+                if coupling == "affine"
+                else ConditionalAdditiveCoupling(mask, net, context_shape, split_channels=True)
+            )
         out.append(t)
     if level < levels - 1:
-        inner = list(reversed(_glow_level((n, sq[1], sq[2]), level + 1, levels, steps, hidden, coupling, lu,
-                                          context_shape)))
+        inner = list(
+            reversed(_glow_level((n, sq[1], sq[2]), level + 1, levels, steps, hidden, coupling, lu, context_shape))
+        )
         prior = ZeroConv2d(n, 2 * (sq[0] - n), context_features=k)
-        out.append(FactorOut(sq[0], inner, prior) if context_shape is None
-                   else ConditionalFactorOut(sq[0], inner, context_shape, prior))
+        out.append(
+            FactorOut(sq[0], inner, prior)
+            if context_shape is None
+            else ConditionalFactorOut(sq[0], inner, context_shape, prior)
+        )
     else:  # Glow's learned top prior, as an affine map of a standard normal latent
         out.append(ElementwiseAffine(sq) if context_shape is None else ConditionalElementwiseAffine(sq, context_shape))
     out.append(Squeeze())  # data -> latent: un-squeeze back to this level's input shape
     return out
 
 
-def _glow(name: str, event_shape: tuple[int, ...], levels: int, steps: int, hidden_channels: int, coupling: str,
-          lu: bool, logit_alpha: Optional[float], context_shape: Optional[tuple[int, ...]]) -> Flow:
+def _glow(
+    name: str,
+    event_shape: tuple[int, ...],
+    levels: int,
+    steps: int,
+    hidden_channels: int,
+    coupling: str,
+    lu: bool,
+    logit_alpha: Optional[float],
+    context_shape: Optional[tuple[int, ...]],
+) -> Flow:
     if coupling not in ("affine", "additive"):
         raise ValueError(f"{name}: coupling must be 'affine' or 'additive', got {coupling!r}")
     if levels < 1 or steps < 1:
@@ -182,9 +235,16 @@ def _glow(name: str, event_shape: tuple[int, ...], levels: int, steps: int, hidd
 
 
 @register("glow", shapes=("image",))
-def glow(event_shape: tuple[int, ...], levels: int = 3, steps: int = 8, hidden_channels: int = 256,
-         coupling: str = "affine", lu: bool = True, logit_alpha: Optional[float] = 0.05,
-         context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+def glow(
+    event_shape: tuple[int, ...],
+    levels: int = 3,
+    steps: int = 8,
+    hidden_channels: int = 256,
+    coupling: str = "affine",
+    lu: bool = True,
+    logit_alpha: Optional[float] = 0.05,
+    context_shape: Optional[tuple[int, ...]] = None,
+) -> Flow:
     r"""Glow: ``levels`` x (squeeze, ``steps`` x [ActNorm, invertible 1x1 conv, coupling], split with learned prior).
 
     Couplings use Glow's conv3x3 -> conv1x1 -> zero-init conv3x3 network on half of the channels, with
@@ -223,8 +283,17 @@ def glow(event_shape: tuple[int, ...], levels: int = 3, steps: int = 8, hidden_c
         >>> flow.sample((2,), context=torch.eye(3)).shape
         torch.Size([2, 3, 1, 4, 4])
     """
-    return _glow("glow", event_shape, levels, steps, hidden_channels, coupling, lu, logit_alpha,
-                 None if context_shape is None else tuple(int(s) for s in context_shape))
+    return _glow(
+        "glow",
+        event_shape,
+        levels,
+        steps,
+        hidden_channels,
+        coupling,
+        lu,
+        logit_alpha,
+        None if context_shape is None else tuple(int(s) for s in context_shape),
+    )
 
 
 #: ``cglow``: ``glow`` with ``context_shape=(10,)`` by default (a one-hot digit class).
@@ -232,9 +301,14 @@ cglow = register_alias("cglow", "glow", context_shape=(10,))
 
 
 # -- NICE ----------------------------------------------------------------------------------------
-def nice_image(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dim: int = 1000,
-               num_hidden_layers: int = 5, logit_alpha: Optional[float] = None,
-               context_shape: Optional[tuple[int, ...]] = None) -> Flow:
+def nice_image(
+    event_shape: tuple[int, ...],
+    num_layers: int = 4,
+    hidden_dim: int = 1000,
+    num_hidden_layers: int = 5,
+    logit_alpha: Optional[float] = None,
+    context_shape: Optional[tuple[int, ...]] = None,
+) -> Flow:
     r"""NICE on flattened images (``nice`` dispatches here): additive couplings, scaling, logistic prior.
 
     The paper's MNIST model by default: 4 additive couplings (odd/even split) of ``5 x 1000`` ReLU MLPs,
@@ -263,9 +337,11 @@ def nice_image(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dim: in
     shape = image_shape("nice", event_shape)
     dim = math.prod(shape)
     k = context_features(context_shape)
-    couplings = [AdditiveCoupling(m, MLP(dim, dim, (hidden_dim,) * num_hidden_layers)) if not k
-                 else ConditionalAdditiveCoupling(m, MLP(dim, dim, (hidden_dim,) * num_hidden_layers,
-                                                         context_features=k), (k,))
-                 for m in alternating_masks(dim, num_layers, "even_odd")]
+    couplings = [
+        AdditiveCoupling(m, MLP(dim, dim, (hidden_dim,) * num_hidden_layers))
+        if not k
+        else ConditionalAdditiveCoupling(m, MLP(dim, dim, (hidden_dim,) * num_hidden_layers, context_features=k), (k,))
+        for m in alternating_masks(dim, num_layers, "even_odd")
+    ]
     dl: list[nn.Module] = [Reshape((dim,), shape), Scaling((dim,)), *reversed(couplings)]
     return _flow(dl, StandardLogistic((dim,)), logit_alpha, context_shape=context_shape)

@@ -26,8 +26,18 @@ from ..flow import Flow
 from ..nn.embedding import Standardize, default_embedding
 from ..transforms.standardize import Standardization
 
-__all__ = ["FLOWS", "FLOW_INFO", "FlowInfo", "ConditionalFlow", "register", "register_alias", "build",
-           "builders", "check_event_shape", "fit_standardization"]
+__all__ = [
+    "FLOWS",
+    "FLOW_INFO",
+    "FlowInfo",
+    "ConditionalFlow",
+    "register",
+    "register_alias",
+    "build",
+    "builders",
+    "check_event_shape",
+    "fit_standardization",
+]
 
 FLOWS: dict[str, Callable[..., Flow]] = {}
 
@@ -99,15 +109,21 @@ class ConditionalFlow(Flow):
         torch.Size([3, 5])
     """
 
-    def __init__(self, base: nn.Module, transforms: Sequence[Any], context_shape: Sequence[int],
-                 embedding: Optional[nn.Module] = None) -> None:
+    def __init__(
+        self,
+        base: nn.Module,
+        transforms: Sequence[Any],
+        context_shape: Sequence[int],
+        embedding: Optional[nn.Module] = None,
+    ) -> None:
         super().__init__(base, transforms, context_shape=context_shape)
         self.embedding = embedding
 
     def _check_context(self, context: Optional[Tensor]) -> None:
         if context is None:
-            raise ValueError(f"this flow is conditional: pass context= of shape (..., "
-                             f"{', '.join(map(str, self.context_shape))})")
+            raise ValueError(
+                f"this flow is conditional: pass context= of shape (..., {', '.join(map(str, self.context_shape))})"
+            )
         super()._check_context(context)
 
     def embed(self, context: Tensor) -> Tensor:
@@ -118,12 +134,18 @@ class ConditionalFlow(Flow):
         return super()._parts(None if context is None else self.embed(context))
 
     def _broadcast(self, x: Tensor, context: Optional[Tensor], event_shape: torch.Size) -> Tensor:
-        if context is None or not isinstance(x, Tensor) or x.dim() < len(event_shape) \
-                or x.shape[x.dim() - len(event_shape):] != event_shape or self.context_shape is None \
-                or context.shape[context.dim() - len(self.context_shape):] != self.context_shape:
+        if (
+            context is None
+            or not isinstance(x, Tensor)
+            or x.dim() < len(event_shape)
+            or x.shape[x.dim() - len(event_shape) :] != event_shape
+            or self.context_shape is None
+            or context.shape[context.dim() - len(self.context_shape) :] != self.context_shape
+        ):
             return x  # the checks downstream give the one-line error
-        batch = torch.broadcast_shapes(x.shape[: x.dim() - len(event_shape)],
-                                       context.shape[: context.dim() - len(self.context_shape)])
+        batch = torch.broadcast_shapes(
+            x.shape[: x.dim() - len(event_shape)], context.shape[: context.dim() - len(self.context_shape)]
+        )
         return x.expand(batch + event_shape)
 
     def to_latent(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -163,8 +185,10 @@ def _embedding(name: str, context_shape: tuple[int, ...], embedding: Any) -> tup
         module, features = default_embedding(context_shape)
         return module, features, None
     if isinstance(embedding, str) and embedding.startswith("module:"):
-        raise ValueError(f"{name}: the embedding was a user nn.Module ({embedding[7:]}); build the flow with "
-                         "embedding=<that module> and load the checkpoint's state_dict into it")
+        raise ValueError(
+            f"{name}: the embedding was a user nn.Module ({embedding[7:]}); build the flow with "
+            "embedding=<that module> and load the checkpoint's state_dict into it"
+        )
     if not isinstance(embedding, nn.Module):
         raise TypeError(f"{name}: embedding must be an nn.Module or None, got {type(embedding).__name__}")
     with torch.no_grad():
@@ -174,17 +198,22 @@ def _embedding(name: str, context_shape: tuple[int, ...], embedding: Any) -> tup
             out = embedding(probe)
         except Exception as e:  # report the user's module failing on the declared shape in one line
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ValueError(f"{name}: embedding failed on a context of shape (2, {', '.join(map(str, context_shape))})"
-                             f": {first[:160]}") from None
+            raise ValueError(
+                f"{name}: embedding failed on a context of shape (2, {', '.join(map(str, context_shape))})"
+                f": {first[:160]}"
+            ) from None
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 2:
         got = tuple(out.shape[1:]) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"{name}: embedding must map (..., {', '.join(map(str, context_shape))}) to (..., K); "
-                         f"got trailing shape {got}")
+        raise ValueError(
+            f"{name}: embedding must map (..., {', '.join(map(str, context_shape))}) to (..., K); "
+            f"got trailing shape {got}"
+        )
     return embedding, int(out.shape[1]), f"module:{type(embedding).__name__}"
 
 
-def register(name: str, shapes: Sequence[str] = ("vector",), conditional: Optional[Sequence[str]] = None,
-             min_dim: int = 2) -> Callable[[Callable[..., Flow]], Callable[..., Flow]]:
+def register(
+    name: str, shapes: Sequence[str] = ("vector",), conditional: Optional[Sequence[str]] = None, min_dim: int = 2
+) -> Callable[[Callable[..., Flow]], Callable[..., Flow]]:
     """Adds a builder to ``FLOWS`` with its metadata; the flow it returns remembers ``builder`` and ``hparams``.
 
     The decorated function is called as ``fn(event_shape, context_shape=(K,) or None, **hparams)``:
@@ -207,8 +236,13 @@ def register(name: str, shapes: Sequence[str] = ("vector",), conditional: Option
         accepted = [p for p in signature.parameters if p not in ("event_shape", "context_shape")]
 
         @functools.wraps(fn)
-        def builder(event_shape: Sequence[int], context_shape: Optional[Sequence[int]] = None,
-                    embedding: Any = None, standardize: Optional[str] = None, **hparams) -> Flow:
+        def builder(
+            event_shape: Sequence[int],
+            context_shape: Optional[Sequence[int]] = None,
+            embedding: Any = None,
+            standardize: Optional[str] = None,
+            **hparams,
+        ) -> Flow:
             unknown = set(hparams) - set(accepted)
             if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
                 raise TypeError(f"{name}: unknown hyper-parameter(s) {sorted(unknown)}; accepted: {accepted}")
@@ -232,8 +266,10 @@ def register(name: str, shapes: Sequence[str] = ("vector",), conditional: Option
                 raw = check_event_shape(context_shape, "context_shape")
                 if kind not in info.conditional:
                     with_context = [n for n, i in FLOW_INFO.items() if kind in i.conditional]
-                    raise ValueError(f"{name} on {kind}s has no conditional version; conditional {kind} flows: "
-                                     f"{', '.join(sorted(with_context))}")
+                    raise ValueError(
+                        f"{name} on {kind}s has no conditional version; conditional {kind} flows: "
+                        f"{', '.join(sorted(with_context))}"
+                    )
                 module, features, spec = _embedding(name, raw, embedding)
                 if standardize in ("context", "both"):
                     module = nn.Sequential(Standardize(raw), module) if module is not None else Standardize(raw)
@@ -254,7 +290,8 @@ def register(name: str, shapes: Sequence[str] = ("vector",), conditional: Option
         # The signature shows the builder's own hyper-parameters; the context keywords belong to the registry
         # (FLOW_INFO says which builders take them), so tools that read signatures see no context to fill.
         builder.__signature__ = signature.replace(
-            parameters=[p for p in signature.parameters.values() if p.name != "context_shape"])
+            parameters=[p for p in signature.parameters.values() if p.name != "context_shape"]
+        )
         FLOWS[name] = builder
         FLOW_INFO[name] = info
         builder.info = info
@@ -263,8 +300,9 @@ def register(name: str, shapes: Sequence[str] = ("vector",), conditional: Option
     return decorate
 
 
-def _rewrap(flow: Flow, context_shape: Optional[tuple[int, ...]], embedding: Optional[nn.Module],
-            data_side: Optional[nn.Module]) -> Flow:
+def _rewrap(
+    flow: Flow, context_shape: Optional[tuple[int, ...]], embedding: Optional[nn.Module], data_side: Optional[nn.Module]
+) -> Flow:
     """The same base and transforms (same state_dict keys), conditional and/or with a data-side standardization."""
     transforms = list(flow._transforms) + ([data_side] if data_side is not None else [])
     if context_shape is None:
@@ -286,15 +324,24 @@ def register_alias(alias: str, target: str, **defaults: Any) -> Callable[..., Fl
     if alias in FLOWS:
         raise ValueError(f"a flow named {alias!r} is registered already")
     signature = inspect.signature(target_builder)
-    extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()
-             if k not in signature.parameters]
+    extra = [
+        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+        for k, v in defaults.items()
+        if k not in signature.parameters
+    ]
     params = [p.replace(default=defaults[p.name]) if p.name in defaults else p for p in signature.parameters.values()]
     head = [p for p in params if p.kind is not p.VAR_KEYWORD]
     builder.__signature__ = signature.replace(parameters=head + extra + [p for p in params if p not in head])
     FLOWS[alias] = builder
     context = defaults.get("context_shape")
-    FLOW_INFO[alias] = FlowInfo(alias, info.shapes, info.conditional, info.min_dim, alias_of=target,
-                                default_context_shape=None if context is None else tuple(context))
+    FLOW_INFO[alias] = FlowInfo(
+        alias,
+        info.shapes,
+        info.conditional,
+        info.min_dim,
+        alias_of=target,
+        default_context_shape=None if context is None else tuple(context),
+    )
     builder.info = FLOW_INFO[alias]
     return builder
 
@@ -316,8 +363,7 @@ def builders(shape: Optional[str] = None, conditional: bool = False, aliases: bo
     return tuple(sorted(out))
 
 
-def build(name: str, event_shape: Sequence[int], context_shape: Optional[Sequence[int]] = None,
-          **hparams) -> Flow:
+def build(name: str, event_shape: Sequence[int], context_shape: Optional[Sequence[int]] = None, **hparams) -> Flow:
     """Builds the flow registered as ``name``; unknown names raise a ValueError listing the choices.
 
     Example:
@@ -360,8 +406,7 @@ def fit_standardization(flow: Flow, x: Optional[Tensor] = None, context: Optiona
             continue
         found = [m for m in flow.modules() if isinstance(m, kind)]
         if not found:
-            raise ValueError(f"this flow has no {what} standardization: build it with standardize="
-                             f"{what!r} or 'both'")
+            raise ValueError(f"this flow has no {what} standardization: build it with standardize={what!r} or 'both'")
         for m in found:
             m.set_statistics(values)
     return flow

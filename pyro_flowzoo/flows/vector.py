@@ -43,9 +43,15 @@ def context_features(context_shape: Optional[Sequence[int]]) -> int:
 
 
 @register("nice", shapes=("vector", "image"))
-def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optional[Sequence[int]] = None,
-         mask: Optional[str] = None, context_shape: Optional[tuple[int, ...]] = None, support: Support = None,
-         **image_hparams) -> Flow:
+def nice(
+    event_shape: tuple[int, ...],
+    num_layers: int = 4,
+    hidden_dims: Optional[Sequence[int]] = None,
+    mask: Optional[str] = None,
+    context_shape: Optional[tuple[int, ...]] = None,
+    support: Support = None,
+    **image_hparams,
+) -> Flow:
     """NICE: additive couplings with alternating masks, a final diagonal scaling, a logistic base.
 
     With ``context_shape=(K,)`` every coupling network also reads the context (the scaling does not).
@@ -71,9 +77,11 @@ def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optiona
     k = context_features(context_shape)
     # The nets see only the kept entries and predict only the changed ones (split layout).
     transforms: list[nn.Module] = [
-        AdditiveCoupling(m, MLP(int(m.sum()), dim - int(m.sum()), hidden_dims), split_channels=True) if not k
-        else ConditionalAdditiveCoupling(m, MLP(int(m.sum()), dim - int(m.sum()), hidden_dims, context_features=k),
-                                         (k,), split_channels=True)
+        AdditiveCoupling(m, MLP(int(m.sum()), dim - int(m.sum()), hidden_dims), split_channels=True)
+        if not k
+        else ConditionalAdditiveCoupling(
+            m, MLP(int(m.sum()), dim - int(m.sum()), hidden_dims, context_features=k), (k,), split_channels=True
+        )
         for m in alternating_masks(dim, num_layers, mask)
     ]
     transforms.append(Scaling((dim,)))  # data side: the paper's scaling follows the couplings
@@ -81,9 +89,15 @@ def nice(event_shape: tuple[int, ...], num_layers: int = 4, hidden_dims: Optiona
 
 
 @register("realnvp", shapes=("vector", "image"))
-def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
-            hidden_dims: Optional[Sequence[int]] = None, mask: Optional[str] = None,
-            context_shape: Optional[tuple[int, ...]] = None, support: Support = None, **image_hparams) -> Flow:
+def realnvp(
+    event_shape: tuple[int, ...],
+    num_layers: Optional[int] = None,
+    hidden_dims: Optional[Sequence[int]] = None,
+    mask: Optional[str] = None,
+    context_shape: Optional[tuple[int, ...]] = None,
+    support: Support = None,
+    **image_hparams,
+) -> Flow:
     """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
 
     On images ``(C, H, W)`` this is the multi-scale architecture of the paper (see ``flows.image``).
@@ -100,8 +114,7 @@ def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
     if len(event_shape) == 3:
         from .image import realnvp_image
 
-        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask,
-                               support=support)
+        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask, support=support)
         return realnvp_image(event_shape, context_shape=context_shape, **image_hparams)
     num_layers = 12 if num_layers is None else num_layers
     hidden_dims = (64, 64) if hidden_dims is None else hidden_dims
@@ -111,9 +124,11 @@ def realnvp(event_shape: tuple[int, ...], num_layers: Optional[int] = None,
     dim = vector_dim("realnvp", event_shape, images=True)
     k = context_features(context_shape)
     transforms = [
-        AffineCoupling(m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims), split_channels=True) if not k
-        else ConditionalAffineCoupling(m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims,
-                                              context_features=k), (k,), split_channels=True)
+        AffineCoupling(m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims), split_channels=True)
+        if not k
+        else ConditionalAffineCoupling(
+            m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims, context_features=k), (k,), split_channels=True
+        )
         for m in alternating_masks(dim, num_layers, mask)
     ]
     return Flow(StandardNormal((dim,)), transforms + data_side((dim,), support), context_shape=context_shape)

@@ -71,9 +71,16 @@ class FlowEncoder(nn.Module):
         (torch.Size([5]), torch.Size([2]))
     """
 
-    def __init__(self, in_features: int, latent_dim: int, hidden_dims: Sequence[int] = (256,),
-                 flow: Optional[str] = "realnvp", context_features: int = 32,
-                 flow_kwargs: Optional[dict[str, Any]] = None, inverse: bool = False) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        latent_dim: int,
+        hidden_dims: Sequence[int] = (256,),
+        flow: Optional[str] = "realnvp",
+        context_features: int = 32,
+        flow_kwargs: Optional[dict[str, Any]] = None,
+        inverse: bool = False,
+    ) -> None:
         super().__init__()
         flow_kwargs = dict(flow_kwargs or {})
         choices = (*builders("vector", conditional=True), *ENCODER_ALIASES)
@@ -87,8 +94,16 @@ class FlowEncoder(nn.Module):
         self.latent_dim = latent_dim
         self.context_features = context_features if flow is not None else 0
         self.net = MLP(in_features, 2 * latent_dim + self.context_features, hidden_dims, zero_init=False)
-        self.flow = None if flow is None else build(flow, (latent_dim,), context_shape=(context_features,),
-                                                    **{**ENCODER_DEFAULTS.get(flow, {}), **flow_kwargs})
+        self.flow = (
+            None
+            if flow is None
+            else build(
+                flow,
+                (latent_dim,),
+                context_shape=(context_features,),
+                **{**ENCODER_DEFAULTS.get(flow, {}), **flow_kwargs},
+            )
+        )
         for module in [] if self.flow is None else self.flow.modules():
             if isinstance(module, ActNorm):  # no data-dependent init from the encoder's own first samples
                 module.set_identity()

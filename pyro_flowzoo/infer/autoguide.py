@@ -102,7 +102,7 @@ def start_at_identity(flow: Flow) -> Flow:
     for module in flow.modules():
         if isinstance(module, MixtureCDFAutoregressive):
             k = module.num_components
-            module.made.output_bias[:, k: 2 * k] = torch.linspace(-0.1, 0.1, k) if k > 1 else 0.0
+            module.made.output_bias[:, k : 2 * k] = torch.linspace(-0.1, 0.1, k) if k > 1 else 0.0
     return flow
 
 
@@ -337,10 +337,20 @@ class AutoFlowGuide(AutoContinuous):
         3
     """
 
-    def __init__(self, model: Callable, flow: FlowSpec = "realnvp", *, init_loc_fn: Callable = init_to_median,
-                 init_scale: Optional[float] = None, affine: str = "tril", invert: Optional[bool] = None,
-                 affine_position: str = "data", path_derivative: Optional[bool] = None,
-                 num_summary_samples: int = 1000, **builder_kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Callable,
+        flow: FlowSpec = "realnvp",
+        *,
+        init_loc_fn: Callable = init_to_median,
+        init_scale: Optional[float] = None,
+        affine: str = "tril",
+        invert: Optional[bool] = None,
+        affine_position: str = "data",
+        path_derivative: Optional[bool] = None,
+        num_summary_samples: int = 1000,
+        **builder_kwargs: Any,
+    ) -> None:
         if isinstance(flow, str):
             if flow not in FLOWS:
                 raise ValueError(f"unknown flow {flow!r}; choose one of: {', '.join(sorted(FLOWS))}")
@@ -381,18 +391,30 @@ class AutoFlowGuide(AutoContinuous):
             else:
                 flow = spec((dim,))
         except ValueError as e:
-            hint = (" For a model with one latent scalar use flow=None (the affine layer alone) or a builder "
-                    "that accepts D = 1.") if dim == 1 else ""
-            raise ValueError(f"AutoFlowGuide: flow {name!r} cannot be built for the model's {dim}-dimensional "
-                             f"unconstrained latent: {e}.{hint}") from e
+            hint = (
+                (
+                    " For a model with one latent scalar use flow=None (the affine layer alone) or a builder "
+                    "that accepts D = 1."
+                )
+                if dim == 1
+                else ""
+            )
+            raise ValueError(
+                f"AutoFlowGuide: flow {name!r} cannot be built for the model's {dim}-dimensional "
+                f"unconstrained latent: {e}.{hint}"
+            ) from e
         if not isinstance(flow, Flow):
             raise ValueError(f"AutoFlowGuide: flow {name!r} must give a pyro_flowzoo.Flow, got {type(flow).__name__}")
         if flow.is_conditional or tuple(flow.event_shape) != (dim,):
-            raise ValueError(f"AutoFlowGuide: expected an unconditional flow on ({dim},), got event_shape "
-                             f"{tuple(flow.event_shape)}{' (conditional)' if flow.is_conditional else ''}")
+            raise ValueError(
+                f"AutoFlowGuide: expected an unconditional flow on ({dim},), got event_shape "
+                f"{tuple(flow.event_shape)}{' (conditional)' if flow.is_conditional else ''}"
+            )
         if not _is_real_vector(flow.dist.support):
-            raise ValueError(f"AutoFlowGuide: flow {name!r} has support {flow.dist.support}, expected R^{dim} "
-                             "(for ar_flow pass to_real=True)")
+            raise ValueError(
+                f"AutoFlowGuide: flow {name!r} has support {flow.dist.support}, expected R^{dim} "
+                "(for ar_flow pass to_real=True)"
+            )
         if self.invert and not all(isinstance(t, _FlowTransformMixin) for t in flow._transforms):
             raise ValueError(f"AutoFlowGuide: invert=True needs pyro_flowzoo transforms; {name!r} has others")
         if isinstance(spec, str):
@@ -442,6 +464,7 @@ class AutoFlowGuide(AutoContinuous):
 
     def _laplace(self, loc: Tensor, args: tuple, kwargs: dict) -> Optional[tuple[Tensor, Tensor]]:
         """Mode and Cholesky factor of the inverse Hessian there, or None if either is not usable."""
+
         def neg_log_joint(u: Tensor) -> Tensor:
             return -self._log_joint(u, args, kwargs)
 
@@ -495,8 +518,9 @@ class AutoFlowGuide(AutoContinuous):
         return best
 
     # -- the posterior ------------------------------------------------------------------------
-    def _affine(self, loc: Optional[Tensor] = None, scale: Optional[Tensor] = None,
-                tril: Optional[Tensor] = None) -> Transform:
+    def _affine(
+        self, loc: Optional[Tensor] = None, scale: Optional[Tensor] = None, tril: Optional[Tensor] = None
+    ) -> Transform:
         loc = self.loc if loc is None else loc
         scale = self.scale if scale is None else scale
         if self.affine == "tril":
@@ -534,12 +558,18 @@ class AutoFlowGuide(AutoContinuous):
         if not self._use_path_derivative:
             return FlowPosterior(self.get_base_dist(), [*parts, _GradientGuard()])
         q = _PathDerivativePosterior(self.get_base_dist(), [*parts, _GradientGuard()])
-        q._score = partial(self._score_detached, loc.detach(), scale.detach(), None if tril is None else tril.detach(),
-                           None if flow is None else {k: v.detach() for k, v in flow.named_parameters()})
+        q._score = partial(
+            self._score_detached,
+            loc.detach(),
+            scale.detach(),
+            None if tril is None else tril.detach(),
+            None if flow is None else {k: v.detach() for k, v in flow.named_parameters()},
+        )
         return q
 
-    def _score_detached(self, loc: Tensor, scale: Tensor, tril: Optional[Tensor], params: Optional[dict],
-                        x: Tensor) -> Tensor:
+    def _score_detached(
+        self, loc: Tensor, scale: Tensor, tril: Optional[Tensor], params: Optional[dict], x: Tensor
+    ) -> Tensor:
         """``log q(x)`` with every guide parameter held constant (gradients reach only ``x``)."""
         diff = x - loc
         if tril is None:
@@ -549,7 +579,8 @@ class AutoFlowGuide(AutoContinuous):
             log_det = tril.diagonal().log().sum()
         if params is not None:
             y, flow_log_det = torch.func.functional_call(
-                self._inverse_net, {f"flow.{k}": v for k, v in params.items()}, (y,))
+                self._inverse_net, {f"flow.{k}": v for k, v in params.items()}, (y,)
+            )
             log_det = log_det + flow_log_det
         return -0.5 * y.pow(2).sum(-1) - 0.5 * y.shape[-1] * math.log(2 * math.pi) - log_det
 

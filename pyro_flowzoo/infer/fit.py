@@ -16,10 +16,20 @@ from ..training.optim import PyroUpdater
 __all__ = ["fit_svi", "evidence"]
 
 
-def fit_svi(model: Callable, guide: Callable, *args: Any, steps: int = 1000, lr: float = 0.01,
-            final_lr: Optional[float] = None, num_particles: int = 16, max_plate_nesting: Optional[int] = None,
-            clip_norm: float = 10.0, callback: Optional[Callable[[int, float], None]] = None,
-            optim: Optional[PyroOptim] = None, **kwargs: Any) -> list[float]:
+def fit_svi(
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    steps: int = 1000,
+    lr: float = 0.01,
+    final_lr: Optional[float] = None,
+    num_particles: int = 16,
+    max_plate_nesting: Optional[int] = None,
+    clip_norm: float = 10.0,
+    callback: Optional[Callable[[int, float], None]] = None,
+    optim: Optional[PyroOptim] = None,
+    **kwargs: Any,
+) -> list[float]:
     r"""Maximises the ELBO with Pyro's ``SVI``, ``Trace_ELBO`` (vectorised particles) and Adam.
 
     .. math:: \text{ELBO}(q) = \mathbb{E}_{q(z)}[\log p(x, z) - \log q(z)] \le \log p(x)
@@ -61,8 +71,9 @@ def fit_svi(model: Callable, guide: Callable, *args: Any, steps: int = 1000, lr:
         raise ValueError(f"expected steps >= 1, got {steps}")
     final_lr = lr / 10 if final_lr is None else final_lr
     if optim is None:
-        optim = PyroUpdater(lr=lr, clip_grad=clip_norm, total_steps=steps, schedule="exponential",
-                            final_lr_ratio=final_lr / lr)
+        optim = PyroUpdater(
+            lr=lr, clip_grad=clip_norm, total_steps=steps, schedule="exponential", final_lr_ratio=final_lr / lr
+        )
     nesting = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, **nesting)
     svi = SVI(model, guide, optim, elbo)
@@ -78,8 +89,15 @@ def fit_svi(model: Callable, guide: Callable, *args: Any, steps: int = 1000, lr:
 
 
 @torch.no_grad()
-def evidence(model: Callable, guide: Callable, *args: Any, num_samples: int = 10000, max_plate_nesting: int = 1,
-             batch_size: int = 10000, **kwargs: Any) -> dict[str, float]:
+def evidence(
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    num_samples: int = 10000,
+    max_plate_nesting: int = 1,
+    batch_size: int = 10000,
+    **kwargs: Any,
+) -> dict[str, float]:
     r"""Monte Carlo ELBO and importance-sampled ``log p(x)`` with the guide as proposal.
 
     .. math::
@@ -115,8 +133,9 @@ def evidence(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
     left = num_samples
     while left > 0:
         n = min(batch_size, left)
-        log_w, _, _ = vectorized_importance_weights(model, guide, *args, num_samples=n,
-                                                    max_plate_nesting=max_plate_nesting, **kwargs)
+        log_w, _, _ = vectorized_importance_weights(
+            model, guide, *args, num_samples=n, max_plate_nesting=max_plate_nesting, **kwargs
+        )
         chunks.append(log_w.detach().double().reshape(-1))
         left -= n
     log_w = torch.cat(chunks)

@@ -48,8 +48,9 @@ class BananaPosterior:
         -2.9542
     """
 
-    def __init__(self, curvature: float = 1.0, noise: tuple[float, float] = (2.0, 0.5),
-                 obs: tuple[float, float] = (1.0, 0.5)) -> None:
+    def __init__(
+        self, curvature: float = 1.0, noise: tuple[float, float] = (2.0, 0.5), obs: tuple[float, float] = (1.0, 0.5)
+    ) -> None:
         if min(noise) <= 0:
             raise ValueError(f"expected positive noise scales, got {noise}")
         self.curvature = float(curvature)
@@ -81,8 +82,9 @@ class BananaPosterior:
     def log_prob(self, x: Tensor) -> Tensor:
         """The exact log posterior density of ``x`` (shape ``(..., 2)``)."""
         x1, x2 = x[..., 0], x[..., 1]
-        return (dist.Normal(self.loc1, self.sd1).log_prob(x1)
-                + dist.Normal(self.curvature * x1**2 + self.shift2, self.sd2).log_prob(x2))
+        return dist.Normal(self.loc1, self.sd1).log_prob(x1) + dist.Normal(
+            self.curvature * x1**2 + self.shift2, self.sd2
+        ).log_prob(x2)
 
 
 class GaussianLinearPosterior:

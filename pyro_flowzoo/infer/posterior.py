@@ -48,8 +48,12 @@ class FlowPosterior(dist.TransformedDistribution):
         True
     """
 
-    def __init__(self, base_dist: dist.TorchDistribution, transforms: Sequence[Transform] | Transform,
-                 validate_args: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        base_dist: dist.TorchDistribution,
+        transforms: Sequence[Transform] | Transform,
+        validate_args: Optional[bool] = None,
+    ) -> None:
         super().__init__(base_dist, transforms, validate_args=validate_args)
         self._memo: Optional[tuple[Tensor, Tensor]] = None
 

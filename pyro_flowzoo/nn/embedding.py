@@ -66,8 +66,9 @@ class FlattenContext(nn.Module):
         return context.reshape(context.shape[: context.dim() - len(self.shape)] + (-1,))
 
 
-def default_embedding(context_shape: Sequence[int], features: int = 32,
-                      hidden_dims: Sequence[int] = (128,)) -> tuple[nn.Module | None, int]:
+def default_embedding(
+    context_shape: Sequence[int], features: int = 32, hidden_dims: Sequence[int] = (128,)
+) -> tuple[nn.Module | None, int]:
     """The embedding a builder uses when none is given, and the number of features it emits.
 
     A vector context of at most :data:`DEFAULT_EMBEDDING_THRESHOLD` entries is used as it is (None);

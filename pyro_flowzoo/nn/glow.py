@@ -76,8 +76,9 @@ class GlowNet(nn.Module):
         torch.Size([3, 4, 4, 4])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 512,
-                 context_features: int = 0) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, hidden_channels: int = 512, context_features: int = 0
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, hidden_channels, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden_channels, hidden_channels, 1)

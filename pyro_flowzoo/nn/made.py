@@ -64,17 +64,23 @@ class MADE(nn.Module):
         torch.Size([5, 3, 2])
     """
 
-    def __init__(self, input_dim: int, num_params: int, hidden_dims: Optional[Sequence[int]] = None,
-                 skip_connections: bool = False, init_scale: float = 0.1, reverse: bool = False,
-                 params_first: bool = False, context_features: int = 0) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        num_params: int,
+        hidden_dims: Optional[Sequence[int]] = None,
+        skip_connections: bool = False,
+        init_scale: float = 0.1,
+        reverse: bool = False,
+        params_first: bool = False,
+        context_features: int = 0,
+    ) -> None:
         super().__init__()
         if input_dim < 2:
             raise ValueError(f"MADE needs input_dim >= 2, got {input_dim}")
         hidden_dims = tuple(default_made_hidden(input_dim) if hidden_dims is None else hidden_dims)
         if not hidden_dims or min(hidden_dims) < input_dim:
-            raise ValueError(
-                f"MADE hidden sizes must be at least input_dim={input_dim}; got hidden_dims={hidden_dims}"
-            )
+            raise ValueError(f"MADE hidden sizes must be at least input_dim={input_dim}; got hidden_dims={hidden_dims}")
         self.input_dim = input_dim
         self.num_params = num_params
         self.reverse = reverse
@@ -83,13 +89,20 @@ class MADE(nn.Module):
         # One projection for all hidden layers (split per layer): one matmul instead of one per layer.
         self.context_proj = nn.Linear(context_features, sum(hidden_dims), bias=False) if context_features else None
         order = torch.arange(input_dim)
-        self.arn = AutoRegressiveNN(input_dim, list(hidden_dims), param_dims=[num_params],
-                                    permutation=order.flip(0) if reverse else order,
-                                    skip_connections=skip_connections)
+        self.arn = AutoRegressiveNN(
+            input_dim,
+            list(hidden_dims),
+            param_dims=[num_params],
+            permutation=order.flip(0) if reverse else order,
+            skip_connections=skip_connections,
+        )
         self.output_shape = (num_params, input_dim) if params_first else (input_dim, num_params)
         # Pyro orders the output rows (param, dim); unless params_first they are stored (dim, param).
-        self._rows = None if params_first or num_params == 1 else \
-            torch.arange(num_params * input_dim).view(num_params, input_dim).t().reshape(-1)
+        self._rows = (
+            None
+            if params_first or num_params == 1
+            else torch.arange(num_params * input_dim).view(num_params, input_dim).t().reshape(-1)
+        )
         with torch.no_grad():
             last = self.arn.layers[-1]
             last.weight.mul_(init_scale)

@@ -22,9 +22,15 @@ class MLP(nn.Module):
         torch.Size([5, 4])
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden_dims: Sequence[int] = (64, 64),
-                 activation: type[nn.Module] = nn.ReLU, zero_init: bool = True,
-                 context_features: int = 0) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_dims: Sequence[int] = (64, 64),
+        activation: type[nn.Module] = nn.ReLU,
+        zero_init: bool = True,
+        context_features: int = 0,
+    ) -> None:
         super().__init__()
         dims = [in_features + context_features, *hidden_dims]
         layers: list[nn.Module] = []

@@ -39,8 +39,9 @@ class MaskedConv2d(nn.Conv2d):
         [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str,
-                 data_channels: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str, data_channels: int = 1
+    ) -> None:
         if mask_type not in ("A", "B"):
             raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
         if kernel_size % 2 != 1:
@@ -100,8 +101,15 @@ class PixelCNN(nn.Module):
         torch.Size([5, 2, 4, 4, 3])
     """
 
-    def __init__(self, data_channels: int, num_params: int, hidden_channels: int = 64, num_blocks: int = 4,
-                 kernel_size: int = 3, first_kernel: int = 7) -> None:
+    def __init__(
+        self,
+        data_channels: int,
+        num_params: int,
+        hidden_channels: int = 64,
+        num_blocks: int = 4,
+        kernel_size: int = 3,
+        first_kernel: int = 7,
+    ) -> None:
         super().__init__()
         hidden = -(-hidden_channels // data_channels) * data_channels
         self.data_channels, self.num_params = data_channels, num_params

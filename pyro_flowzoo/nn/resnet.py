@@ -89,8 +89,14 @@ class ResNet(nn.Module):
         0.0
     """
 
-    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 64, num_blocks: int = 4,
-                 context_features: int = 0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int = 64,
+        num_blocks: int = 4,
+        context_features: int = 0,
+    ) -> None:
         super().__init__()
         self.conv_in = WNConv2d(in_channels, hidden_channels, 3)
         self.blocks = nn.Sequential(*[_ResidualBlock(hidden_channels) for _ in range(num_blocks)])

@@ -15,6 +15,22 @@ from .progress import Progress
 from .steps import MLEStep, SVIStep
 from .stopping import BestKeeper
 
-__all__ = ["TrainConfig", "Source", "as_source", "step_generator", "EMA", "evaluate_nll", "FitResult", "Trainer",
-           "fit", "PyroUpdater", "Updater", "clip_global_norm", "lr_factor", "Progress", "MLEStep", "SVIStep",
-           "BestKeeper"]
+__all__ = [
+    "TrainConfig",
+    "Source",
+    "as_source",
+    "step_generator",
+    "EMA",
+    "evaluate_nll",
+    "FitResult",
+    "Trainer",
+    "fit",
+    "PyroUpdater",
+    "Updater",
+    "clip_global_norm",
+    "lr_factor",
+    "Progress",
+    "MLEStep",
+    "SVIStep",
+    "BestKeeper",
+]

@@ -30,8 +30,10 @@ def open_resume(flow: Flow, resume: Union[PathLike, dict[str, Any]], device: tor
 
 def rng_state(device: torch.device) -> dict[str, Optional[torch.Tensor]]:
     """torch's RNG states (CPU, and the device's on CUDA) as CPU byte tensors."""
-    return {"rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device).cpu() if device.type == "cuda" else None}
+    return {
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device).cpu() if device.type == "cuda" else None,
+    }
 
 
 def restore_rng(state: dict[str, Any], device: torch.device) -> None:

@@ -69,8 +69,9 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, ("adam", "adamax"))
         _choice("schedule", self.schedule, ("cosine", "exponential", "constant"))
         if self.epochs is not None and self.steps is not None:
-            raise ValueError(f"give a budget in epochs or in steps, not both (got epochs={self.epochs}, "
-                             f"steps={self.steps})")
+            raise ValueError(
+                f"give a budget in epochs or in steps, not both (got epochs={self.epochs}, steps={self.steps})"
+            )
         if (self.epochs is not None and self.epochs < 1) or (self.steps is not None and self.steps < 1):
             raise ValueError(f"the budget must be positive, got epochs={self.epochs}, steps={self.steps}")
         for name in ("batch_size", "eval_batch_size"):

@@ -95,8 +95,9 @@ class Source:
     def steps_per_epoch(self, batch_size: int, rank: int = 0, world: int = 1) -> Optional[int]:
         raise NotImplementedError
 
-    def epoch(self, epoch: int, batch_size: int, seed: int, start: int = 0, rank: int = 0,
-              world: int = 1) -> Iterator[Batch]:
+    def epoch(
+        self, epoch: int, batch_size: int, seed: int, start: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[Batch]:
         raise NotImplementedError
 
     def ordered(self, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[Batch]:
@@ -122,8 +123,9 @@ class _Indexed(Source):
         per_rank = -(-self.length // world)
         return -(-per_rank // batch_size)
 
-    def epoch(self, epoch: int, batch_size: int, seed: int, start: int = 0, rank: int = 0,
-              world: int = 1) -> Iterator[Batch]:
+    def epoch(
+        self, epoch: int, batch_size: int, seed: int, start: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[Batch]:
         order = self._order(epoch, seed, rank, world)
         for pos in range(start, self.steps_per_epoch(batch_size, rank, world)):
             yield self._take(order[pos * batch_size : (pos + 1) * batch_size])
@@ -142,8 +144,9 @@ class TensorSource(_Indexed):
 
     def __init__(self, x: Tensor, context: Optional[Tensor], name: str) -> None:
         if context is not None and x.shape[0] != context.shape[0]:
-            raise ValueError(f"{name}: data and context must have the same length, got {x.shape[0]} and "
-                             f"{context.shape[0]}")
+            raise ValueError(
+                f"{name}: data and context must have the same length, got {x.shape[0]} and {context.shape[0]}"
+            )
         if x.dim() < 1 or x.shape[0] < 1:
             raise ValueError(f"{name}: expected at least one example, got a tensor of shape {tuple(x.shape)}")
         self.x, self.context, self.length, self.whole = x, context, x.shape[0], True
@@ -194,8 +197,9 @@ class LoaderSource(Source):
             x, c = _split_item(item, self.name)
             yield self._to(x), self._to(c)
 
-    def epoch(self, epoch: int, batch_size: int, seed: int, start: int = 0, rank: int = 0,
-              world: int = 1) -> Iterator[Batch]:
+    def epoch(
+        self, epoch: int, batch_size: int, seed: int, start: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[Batch]:
         if hasattr(getattr(self.loader, "sampler", None), "set_epoch"):
             self.loader.sampler.set_epoch(epoch)
         for pos, batch in enumerate(self._batches()):
@@ -232,8 +236,7 @@ def as_source(data: Any, name: str = "train") -> Source:
     return TensorSource(_tensor(data, name), None, name)
 
 
-def prepare(batch: Batch, n_bins: Optional[int], dtype: torch.dtype,
-            generator: Optional[torch.Generator]) -> Batch:
+def prepare(batch: Batch, n_bins: Optional[int], dtype: torch.dtype, generator: Optional[torch.Generator]) -> Batch:
     """Dequantizes integer levels (``x = (k + u) / n_bins``); float data pass unchanged."""
     x, c = batch
     if not x.is_floating_point():

@@ -19,15 +19,18 @@ def check_source(flow: Flow, source: Source, name: str, n_bins: Optional[int]) -
     x, ctx = source.first() if not source.whole else (source.x, source.context)
     shape = tuple(flow.event_shape)
     if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape or x.shape[0] < 1:
-        raise ValueError(f"{name}: expected data of shape (N, {', '.join(map(str, shape))}) for this flow, "
-                         f"got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name}: expected data of shape (N, {', '.join(map(str, shape))}) for this flow, got {tuple(x.shape)}"
+        )
     if x.is_floating_point():
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name}: data contain NaN or inf")
         if n_bins is not None and (x.min() < 0 or x.max() > 1):
-            raise ValueError(f"{name}: with n_bins={n_bins}, expected integer levels (an integer tensor) or "
-                             f"dequantized values in [0, 1], got floats in [{x.min().item():g}, "
-                             f"{x.max().item():g}]; pass levels as x.long()")
+            raise ValueError(
+                f"{name}: with n_bins={n_bins}, expected integer levels (an integer tensor) or "
+                f"dequantized values in [0, 1], got floats in [{x.min().item():g}, "
+                f"{x.max().item():g}]; pass levels as x.long()"
+            )
     elif n_bins is None:
         raise ValueError(f"{name}: integer data (image levels) need n_bins= to be dequantized, got dtype {x.dtype}")
     if ctx is None and flow.is_conditional:
@@ -35,13 +38,22 @@ def check_source(flow: Flow, source: Source, name: str, n_bins: Optional[int]) -
     if ctx is not None and flow.context_shape is None:
         raise ValueError(f"{name}: this flow is not conditional, but the data come with a context")
     if ctx is not None and tuple(ctx.shape[1:]) != tuple(flow.context_shape):
-        raise ValueError(f"{name}: expected context of shape (N, {', '.join(map(str, flow.context_shape))}), "
-                         f"got {tuple(ctx.shape)}")
+        raise ValueError(
+            f"{name}: expected context of shape (N, {', '.join(map(str, flow.context_shape))}), got {tuple(ctx.shape)}"
+        )
 
 
 @torch.no_grad()
-def nll_sum(flow: Flow, source: Source, batch_size: int, n_bins: Optional[int], seed: int = 0,
-            rank: int = 0, world: int = 1, distributed: bool = False) -> tuple[float, int]:
+def nll_sum(
+    flow: Flow,
+    source: Source,
+    batch_size: int,
+    n_bins: Optional[int],
+    seed: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    distributed: bool = False,
+) -> tuple[float, int]:
     """Sum of ``-log p`` over this process's share of ``source`` (all processes when distributed), and the count.
 
     Integer levels are dequantized with noise from ``seed`` alone, so the figure is reproducible.
@@ -56,8 +68,15 @@ def nll_sum(flow: Flow, source: Source, batch_size: int, n_bins: Optional[int], 
     return sums[0].item(), int(sums[1].item())
 
 
-def evaluate_nll(flow: Flow, data: Any, batch_size: int = 4096, context: Optional[Tensor] = None, *,
-                 n_bins: Optional[int] = None, seed: int = 0) -> float:
+def evaluate_nll(
+    flow: Flow,
+    data: Any,
+    batch_size: int = 4096,
+    context: Optional[Tensor] = None,
+    *,
+    n_bins: Optional[int] = None,
+    seed: int = 0,
+) -> float:
     r"""Mean negative log-likelihood in nats per dimension over ``data``.
 
     .. math:: \text{NLL} = -\frac{1}{N D} \sum_{n=1}^{N} \log p(x_n)

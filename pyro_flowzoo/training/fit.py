@@ -74,15 +74,26 @@ class FitResult:
 class Trainer:
     """One training run: the parts of :mod:`pyro_flowzoo.training` wired together (see :func:`fit`)."""
 
-    def __init__(self, flow: Flow, config: TrainConfig, train: Any, valid: Any = None, *,
-                 checkpoint: Optional[PathLike] = None, resume: Any = None, metrics_csv: Optional[PathLike] = None,
-                 checkpoint_extra: Optional[dict[str, Any]] = None, callback: Optional[Callback] = None) -> None:
+    def __init__(
+        self,
+        flow: Flow,
+        config: TrainConfig,
+        train: Any,
+        valid: Any = None,
+        *,
+        checkpoint: Optional[PathLike] = None,
+        resume: Any = None,
+        metrics_csv: Optional[PathLike] = None,
+        checkpoint_extra: Optional[dict[str, Any]] = None,
+        callback: Optional[Callback] = None,
+    ) -> None:
         self.flow, self.cfg, self.callback = flow, config, callback
         self.checkpoint, self.metrics_csv, self.extra = checkpoint, metrics_csv, checkpoint_extra
         self.distributed, self.rank, self.world = dist_info()
         if config.batch_size < self.world:
-            raise ValueError(f"batch_size ({config.batch_size}) must be at least the number of processes "
-                             f"({self.world})")
+            raise ValueError(
+                f"batch_size ({config.batch_size}) must be at least the number of processes ({self.world})"
+            )
         self.train, self.valid = self._sources(train, valid)
         self.ckpt = None if resume is None else open_resume(flow, resume, flow.device)
         seed = self.ckpt["train_state"]["seed"] if self.ckpt is not None else config.seed
@@ -94,8 +105,15 @@ class Trainer:
         self.warmup_steps = config.warmup(self.total_steps)
         self.dim = flow.event_shape.numel()
         self.unit = "nats/dim" if config.n_bins is None else "bits/dim"
-        self.counters: dict[str, Any] = {"step": 0, "epoch": 0, "pos": 0, "epoch_sum": 0.0, "epoch_count": 0,
-                                         "elapsed": 0.0, "stopped": None}
+        self.counters: dict[str, Any] = {
+            "step": 0,
+            "epoch": 0,
+            "pos": 0,
+            "epoch_sum": 0.0,
+            "epoch_count": 0,
+            "elapsed": 0.0,
+            "stopped": None,
+        }
         self.history: list[dict[str, Any]] = []
         self.compile_time = 0.0
         self._init_and_build()
@@ -120,21 +138,31 @@ class Trainer:
         flow, cfg = self.flow, self.cfg
         flow.train()
         if self.ckpt is None and (cfg.init_batch_size is None or cfg.init_batch_size > 0):
-            first = next(iter(self.train.epoch(0, cfg.init_batch_size or self.local_bs, self.seed, 0, self.rank,
-                                               self.world)))
+            first = next(
+                iter(self.train.epoch(0, cfg.init_batch_size or self.local_bs, self.seed, 0, self.rank, self.world))
+            )
             with torch.no_grad():
                 flow.log_prob(*self._batch(first, -1))
         model = flow
         if self.distributed:
             # DDP broadcasts rank 0's parameters and buffers (so rank 0's ActNorm init) to all ranks
             dev = flow.device
-            model = torch.nn.parallel.DistributedDataParallel(flow, device_ids=[dev.index] if dev.type == "cuda"
-                                                              else None)
+            model = torch.nn.parallel.DistributedDataParallel(
+                flow, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
         if cfg.compile:
             model = torch.compile(model)
-        self.updater = Updater(flow.parameters(), lr=cfg.lr, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
-                               clip_grad=cfg.clip_grad, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
-                               schedule=cfg.schedule, final_lr_ratio=cfg.final_lr_ratio)
+        self.updater = Updater(
+            flow.parameters(),
+            lr=cfg.lr,
+            optimizer=cfg.optimizer,
+            weight_decay=cfg.weight_decay,
+            clip_grad=cfg.clip_grad,
+            total_steps=self.total_steps,
+            warmup_steps=self.warmup_steps,
+            schedule=cfg.schedule,
+            final_lr_ratio=cfg.final_lr_ratio,
+        )
         self.step_fn = make_step(cfg.method, flow, model, self.updater, self.world)
         self.ema = EMA(flow, cfg.ema_decay) if cfg.ema_decay else None
         self.best = BestKeeper(cfg.patience)
@@ -167,16 +195,29 @@ class Trainer:
     def payload(self) -> dict[str, Any]:
         """The checkpoint: the weights to use, the metrics, and the state for an exact resume."""
         cfg = self.cfg
-        config = cfg.to_dict() | {"total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                                  "world_size": self.world}
-        train_state = {"seed": self.seed, "model": clone_state(self.flow.state_dict()),
-                       "ema": None if self.ema is None else clone_state(self.ema.shadow),
-                       "best": None if self.best.state is None else clone_state(self.best.state),
-                       **self.updater.state_dict(), "counters": self.counters | self.best.counters(),
-                       **rng_state(self.flow.device), "config": config}
-        metrics = {"history": self.history, "best_valid_nll": self.best.best_valid_nll,
-                   "best_epoch": self.best.best_epoch, "steps": self.counters["step"], "unit": self.unit,
-                   "n_bins": cfg.n_bins}
+        config = cfg.to_dict() | {
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "world_size": self.world,
+        }
+        train_state = {
+            "seed": self.seed,
+            "model": clone_state(self.flow.state_dict()),
+            "ema": None if self.ema is None else clone_state(self.ema.shadow),
+            "best": None if self.best.state is None else clone_state(self.best.state),
+            **self.updater.state_dict(),
+            "counters": self.counters | self.best.counters(),
+            **rng_state(self.flow.device),
+            "config": config,
+        }
+        metrics = {
+            "history": self.history,
+            "best_valid_nll": self.best.best_valid_nll,
+            "best_epoch": self.best.best_epoch,
+            "steps": self.counters["step"],
+            "unit": self.unit,
+            "n_bins": cfg.n_bins,
+        }
         return checkpoint_payload(self.flow, self._weights_to_use(), metrics, train_state, self.extra)
 
     def write_outputs(self) -> None:
@@ -200,8 +241,9 @@ class Trainer:
             loss = self.step_fn(xb, cb)
         except FloatingPointError as e:
             where = f" (last good checkpoint: {self.checkpoint})" if self.checkpoint is not None else ""
-            raise FloatingPointError(f"{e} at step {st['step']} (epoch {st['epoch']}); training stopped{where}") \
-                from None
+            raise FloatingPointError(
+                f"{e} at step {st['step']} (epoch {st['epoch']}); training stopped{where}"
+            ) from None
         if self.cfg.compile and st["step"] == 0:
             self.compile_time = time.perf_counter() - t
         st["step"] += 1
@@ -236,19 +278,28 @@ class Trainer:
             return None
         self.flow.eval()
         with swapped(self.flow, None if self.ema is None else self.ema.shadow):
-            s, c = nll_sum(self.flow, self.valid, self.cfg.eval_batch_size, self.cfg.n_bins, 0, self.rank,
-                           self.world, self.distributed)
+            s, c = nll_sum(
+                self.flow,
+                self.valid,
+                self.cfg.eval_batch_size,
+                self.cfg.n_bins,
+                0,
+                self.rank,
+                self.world,
+                self.distributed,
+            )
         self.flow.train()
         return s / (c * self.dim)
 
     def _end_epoch(self, t0: float) -> None:
         st = self.counters
-        sums = all_reduce_sum(torch.tensor([st["epoch_sum"], float(st["epoch_count"])], dtype=torch.float64,
-                                           device=self.flow.device), self.distributed)
+        sums = all_reduce_sum(
+            torch.tensor([st["epoch_sum"], float(st["epoch_count"])], dtype=torch.float64, device=self.flow.device),
+            self.distributed,
+        )
         train_nll = sums[0].item() / (sums[1].item() * self.dim)
         valid_nll = self._validate()
-        row: dict[str, Any] = {"epoch": st["epoch"], "step": st["step"], "train_nll": train_nll,
-                               "valid_nll": valid_nll}
+        row: dict[str, Any] = {"epoch": st["epoch"], "step": st["step"], "train_nll": train_nll, "valid_nll": valid_nll}
         if self.cfg.n_bins is not None:
             row["train_bpd"] = self.to_unit(train_nll)
             row["valid_bpd"] = None if valid_nll is None else self.to_unit(valid_nll)
@@ -286,11 +337,17 @@ class Trainer:
 
     def _result(self) -> FitResult:
         h, st = self.history, self.counters
-        result = FitResult(train_nll=[r["train_nll"] for r in h],
-                           valid_nll=[r["valid_nll"] for r in h if r["valid_nll"] is not None],
-                           best_valid_nll=self.best.best_valid_nll, best_epoch=self.best.best_epoch, steps=st["step"],
-                           history=h, stopped=st["stopped"] or "budget", train_time=st["elapsed"],
-                           compile_time=self.compile_time)
+        result = FitResult(
+            train_nll=[r["train_nll"] for r in h],
+            valid_nll=[r["valid_nll"] for r in h if r["valid_nll"] is not None],
+            best_valid_nll=self.best.best_valid_nll,
+            best_epoch=self.best.best_epoch,
+            steps=st["step"],
+            history=h,
+            stopped=st["stopped"] or "budget",
+            train_time=st["elapsed"],
+            compile_time=self.compile_time,
+        )
         if self.best.state is not None:
             self.flow.load_state_dict(self.best.state)
         elif self.ema is not None:
@@ -299,10 +356,21 @@ class Trainer:
         return result
 
 
-def fit(flow: Flow, train: Any, valid: Any = None, *, checkpoint: Optional[PathLike] = None, resume: Any = None,
-        metrics_csv: Optional[PathLike] = None, checkpoint_extra: Optional[dict[str, Any]] = None,
-        progress: Optional[bool] = None, device: Optional[Union[str, torch.device]] = None,
-        callback: Optional[Callback] = None, config: Optional[TrainConfig] = None, **hyper: Any) -> FitResult:
+def fit(
+    flow: Flow,
+    train: Any,
+    valid: Any = None,
+    *,
+    checkpoint: Optional[PathLike] = None,
+    resume: Any = None,
+    metrics_csv: Optional[PathLike] = None,
+    checkpoint_extra: Optional[dict[str, Any]] = None,
+    progress: Optional[bool] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    callback: Optional[Callback] = None,
+    config: Optional[TrainConfig] = None,
+    **hyper: Any,
+) -> FitResult:
     r"""Fits ``flow`` to ``train`` by maximum likelihood; keeps the parameters best on ``valid``.
 
     Args:
@@ -346,6 +414,15 @@ def fit(flow: Flow, train: Any, valid: Any = None, *, checkpoint: Optional[PathL
     cfg = TrainConfig(**(base | hyper))
     if device is not None:
         flow.to(device)
-    trainer = Trainer(flow, cfg, train, valid, checkpoint=checkpoint, resume=resume, metrics_csv=metrics_csv,
-                      checkpoint_extra=checkpoint_extra, callback=callback)
+    trainer = Trainer(
+        flow,
+        cfg,
+        train,
+        valid,
+        checkpoint=checkpoint,
+        resume=resume,
+        metrics_csv=metrics_csv,
+        checkpoint_extra=checkpoint_extra,
+        callback=callback,
+    )
     return trainer.run(progress)

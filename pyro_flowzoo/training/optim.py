@@ -22,8 +22,9 @@ from torch import Tensor
 __all__ = ["lr_factor", "Updater", "PyroUpdater", "clip_global_norm"]
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "cosine",
-              final_lr_ratio: float = 0.0) -> float:
+def lr_factor(
+    step: int, total_steps: int, warmup_steps: int, schedule: str = "cosine", final_lr_ratio: float = 0.0
+) -> float:
     r"""Learning-rate multiplier: linear warm-up, then cosine decay (or exponential, or constant).
 
     .. math::
@@ -70,19 +71,31 @@ class Updater:
         0.0976
     """
 
-    def __init__(self, params: Iterable[Tensor], *, lr: float = 1e-3, optimizer: str = "adam",
-                 weight_decay: float = 0.0, clip_grad: Optional[float] = None, total_steps: int = 1,
-                 warmup_steps: int = 0, schedule: str = "cosine", final_lr_ratio: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        *,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        clip_grad: Optional[float] = None,
+        total_steps: int = 1,
+        warmup_steps: int = 0,
+        schedule: str = "cosine",
+        final_lr_ratio: float = 0.0,
+    ) -> None:
         if optimizer not in ("adam", "adamax"):
             raise ValueError(f"optimizer must be one of 'adam', 'adamax', got {optimizer!r}")
         self.params = list(params)
         self.clip_grad = clip_grad
         cls = torch.optim.Adam if optimizer == "adam" else torch.optim.Adamax
         # foreach: one fused update over all parameter tensors (less optimizer time on CPU)
-        self.optimizer = cls(self.params or [torch.zeros(0, requires_grad=True)], lr=lr,
-                             weight_decay=weight_decay, foreach=True)
+        self.optimizer = cls(
+            self.params or [torch.zeros(0, requires_grad=True)], lr=lr, weight_decay=weight_decay, foreach=True
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, schedule, final_lr_ratio))
+            self.optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, schedule, final_lr_ratio)
+        )
 
     def add(self, params: Iterable[Tensor]) -> None:
         """Adds parameters not seen before (Pyro creates a guide's parameters on its first call)."""

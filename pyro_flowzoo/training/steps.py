@@ -105,12 +105,15 @@ class SVIStep:
         return pyro.get_param_store().scope()
 
 
-def make_step(method: str, flow: Flow, model: Callable[..., Tensor], updater: Updater,
-              world: int = 1) -> MLEStep | SVIStep:
+def make_step(
+    method: str, flow: Flow, model: Callable[..., Tensor], updater: Updater, world: int = 1
+) -> MLEStep | SVIStep:
     """The step strategy for ``method`` (``"torch"`` or ``"svi"``)."""
     if method == "svi":
         if world > 1:
-            raise ValueError("method='svi' is not supported under DistributedDataParallel; use method='torch' "
-                             "(the same loss and update)")
+            raise ValueError(
+                "method='svi' is not supported under DistributedDataParallel; use method='torch' "
+                "(the same loss and update)"
+            )
         return SVIStep(flow, updater)
     return MLEStep(model, updater, world)

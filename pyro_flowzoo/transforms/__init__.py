@@ -41,8 +41,23 @@ from .standardize import *  # noqa: F403
 from .support import *  # noqa: F403
 
 __all__ = ["FlowTransform", "ConditionalFlowTransform", "ConditionedTransform"]
-for _module in (coupling, normalization, permute, conv, reshape, elementwise, multiscale, mixture_cdf,
-                autoregressive, spline, planar_radial, pixelcnn, conditional,
-                standardize, elementwise_spline, support):
+for _module in (
+    coupling,
+    normalization,
+    permute,
+    conv,
+    reshape,
+    elementwise,
+    multiscale,
+    mixture_cdf,
+    autoregressive,
+    spline,
+    planar_radial,
+    pixelcnn,
+    conditional,
+    standardize,
+    elementwise_spline,
+    support,
+):
     __all__ += _module.__all__
 del _module

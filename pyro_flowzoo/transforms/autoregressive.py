@@ -48,8 +48,9 @@ class MaskedAffineAutoregressive(FlowTransform):
         True
     """
 
-    def __init__(self, dim: int, hidden_dims: Optional[Sequence[int]] = None, max_log_scale: float = 3.0,
-                 reverse: bool = False) -> None:
+    def __init__(
+        self, dim: int, hidden_dims: Optional[Sequence[int]] = None, max_log_scale: float = 3.0, reverse: bool = False
+    ) -> None:
         super().__init__(event_dim=1)
         if not max_log_scale > 0:
             raise ValueError(f"MaskedAffineAutoregressive needs max_log_scale > 0, got {max_log_scale}")

@@ -111,17 +111,14 @@ class FlowTransform(_FlowTransformMixin, TransformModule):
             and a cache would go stale when the same tensor is scored after a parameter update).
     """
 
-    def __init__(self, event_dim: int = 1, cache_size: int = 0,
-                 codomain_event_dim: Optional[int] = None) -> None:
+    def __init__(self, event_dim: int = 1, cache_size: int = 0, codomain_event_dim: Optional[int] = None) -> None:
         super().__init__(cache_size=cache_size)
         self._setup(event_dim, codomain_event_dim)
 
     def with_cache(self, cache_size: int = 1) -> FlowTransform:
         if cache_size == self._cache_size:
             return self
-        raise NotImplementedError(
-            "pyro_flowzoo transforms remember their last pair already; use cache_size=0"
-        )
+        raise NotImplementedError("pyro_flowzoo transforms remember their last pair already; use cache_size=0")
 
 
 class ConditionedTransform(_FlowTransformMixin, Transform):
@@ -155,8 +152,9 @@ class ConditionalFlowTransform(ConditionalTransformModule):
 
     bijective = True
 
-    def __init__(self, event_dim: int = 1, context_shape: tuple[int, ...] = (),
-                 codomain_event_dim: Optional[int] = None) -> None:
+    def __init__(
+        self, event_dim: int = 1, context_shape: tuple[int, ...] = (), codomain_event_dim: Optional[int] = None
+    ) -> None:
         super().__init__()
         self.event_dim = event_dim
         self.codomain_event_dim = event_dim if codomain_event_dim is None else codomain_event_dim

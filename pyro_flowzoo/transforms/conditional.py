@@ -80,8 +80,14 @@ class ConditionalMaskedAffineAutoregressive(ConditionalFlowTransform):
         True
     """
 
-    def __init__(self, dim: int, context_features: int, hidden_dims: Optional[Sequence[int]] = None,
-                 max_log_scale: float = 3.0, reverse: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        context_features: int,
+        hidden_dims: Optional[Sequence[int]] = None,
+        max_log_scale: float = 3.0,
+        reverse: bool = False,
+    ) -> None:
         super().__init__(event_dim=1, context_shape=(context_features,))
         _check_features("ConditionalMaskedAffineAutoregressive", context_features)
         if not max_log_scale > 0:
@@ -138,8 +144,15 @@ class ConditionalNeuralSplineAutoregressive(ConditionalFlowTransform):
         True
     """
 
-    def __init__(self, dim: int, context_features: int, num_bins: int = 8,
-                 hidden_dims: Optional[Sequence[int]] = None, bound: float = 5.0, reverse: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        context_features: int,
+        num_bins: int = 8,
+        hidden_dims: Optional[Sequence[int]] = None,
+        bound: float = 5.0,
+        reverse: bool = False,
+    ) -> None:
         super().__init__(event_dim=1, context_shape=(context_features,))
         _check_features("ConditionalNeuralSplineAutoregressive", context_features)
         self.dim, self.num_bins, self.bound, self.reverse = dim, num_bins, bound, reverse
@@ -186,9 +199,16 @@ class ConditionalMixtureCDFAutoregressive(ConditionalFlowTransform):
         True
     """
 
-    def __init__(self, dim: int, context_features: int, num_components: int = 8,
-                 hidden_dims: Optional[Sequence[int]] = None, family: str = "gaussian", to_real: bool = False,
-                 reverse: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        context_features: int,
+        num_components: int = 8,
+        hidden_dims: Optional[Sequence[int]] = None,
+        family: str = "gaussian",
+        to_real: bool = False,
+        reverse: bool = False,
+    ) -> None:
         super().__init__(event_dim=1, context_shape=(context_features,))
         _check_features("ConditionalMixtureCDFAutoregressive", context_features)
         _check_family(family, num_components)
@@ -197,7 +217,7 @@ class ConditionalMixtureCDFAutoregressive(ConditionalFlowTransform):
         self.made = MADE(dim, 3 * num_components, hidden_dims, reverse=reverse, context_features=context_features)
         with torch.no_grad():  # spread the initial components so they are not all alike
             grid = torch.linspace(-2.0, 2.0, num_components) if num_components > 1 else torch.zeros(1)
-            self.made.output_bias[:, num_components: 2 * num_components] = grid
+            self.made.output_bias[:, num_components : 2 * num_components] = grid
 
     def condition(self, context: Tensor) -> ConditionedTransform:
         t = ConditionedTransform(self, context)
@@ -223,8 +243,10 @@ class ConditionalMixtureCDFAutoregressive(ConditionalFlowTransform):
         return x, log_det
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, context={self.context_shape}, num_components={self.num_components}, "
-                f"family={self.family!r}, to_real={self.to_real}, reverse={self.reverse}")
+        return (
+            f"dim={self.dim}, context={self.context_shape}, num_components={self.num_components}, "
+            f"family={self.family!r}, to_real={self.to_real}, reverse={self.reverse}"
+        )
 
 
 class ConditionalNeuralSplineCoupling(ConditionalFlowTransform):
@@ -253,8 +275,14 @@ class ConditionalNeuralSplineCoupling(ConditionalFlowTransform):
         True
     """
 
-    def __init__(self, mask: Tensor, context_features: int, num_bins: int = 8,
-                 hidden_dims: Sequence[int] = (64, 64), bound: float = 5.0) -> None:
+    def __init__(
+        self,
+        mask: Tensor,
+        context_features: int,
+        num_bins: int = 8,
+        hidden_dims: Sequence[int] = (64, 64),
+        bound: float = 5.0,
+    ) -> None:
         super().__init__(event_dim=1, context_shape=(context_features,))
         _check_features("ConditionalNeuralSplineCoupling", context_features)
         keep = mask.bool()
@@ -266,16 +294,16 @@ class ConditionalNeuralSplineCoupling(ConditionalFlowTransform):
         self.register_buffer("keep_idx", keep_idx)
         self.register_buffer("change_idx", change_idx)
         self.register_buffer("merge_idx", torch.argsort(torch.cat([keep_idx, change_idx])))
-        self.net = MLP(len(keep_idx), len(change_idx) * (3 * num_bins - 1), hidden_dims,
-                       context_features=context_features)
+        self.net = MLP(
+            len(keep_idx), len(change_idx) * (3 * num_bins - 1), hidden_dims, context_features=context_features
+        )
 
     def _spline(self, v: Tensor, context: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         v = _broadcast(v, context)
         kept, change = v.index_select(-1, self.keep_idx), v.index_select(-1, self.change_idx)
         raw = self.net(kept, context)
         raw = raw.reshape(raw.shape[:-1] + (change.shape[-1], 3 * self.num_bins - 1))
-        out, log_det = rational_quadratic_spline(change, *_split(raw, self.num_bins), inverse=inverse,
-                                                 bound=self.bound)
+        out, log_det = rational_quadratic_spline(change, *_split(raw, self.num_bins), inverse=inverse, bound=self.bound)
         return torch.cat([kept, out], -1).index_select(-1, self.merge_idx), log_det.sum(-1)
 
     def inverse_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:

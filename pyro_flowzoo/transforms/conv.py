@@ -104,8 +104,9 @@ class InvertibleConv1x1(FlowTransform):
 
     def _pair(self, x: Tensor, which: str) -> tuple[Tensor, Tensor]:
         if x.dim() < 3 or x.shape[-3] != self.num_channels:
-            raise ValueError(f"InvertibleConv1x1 expected inputs (..., {self.num_channels}, H, W), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"InvertibleConv1x1 expected inputs (..., {self.num_channels}, H, W), got {tuple(x.shape)}"
+            )
         if torch.is_autocast_enabled(x.device.type):
             # Autocast off for the weights too, not only the convolution: W = P L U multiplied out in bf16
             # would no longer have the determinant that log_s gives, and the density would not normalise.
@@ -128,4 +129,3 @@ class InvertibleConv1x1(FlowTransform):
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}, lu={self.lu}"
-

@@ -88,8 +88,9 @@ def channel_mask(event_shape: Sequence[int], first: bool = True) -> Tensor:
     return keep[:, None, None].expand(c, h, w).clone()
 
 
-def run_net(net: nn.Module, x: Tensor, event_dim: int, context: Optional[Tensor] = None,
-            context_dim: int = 1) -> Tensor:
+def run_net(
+    net: nn.Module, x: Tensor, event_dim: int, context: Optional[Tensor] = None, context_dim: int = 1
+) -> Tensor:
     """Applies a conditioner to inputs with any batch shape.
 
     Vector nets (``event_dim == 1``) broadcast by themselves; convolutional nets want ``(N, C, H, W)``,
@@ -100,9 +101,9 @@ def run_net(net: nn.Module, x: Tensor, event_dim: int, context: Optional[Tensor]
     batch = x.shape[: x.dim() - event_dim]
     if context is not None:
         batch = torch.broadcast_shapes(batch, context.shape[: context.dim() - context_dim])
-        context = context.expand(batch + context.shape[context.dim() - context_dim:])
-        context = context.reshape((-1,) + context.shape[len(batch):])
-    x = x.expand(batch + x.shape[x.dim() - event_dim:]).reshape((-1,) + x.shape[x.dim() - event_dim:])
+        context = context.expand(batch + context.shape[context.dim() - context_dim :])
+        context = context.reshape((-1,) + context.shape[len(batch) :])
+    x = x.expand(batch + x.shape[x.dim() - event_dim :]).reshape((-1,) + x.shape[x.dim() - event_dim :])
     out = net(x) if context is None else net(x, context)
     return out.reshape(batch + out.shape[1:])
 
@@ -115,8 +116,14 @@ class _Coupling:
     event_dim: int
     affine: bool = True
 
-    def _init_coupling(self, mask: Tensor, net: nn.Module, scale_shape: Optional[Sequence[int]],
-                       affine: bool, split_channels: bool = False) -> None:
+    def _init_coupling(
+        self,
+        mask: Tensor,
+        net: nn.Module,
+        scale_shape: Optional[Sequence[int]],
+        affine: bool,
+        split_channels: bool = False,
+    ) -> None:
         self.register_buffer("mask", mask.bool().clone())  # clone: an expanded mask cannot be loaded into
         self.net = net
         self.affine = affine
@@ -129,8 +136,10 @@ class _Coupling:
             elif mask.dim() == 3 and bool((mask == mask[:, :1, :1]).all()):
                 keep = mask[:, 0, 0].bool()
             else:
-                raise ValueError(f"split_channels=True needs a vector mask (D,) or a channel-wise (C, H, W) mask, "
-                                 f"got shape {tuple(mask.shape)}")
+                raise ValueError(
+                    f"split_channels=True needs a vector mask (D,) or a channel-wise (C, H, W) mask, "
+                    f"got shape {tuple(mask.shape)}"
+                )
             if keep.all() or not keep.any():
                 raise ValueError("split_channels=True needs a mask keeping some but not all channels")
             keep_idx, change_idx = keep.nonzero().flatten(), (~keep).nonzero().flatten()
@@ -165,8 +174,8 @@ class _Coupling:
     def _merge(self, kept: Tensor, changed: Tensor) -> Tensor:
         axis, event_dim = self._axis, -self._axis
         batch = torch.broadcast_shapes(kept.shape[: kept.dim() - event_dim], changed.shape[: changed.dim() - event_dim])
-        kept = kept.expand(batch + kept.shape[kept.dim() - event_dim:])
-        changed = changed.expand(batch + changed.shape[changed.dim() - event_dim:])
+        kept = kept.expand(batch + kept.shape[kept.dim() - event_dim :])
+        changed = changed.expand(batch + changed.shape[changed.dim() - event_dim :])
         if self._layout == "keep_first":
             return torch.cat([kept, changed], dim=axis)
         if self._layout == "change_first":
@@ -187,8 +196,9 @@ class _Coupling:
 
     def _shift_log_scale(self, x: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
         keep = self.mask
-        h = run_net(self.net, torch.where(keep, x, 0.0), self.event_dim, context,
-                    len(getattr(self, "context_shape", ())) or 1).to(x.dtype)  # autocast: affine maths in x's dtype
+        h = run_net(
+            self.net, torch.where(keep, x, 0.0), self.event_dim, context, len(getattr(self, "context_shape", ())) or 1
+        ).to(x.dtype)  # autocast: affine maths in x's dtype
         if not self.affine:
             return h.masked_fill(keep, 0.0), None
         shift, raw = h.chunk(2, dim=-self.event_dim)
@@ -250,8 +260,9 @@ class AffineCoupling(_Coupling, FlowTransform):
         True
     """
 
-    def __init__(self, mask: Tensor, net: nn.Module, scale_shape: Optional[Sequence[int]] = None,
-                 split_channels: bool = False) -> None:
+    def __init__(
+        self, mask: Tensor, net: nn.Module, scale_shape: Optional[Sequence[int]] = None, split_channels: bool = False
+    ) -> None:
         super().__init__(event_dim=mask.dim())
         self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels)
 
@@ -310,8 +321,14 @@ class ConditionalAffineCoupling(_Coupling, ConditionalFlowTransform):
         torch.Size([5, 2])
     """
 
-    def __init__(self, mask: Tensor, net: nn.Module, context_shape: Sequence[int],
-                 scale_shape: Optional[Sequence[int]] = None, split_channels: bool = False) -> None:
+    def __init__(
+        self,
+        mask: Tensor,
+        net: nn.Module,
+        context_shape: Sequence[int],
+        scale_shape: Optional[Sequence[int]] = None,
+        split_channels: bool = False,
+    ) -> None:
         super().__init__(event_dim=mask.dim(), context_shape=tuple(context_shape))
         self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels)
 
@@ -337,8 +354,9 @@ class ConditionalAdditiveCoupling(_Coupling, ConditionalFlowTransform):
         torch.Size([2])
     """
 
-    def __init__(self, mask: Tensor, net: nn.Module, context_shape: Sequence[int],
-                 split_channels: bool = False) -> None:
+    def __init__(
+        self, mask: Tensor, net: nn.Module, context_shape: Sequence[int], split_channels: bool = False
+    ) -> None:
         super().__init__(event_dim=mask.dim(), context_shape=tuple(context_shape))
         self._init_coupling(mask, net, None, affine=False, split_channels=split_channels)
 

@@ -15,8 +15,13 @@ from .base import ConditionalFlowTransform, FlowTransform, sum_rightmost
 __all__ = ["Logit", "ElementwiseAffine", "ConditionalElementwiseAffine", "dequantize", "uniform_dequantize"]
 
 
-def dequantize(levels: Tensor, n_levels: int = 256, generator: Optional[torch.Generator] = None,
-               dtype: Optional[torch.dtype] = None, validate: bool = True) -> Tensor:
+def dequantize(
+    levels: Tensor,
+    n_levels: int = 256,
+    generator: Optional[torch.Generator] = None,
+    dtype: Optional[torch.dtype] = None,
+    validate: bool = True,
+) -> Tensor:
     r"""Uniform dequantization of integer levels ``k`` in ``{0, ..., n_levels - 1}`` to ``[0, 1]``.
 
     .. math:: x = \frac{k + u}{n_{\text{levels}}}, \qquad u \sim \mathcal{U}(0, 1)^D
@@ -44,10 +49,15 @@ def dequantize(levels: Tensor, n_levels: int = 256, generator: Optional[torch.Ge
     if n_levels < 2:
         raise ValueError(f"n_levels must be >= 2, got {n_levels}")
     values = levels.double() if not levels.is_floating_point() else levels
-    if validate and values.numel() and (bool((values != values.round()).any()) or values.min() < 0
-                                        or values.max() > n_levels - 1):
-        raise ValueError(f"dequantize expects integers in [0, {n_levels - 1}], got values in "
-                         f"[{values.min().item()}, {values.max().item()}]")
+    if (
+        validate
+        and values.numel()
+        and (bool((values != values.round()).any()) or values.min() < 0 or values.max() > n_levels - 1)
+    ):
+        raise ValueError(
+            f"dequantize expects integers in [0, {n_levels - 1}], got values in "
+            f"[{values.min().item()}, {values.max().item()}]"
+        )
     out_dtype = dtype or (levels.dtype if levels.is_floating_point() else torch.get_default_dtype())
     noise = torch.rand(levels.shape, generator=generator, dtype=out_dtype, device=levels.device)
     return (levels.to(out_dtype) + noise) / n_levels
@@ -98,8 +108,10 @@ class Logit(FlowTransform):
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         p = self.alpha + (1 - 2 * self.alpha) * x
         if self.validate and not torch.compiler.is_compiling() and bool(((p <= 0) | (p >= 1)).any()):
-            raise ValueError(f"Logit({self.alpha}) expects data in [0, 1] (defined on ({self.lo:.4g}, {self.hi:.4g})), "
-                             f"got values in [{x.min().item():.4g}, {x.max().item():.4g}]")
+            raise ValueError(
+                f"Logit({self.alpha}) expects data in [0, 1] (defined on ({self.lo:.4g}, {self.hi:.4g})), "
+                f"got values in [{x.min().item():.4g}, {x.max().item():.4g}]"
+            )
         y = torch.log(p) - torch.log1p(-p)
         log_det = math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p)
         return y, sum_rightmost(log_det, self.event_dim)

@@ -46,8 +46,9 @@ class ElementwiseSpline(FlowTransform):
     sign = 1  # increasing
 
     def _spline(self, v: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        out, log_det = rational_quadratic_spline(v, self.widths, self.heights, self.derivatives, inverse=inverse,
-                                                 bound=self.bound)
+        out, log_det = rational_quadratic_spline(
+            v, self.widths, self.heights, self.derivatives, inverse=inverse, bound=self.bound
+        )
         return out, log_det.sum(-1)
 
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -29,8 +29,14 @@ from torch.distributions import constraints
 from ..nn.made import MADE
 from .base import FlowTransform
 
-__all__ = ["MixtureCDF", "MixtureCDFAutoregressive", "monotone_solve", "mixture_log_cdfs", "mixture_log_terms",
-           "mixture_quantile"]
+__all__ = [
+    "MixtureCDF",
+    "MixtureCDFAutoregressive",
+    "monotone_solve",
+    "mixture_log_cdfs",
+    "mixture_log_terms",
+    "mixture_quantile",
+]
 
 FAMILIES = ("gaussian", "logistic")
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -40,8 +46,15 @@ def _default_tol(dtype: torch.dtype) -> float:
     return 1e-12 if dtype == torch.float64 else 1e-6
 
 
-def _rtsafe_step(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]], t: Tensor, x: Tensor, lo: Tensor,
-                 hi: Tensor, step_old: Tensor, index: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _rtsafe_step(
+    func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]],
+    t: Tensor,
+    x: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    step_old: Tensor,
+    index: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One safeguarded Newton/bisection step on the elements ``index`` (None: all): ``(x, lo, hi, |step|)``."""
     g, dg = func(x, index)
     g = g - t
@@ -53,8 +66,16 @@ def _rtsafe_step(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor
     return x_new, lo, hi, (x_new - x).abs()
 
 
-def _solve_traced(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]], t: Tensor, lo: Tensor,
-                  hi: Tensor, x: Tensor, step_old: Tensor, tol: float, max_iter: int) -> Tensor:
+def _solve_traced(
+    func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]],
+    t: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    x: Tensor,
+    step_old: Tensor,
+    tol: float,
+    max_iter: int,
+) -> Tensor:
     """:func:`monotone_solve`'s loop as one ``while_loop`` for ``torch.compile`` (no data-dependent shapes):
     every element steps until all have converged or ``max_iter`` is reached."""
     from torch._higher_order_ops.while_loop import while_loop
@@ -66,14 +87,26 @@ def _solve_traced(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tenso
         x_new, lo, hi, step = _rtsafe_step(func, t, x, lo, hi, step_old)
         return i + 1, x_new, lo, hi, step, (step <= tol * (1 + x_new.abs())).all()
 
-    start = (torch.zeros((), dtype=torch.long, device=x.device), x, lo, hi, step_old,
-             torch.zeros((), dtype=torch.bool, device=x.device))
+    start = (
+        torch.zeros((), dtype=torch.long, device=x.device),
+        x,
+        lo,
+        hi,
+        step_old,
+        torch.zeros((), dtype=torch.bool, device=x.device),
+    )
     return while_loop(cond, body, start)[1]
 
 
-def monotone_solve(func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]], target: Tensor, lo: Tensor,
-                   hi: Tensor, tol: Optional[float] = None, max_iter: int = 100,
-                   x0: Optional[Tensor] = None) -> Tensor:
+def monotone_solve(
+    func: Callable[[Tensor, Optional[Tensor]], tuple[Tensor, Tensor]],
+    target: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    tol: Optional[float] = None,
+    max_iter: int = 100,
+    x0: Optional[Tensor] = None,
+) -> Tensor:
     r"""Solves ``g(x) = target`` elementwise for an increasing ``g`` by safeguarded Newton/bisection.
 
     .. math:: x_{n+1} = x_n - \frac{g(x_n) - t}{g'(x_n)} \text{ if inside } [lo_n, hi_n] \text{ and at most half
@@ -141,8 +174,9 @@ def _params(raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return log_w, loc, log_scale
 
 
-def mixture_log_cdfs(x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor,
-                     family: str = "gaussian") -> tuple[Tensor, Tensor, Tensor]:
+def mixture_log_cdfs(
+    x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor, family: str = "gaussian"
+) -> tuple[Tensor, Tensor, Tensor]:
     r"""``(log F(x), log S(x), log f(x))`` of a K-component mixture, elementwise (components in the last dim).
 
     .. math:: F(x) = \sum_k w_k \Phi\left(\frac{x - \mu_k}{s_k}\right), \qquad
@@ -165,8 +199,11 @@ def mixture_log_cdfs(x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor,
         log_pdf = log_cdf + log_sf - log_scale
     else:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    return (torch.logsumexp(log_w + log_cdf, -1), torch.logsumexp(log_w + log_sf, -1),
-            torch.logsumexp(log_w + log_pdf, -1))
+    return (
+        torch.logsumexp(log_w + log_cdf, -1),
+        torch.logsumexp(log_w + log_sf, -1),
+        torch.logsumexp(log_w + log_pdf, -1),
+    )
 
 
 def _logit_clamp(dtype: torch.dtype) -> float:
@@ -205,8 +242,9 @@ def _std_normal_logit_quantile_bracket(t: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(neg, -q_hi, q_lo), torch.where(neg, -q_lo, q_hi)
 
 
-def mixture_log_terms(x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor,
-                      family: str = "gaussian") -> tuple[Tensor, Tensor, Tensor]:
+def mixture_log_terms(
+    x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor, family: str = "gaussian"
+) -> tuple[Tensor, Tensor, Tensor]:
     r"""Same values as :func:`mixture_log_cdfs`, computed in probability space where that is exact.
 
     .. math:: \log F(x) = \log \sum_k w_k \Phi(z_k), \quad \log S(x) = \log \sum_k w_k \Phi(-z_k), \quad
@@ -228,8 +266,9 @@ def mixture_log_terms(x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor,
     return _log_terms(x, torch.exp(log_w), loc, torch.exp(-log_scale), log_w, log_scale, family)
 
 
-def _log_terms(x: Tensor, w: Tensor, loc: Tensor, inv_scale: Tensor, log_w: Tensor, log_scale: Tensor,
-               family: str) -> tuple[Tensor, Tensor, Tensor]:
+def _log_terms(
+    x: Tensor, w: Tensor, loc: Tensor, inv_scale: Tensor, log_w: Tensor, log_scale: Tensor, family: str
+) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`mixture_log_terms` with the weights and inverse scales precomputed (the solver's inner loop)."""
     z = (x.unsqueeze(-1) - loc) * inv_scale
     if family == "gaussian":
@@ -251,8 +290,13 @@ def _log_terms(x: Tensor, w: Tensor, loc: Tensor, inv_scale: Tensor, log_w: Tens
         return tuple(torch.where(bad, e, o) for o, e in zip(out, exact))  # type: ignore[return-value]
     if bool(bad.any()):
         shape = bad.shape + loc.shape[-1:]
-        exact = mixture_log_cdfs(x.expand(bad.shape)[bad], log_w.expand(shape)[bad], loc.expand(shape)[bad],
-                                 log_scale.expand(shape)[bad], family)
+        exact = mixture_log_cdfs(
+            x.expand(bad.shape)[bad],
+            log_w.expand(shape)[bad],
+            loc.expand(shape)[bad],
+            log_scale.expand(shape)[bad],
+            family,
+        )
         out = tuple(o.masked_scatter(bad, e) for o, e in zip(out, exact))
     return out  # type: ignore[return-value]
 
@@ -262,8 +306,15 @@ def _slope(log_cdf: Tensor, log_sf: Tensor, log_pdf: Tensor) -> Tensor:
     return torch.exp(log_pdf - log_cdf) + torch.exp(log_pdf - log_sf)
 
 
-def _quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor, family: str,
-              tol: Optional[float] = None, max_iter: int = 100) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+def _quantile(
+    target_logit: Tensor,
+    log_w: Tensor,
+    loc: Tensor,
+    log_scale: Tensor,
+    family: str,
+    tol: Optional[float] = None,
+    max_iter: int = 100,
+) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
     """The mixture quantile and ``(log F, log S, log f)`` at it (see :func:`mixture_quantile`)."""
     # Only infinite targets are clamped (see mixture_quantile); every finite logit is solved exactly.
     bound = _logit_bound(target_logit.dtype)
@@ -288,6 +339,7 @@ def _quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tenso
             def func(x: Tensor, index: Optional[Tensor]) -> tuple[Tensor, Tensor]:
                 terms = _log_terms(x, *(params if index is None else [p[index] for p in params]), family)
                 return terms[0] - terms[1], _slope(*terms)
+
             return func
 
         # Start from the weight-averaged component quantiles (inside the bracket).
@@ -297,8 +349,15 @@ def _quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tenso
             # Warm start in float32 (about twice as fast per element), where its range allows; float64
             # then needs about two Newton steps from there, with the same exact bracket as a safeguard.
             ok = td.abs() < 1e30  # representable in float32 (the solver is exact on the logit scale)
-            x32 = monotone_solve(solver_func([p.float() for p in flat]), td.float(), (lo - pad).float(),
-                                 (hi + pad).float(), 1e-5, max_iter, x0.float())
+            x32 = monotone_solve(
+                solver_func([p.float() for p in flat]),
+                td.float(),
+                (lo - pad).float(),
+                (hi + pad).float(),
+                1e-5,
+                max_iter,
+                x0.float(),
+            )
             x0 = torch.where(ok & torch.isfinite(x32), x32.double(), x0)
             # From a float32 root, one accepted Newton step of <= 1e-6 leaves an error of order 1e-12
             # (quadratic convergence), and the differentiable step below squares it again.
@@ -314,8 +373,15 @@ def _quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tenso
     return x, terms
 
 
-def mixture_quantile(target_logit: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor,
-                     family: str = "gaussian", tol: Optional[float] = None, max_iter: int = 100) -> Tensor:
+def mixture_quantile(
+    target_logit: Tensor,
+    log_w: Tensor,
+    loc: Tensor,
+    log_scale: Tensor,
+    family: str = "gaussian",
+    tol: Optional[float] = None,
+    max_iter: int = 100,
+) -> Tensor:
     r"""Solves ``logit F(x) = target_logit`` for ``x`` (the mixture's quantile), differentiably.
 
     The bracket is exact: the mixture quantile lies between the smallest and largest component
@@ -348,8 +414,9 @@ def _log_det(terms: tuple[Tensor, Tensor, Tensor], to_real: bool) -> Tensor:
     return log_cdf + log_sf - log_pdf if to_real else -log_pdf
 
 
-def _latent_from_data(x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor, family: str,
-                      to_real: bool) -> tuple[Tensor, Tensor]:
+def _latent_from_data(
+    x: Tensor, log_w: Tensor, loc: Tensor, log_scale: Tensor, family: str, to_real: bool
+) -> tuple[Tensor, Tensor]:
     """``(latent, forward log|dx/dlatent|)`` elementwise."""
     terms = mixture_log_terms(x, log_w, loc, log_scale, family)
     latent = terms[0] - terms[1] if to_real else torch.exp(terms[0])
@@ -460,8 +527,15 @@ class MixtureCDFAutoregressive(FlowTransform):
         True
     """
 
-    def __init__(self, dim: int, num_components: int = 8, hidden_dims: Optional[Sequence[int]] = None,
-                 family: str = "gaussian", to_real: bool = False, reverse: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_components: int = 8,
+        hidden_dims: Optional[Sequence[int]] = None,
+        family: str = "gaussian",
+        to_real: bool = False,
+        reverse: bool = False,
+    ) -> None:
         super().__init__(event_dim=1)
         _check_family(family, num_components)
         self.dim, self.num_components, self.family, self.to_real = dim, num_components, family, to_real
@@ -471,7 +545,7 @@ class MixtureCDFAutoregressive(FlowTransform):
         self.made = MADE(dim, 3 * num_components, hidden_dims, reverse=reverse)
         with torch.no_grad():  # spread the initial components so they are not all alike
             grid = torch.linspace(-2.0, 2.0, num_components) if num_components > 1 else torch.zeros(1)
-            self.made.output_bias[:, num_components: 2 * num_components] = grid
+            self.made.output_bias[:, num_components : 2 * num_components] = grid
 
     def _mixture(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return _params(self.made(x))
@@ -494,5 +568,7 @@ class MixtureCDFAutoregressive(FlowTransform):
         return x, log_det
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, num_components={self.num_components}, family={self.family!r}, "
-                f"to_real={self.to_real}, reverse={self.reverse}")
+        return (
+            f"dim={self.dim}, num_components={self.num_components}, family={self.family!r}, "
+            f"to_real={self.to_real}, reverse={self.reverse}"
+        )

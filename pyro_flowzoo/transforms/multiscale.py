@@ -24,8 +24,9 @@ class _FactorOutMixin:
     inner: nn.ModuleList
     prior_net: Optional[nn.Module]
 
-    def _init_factor_out(self, num_channels: int, inner: Sequence[nn.Module], prior_net: Optional[nn.Module],
-                         allow_conditional: bool) -> None:
+    def _init_factor_out(
+        self, num_channels: int, inner: Sequence[nn.Module], prior_net: Optional[nn.Module], allow_conditional: bool
+    ) -> None:
         if num_channels < 2:
             raise ValueError(f"FactorOut needs at least 2 channels, got {num_channels}")
         for t in inner:
@@ -73,8 +74,9 @@ class _FactorOutMixin:
             kept, ld = self._run(t, kept, context, inverse=False)
             log_det = log_det + ld
         if kept.shape[-3:] != shape:
-            raise ValueError(f"FactorOut's inner transforms must keep the shape {tuple(shape)}, "
-                             f"got {tuple(kept.shape[-3:])}")
+            raise ValueError(
+                f"FactorOut's inner transforms must keep the shape {tuple(shape)}, got {tuple(kept.shape[-3:])}"
+            )
         if self.prior_net is not None:
             shift, log_scale = self._prior(kept, context)
             out = out * torch.exp(log_scale) + shift
@@ -94,8 +96,9 @@ class _FactorOutMixin:
             kept, ld = self._run(t, kept, context, inverse=True)
             log_det = log_det + ld
         if kept.shape[-3:] != shape:
-            raise ValueError(f"FactorOut's inner transforms must keep the shape {tuple(shape)}, "
-                             f"got {tuple(kept.shape[-3:])}")
+            raise ValueError(
+                f"FactorOut's inner transforms must keep the shape {tuple(shape)}, got {tuple(kept.shape[-3:])}"
+            )
         return self._join(kept, out, log_det)
 
 
@@ -130,8 +133,9 @@ class FactorOut(_FactorOutMixin, FlowTransform):
         torch.Size([3, 4, 2, 2])
     """
 
-    def __init__(self, num_channels: int, inner: Sequence[FlowTransform] = (),
-                 prior_net: Optional[nn.Module] = None) -> None:
+    def __init__(
+        self, num_channels: int, inner: Sequence[FlowTransform] = (), prior_net: Optional[nn.Module] = None
+    ) -> None:
         super().__init__(event_dim=3)
         self._init_factor_out(num_channels, inner, prior_net, allow_conditional=False)
 
@@ -164,8 +168,13 @@ class ConditionalFactorOut(_FactorOutMixin, ConditionalFlowTransform):
         torch.Size([5, 4, 2, 2])
     """
 
-    def __init__(self, num_channels: int, inner: Sequence[nn.Module], context_shape: Sequence[int],
-                 prior_net: Optional[nn.Module] = None) -> None:
+    def __init__(
+        self,
+        num_channels: int,
+        inner: Sequence[nn.Module],
+        context_shape: Sequence[int],
+        prior_net: Optional[nn.Module] = None,
+    ) -> None:
         super().__init__(event_dim=3, context_shape=tuple(context_shape))
         self._init_factor_out(num_channels, inner, prior_net, allow_conditional=True)
 

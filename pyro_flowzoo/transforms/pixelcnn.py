@@ -52,9 +52,17 @@ class PixelCNNMixtureCDF(FlowTransform):
         True
     """
 
-    def __init__(self, event_shape: Sequence[int], num_components: int = 4, hidden_channels: int = 64,
-                 num_blocks: int = 4, kernel_size: int = 3, family: str = "logistic", to_real: bool = False,
-                 first_kernel: int = 7) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        num_components: int = 4,
+        hidden_channels: int = 64,
+        num_blocks: int = 4,
+        kernel_size: int = 3,
+        family: str = "logistic",
+        to_real: bool = False,
+        first_kernel: int = 7,
+    ) -> None:
         super().__init__(event_dim=3)
         if len(event_shape) != 3:
             raise ValueError(f"PixelCNNMixtureCDF needs event_shape (C, H, W), got {tuple(event_shape)}")
@@ -63,13 +71,14 @@ class PixelCNNMixtureCDF(FlowTransform):
         self.num_components, self.family, self.to_real = num_components, family, to_real
         if not to_real:
             self.domain = constraints.independent(constraints.unit_interval, 3)
-        self.net = PixelCNN(self.event_shape[0], 3 * num_components, hidden_channels, num_blocks, kernel_size,
-                            first_kernel)
+        self.net = PixelCNN(
+            self.event_shape[0], 3 * num_components, hidden_channels, num_blocks, kernel_size, first_kernel
+        )
         with torch.no_grad():  # spread the initial components over [0, 1], the scaled image range
             grid = torch.linspace(0.1, 0.9, num_components) if num_components > 1 else torch.full((1,), 0.5)
             bias = self.net.out.bias.view(self.event_shape[0], 3 * num_components)
-            bias[:, num_components: 2 * num_components] = grid
-            bias[:, 2 * num_components:] = -2.0  # initial scales about 0.12
+            bias[:, num_components : 2 * num_components] = grid
+            bias[:, 2 * num_components :] = -2.0  # initial scales about 0.12
 
     def _mixture(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return _params(run_net(self.net, x, 3))
@@ -96,7 +105,7 @@ class PixelCNNMixtureCDF(FlowTransform):
                     # rows below are zero placeholders, exactly what the crop's zero padding supplies:
                     # the crop gives the same values for a fraction of the cost.
                     r0, c0 = max(0, i - reach), max(0, j - reach)
-                    crop = x[..., r0: i + 1, c0: j + reach + 1]
+                    crop = x[..., r0 : i + 1, c0 : j + reach + 1]
                     log_w, loc, log_scale = (p[..., c, i - r0, j - c0, :] for p in self._mixture(crop))
                     x_cij, terms = _quantile(target[..., c, i, j], log_w, loc, log_scale, self.family)
                     values.append(x_cij)

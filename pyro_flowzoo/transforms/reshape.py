@@ -206,5 +206,3 @@ class Inverse(FlowTransform):
     def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
         x, log_det = self.transform.forward_and_log_det(y)
         return x, -log_det
-
-

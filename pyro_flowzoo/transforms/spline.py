@@ -42,8 +42,14 @@ def _knots(raw: Tensor, bound: float) -> Tensor:
     return F.pad(F.pad(inner, (1, 0), value=-bound), (0, 1), value=bound)
 
 
-def rational_quadratic_spline(inputs: Tensor, raw_widths: Tensor, raw_heights: Tensor, raw_derivatives: Tensor,
-                              inverse: bool = False, bound: float = 5.0) -> tuple[Tensor, Tensor]:
+def rational_quadratic_spline(
+    inputs: Tensor,
+    raw_widths: Tensor,
+    raw_heights: Tensor,
+    raw_derivatives: Tensor,
+    inverse: bool = False,
+    bound: float = 5.0,
+) -> tuple[Tensor, Tensor]:
     r"""Monotone rational-quadratic spline on ``[-B, B]`` (identity outside); returns ``(outputs, log|dy/dx|)``.
 
     .. math::
@@ -99,8 +105,11 @@ def rational_quadratic_spline(inputs: Tensor, raw_widths: Tensor, raw_heights: T
         out = y_k + h_k * (delta * theta * theta + d_k * tt) / (delta + curvature * tt)
     tt = theta * (1 - theta)
     denominator = delta + curvature * tt
-    log_det = (2 * torch.log(delta) + torch.log(d_k1 * theta * theta + 2 * delta * tt + d_k * (1 - theta) ** 2)
-               - 2 * torch.log(denominator))
+    log_det = (
+        2 * torch.log(delta)
+        + torch.log(d_k1 * theta * theta + 2 * delta * tt + d_k * (1 - theta) ** 2)
+        - 2 * torch.log(denominator)
+    )
     if inverse:
         log_det = -log_det
     return torch.where(inside, out, inputs), torch.where(inside, log_det, torch.zeros_like(log_det))
@@ -139,8 +148,14 @@ class NeuralSplineAutoregressive(FlowTransform):
         True
     """
 
-    def __init__(self, dim: int, num_bins: int = 8, hidden_dims: Optional[Sequence[int]] = None,
-                 bound: float = 5.0, reverse: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_bins: int = 8,
+        hidden_dims: Optional[Sequence[int]] = None,
+        bound: float = 5.0,
+        reverse: bool = False,
+    ) -> None:
         super().__init__(event_dim=1)
         self.dim, self.num_bins, self.bound, self.reverse = dim, num_bins, bound, reverse
         self.made = MADE(dim, 3 * num_bins - 1, hidden_dims, reverse=reverse)
@@ -156,8 +171,9 @@ class NeuralSplineAutoregressive(FlowTransform):
         return f"dim={self.dim}, num_bins={self.num_bins}, bound={self.bound}, reverse={self.reverse}"
 
 
-def spline_ar_sample(conditioner: Callable[[Tensor], Tensor], z: Tensor, order: Sequence[int], num_bins: int,
-                     bound: float) -> tuple[Tensor, Tensor]:
+def spline_ar_sample(
+    conditioner: Callable[[Tensor], Tensor], z: Tensor, order: Sequence[int], num_bins: int, bound: float
+) -> tuple[Tensor, Tensor]:
     """The sampling direction of an autoregressive spline flow: ``D`` conditioner passes in ``order``.
 
     ``conditioner(x)`` gives the raw spline parameters ``(..., D, 3K - 1)``; entries not yet solved are
@@ -198,8 +214,9 @@ class NeuralSplineCoupling(FlowTransform):
         True
     """
 
-    def __init__(self, mask: Tensor, num_bins: int = 8, hidden_dims: Sequence[int] = (64, 64),
-                 bound: float = 5.0) -> None:
+    def __init__(
+        self, mask: Tensor, num_bins: int = 8, hidden_dims: Sequence[int] = (64, 64), bound: float = 5.0
+    ) -> None:
         super().__init__(event_dim=1)
         if mask.dim() != 1:
             raise ValueError(f"NeuralSplineCoupling needs a vector mask, got shape {tuple(mask.shape)}")
@@ -224,8 +241,7 @@ class NeuralSplineCoupling(FlowTransform):
             kept, change = v.index_select(-1, self.keep_idx), v.index_select(-1, self.change_idx)
         raw = self.net(kept)
         raw = raw.reshape(raw.shape[:-1] + (change.shape[-1], 3 * self.num_bins - 1))
-        out, log_det = rational_quadratic_spline(change, *_split(raw, self.num_bins), inverse=inverse,
-                                                 bound=self.bound)
+        out, log_det = rational_quadratic_spline(change, *_split(raw, self.num_bins), inverse=inverse, bound=self.bound)
         merged = torch.cat([kept, out], -1)
         if not self._keep_first:
             merged = merged.index_select(-1, self.merge_idx)
