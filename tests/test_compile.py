@@ -97,7 +97,7 @@ def test_one_compiled_flow_step_serves_every_step_of_the_same_shape():
 
 
 # ---- every vector builder: one graph for log_prob, sample and rsample_and_log_prob -----------------------
-VECTOR_BUILDERS = ["nice", "realnvp", "maf", "nsf_ar", "nsf_coupling", "ar_flow", "planar", "radial"]
+VECTOR_BUILDERS = fz.flows.builders("vector")
 _TINY = {
     "nice": {"hidden_dims": (8,)},
     "realnvp": {"num_layers": 2, "hidden_dims": (8,)},

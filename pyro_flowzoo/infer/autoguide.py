@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.distributions import AffineTransform, Transform, biject_to
 
 from ..flow import Flow
-from ..flows.registry import FLOWS
+from ..flows.registry import FLOWS, builders
 from ..nn.made import MADE
 from ..transforms.base import _FlowTransformMixin
 from ..transforms.mixture_cdf import MixtureCDFAutoregressive
@@ -28,8 +28,8 @@ from .posterior import FlowPosterior
 
 __all__ = ["AutoFlowGuide", "VECTOR_BUILDERS", "GUIDE_DEFAULTS"]
 
-#: The vector builders an :class:`AutoFlowGuide` is meant to take (those registered can be used).
-VECTOR_BUILDERS: tuple[str, ...] = ("nice", "realnvp", "maf", "nsf_ar", "nsf_coupling", "ar_flow", "planar", "radial")
+#: The vector builders an :class:`AutoFlowGuide` takes: read from the registry's metadata (``builders("vector")``).
+VECTOR_BUILDERS: tuple[str, ...] = builders("vector")
 
 #: Hyper-parameters passed to a builder unless the caller overrides them: sizes for VI (the guide runs on
 #: every step, so it is kept small), support R^D (``ar_flow``), logistic mixture components (a mixture of
