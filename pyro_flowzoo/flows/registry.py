@@ -211,6 +211,54 @@ def _embedding(name: str, context_shape: tuple[int, ...], embedding: Any) -> tup
     return embedding, int(out.shape[1]), f"module:{type(embedding).__name__}"
 
 
+def _build_unconditional(
+    fn: Callable[..., Flow],
+    name: str,
+    event_shape: tuple[int, ...],
+    embedding: Any,
+    standardize: Optional[str],
+    hparams: dict[str, Any],
+) -> Flow:
+    """``fn``'s flow without a context (``standardize="data"``: with a data-side standardization)."""
+    if embedding is not None:
+        raise ValueError(f"{name}: embedding= needs context_shape= (the flow is unconditional)")
+    if standardize in ("context", "both"):
+        raise ValueError(f"{name}: standardize={standardize!r} needs context_shape=")
+    flow = fn(event_shape, context_shape=None, **hparams)
+    if standardize == "data":
+        flow = _rewrap(flow, None, None, Standardization(flow.event_shape))
+    return flow
+
+
+def _build_conditional(
+    fn: Callable[..., Flow],
+    info: FlowInfo,
+    kind: str,
+    event_shape: tuple[int, ...],
+    context_shape: Sequence[int],
+    embedding: Any,
+    standardize: Optional[str],
+    hparams: dict[str, Any],
+) -> tuple[Flow, dict[str, Any]]:
+    """``fn``'s conditional flow behind the embedding (and standardizations); also what the checkpoint records."""
+    name = info.name
+    raw = check_event_shape(context_shape, "context_shape")
+    if kind not in info.conditional:
+        with_context = [n for n, i in FLOW_INFO.items() if kind in i.conditional]
+        raise ValueError(
+            f"{name} on {kind}s has no conditional version; conditional {kind} flows: {', '.join(sorted(with_context))}"
+        )
+    module, features, spec = _embedding(name, raw, embedding)
+    if standardize in ("context", "both"):
+        module = nn.Sequential(Standardize(raw), module) if module is not None else Standardize(raw)
+    flow = fn(event_shape, context_shape=(features,), **hparams)
+    data = Standardization(flow.event_shape) if standardize in ("data", "both") else None
+    recorded: dict[str, Any] = {"context_shape": list(raw)}
+    if spec is not None:
+        recorded["embedding"] = spec
+    return _rewrap(flow, raw, module, data), recorded
+
+
 def register(
     name: str, shapes: Sequence[str] = ("vector",), conditional: Optional[Sequence[str]] = None, min_dim: int = 2
 ) -> Callable[[Callable[..., Flow]], Callable[..., Flow]]:
@@ -255,30 +303,12 @@ def register(
                 raise ValueError(f"{name}: standardize must be one of {STANDARDIZE} or None, got {standardize!r}")
             recorded: dict[str, Any] = {"event_shape": list(event_shape)}
             if context_shape is None:
-                if embedding is not None:
-                    raise ValueError(f"{name}: embedding= needs context_shape= (the flow is unconditional)")
-                if standardize in ("context", "both"):
-                    raise ValueError(f"{name}: standardize={standardize!r} needs context_shape=")
-                flow = fn(event_shape, context_shape=None, **hparams)
-                if standardize == "data":
-                    flow = _rewrap(flow, None, None, Standardization(flow.event_shape))
+                flow = _build_unconditional(fn, name, event_shape, embedding, standardize, hparams)
             else:
-                raw = check_event_shape(context_shape, "context_shape")
-                if kind not in info.conditional:
-                    with_context = [n for n, i in FLOW_INFO.items() if kind in i.conditional]
-                    raise ValueError(
-                        f"{name} on {kind}s has no conditional version; conditional {kind} flows: "
-                        f"{', '.join(sorted(with_context))}"
-                    )
-                module, features, spec = _embedding(name, raw, embedding)
-                if standardize in ("context", "both"):
-                    module = nn.Sequential(Standardize(raw), module) if module is not None else Standardize(raw)
-                flow = fn(event_shape, context_shape=(features,), **hparams)
-                data = Standardization(flow.event_shape) if standardize in ("data", "both") else None
-                flow = _rewrap(flow, raw, module, data)
-                recorded["context_shape"] = list(raw)
-                if spec is not None:
-                    recorded["embedding"] = spec
+                flow, extra = _build_conditional(
+                    fn, info, kind, event_shape, context_shape, embedding, standardize, hparams
+                )
+                recorded.update(extra)
             if standardize is not None:
                 recorded["standardize"] = standardize
             flow.builder = name
