@@ -28,7 +28,7 @@ from torch.distributions import constraints
 from ..nn.made import MADE
 from ..nn.mlp import MLP
 from .base import ConditionalFlowTransform, ConditionedTransform
-from .mixture_cdf import _check_family, _latent_from_data, _log_det, _params, _quantile, _target_logit
+from .mixture_cdf import _check_family, _latent_from_data, _params, mixture_ar_sample
 from .planar_radial import planar_u_hat, solve_planar
 from .spline import _split, rational_quadratic_spline, spline_ar_sample
 
@@ -232,15 +232,7 @@ class ConditionalMixtureCDFAutoregressive(ConditionalFlowTransform):
 
     def forward_and_log_det(self, u: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         u = _broadcast(u, context)
-        target = _target_logit(u, self.to_real)
-        x = torch.zeros_like(u)
-        log_det = u.new_zeros(u.shape[:-1])
-        for d in self.made.order:
-            log_w, loc, log_scale = _params(self.made(x, context)[..., d, :])
-            x_d, terms = _quantile(target[..., d], log_w, loc, log_scale, self.family)
-            x = torch.cat([x[..., :d], x_d.unsqueeze(-1), x[..., d + 1 :]], -1)
-            log_det = log_det + _log_det(terms, self.to_real)
-        return x, log_det
+        return mixture_ar_sample(lambda x: self.made(x, context), u, self.made.order, self.family, self.to_real)
 
     def extra_repr(self) -> str:
         return (

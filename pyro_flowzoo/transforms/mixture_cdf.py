@@ -555,20 +555,37 @@ class MixtureCDFAutoregressive(FlowTransform):
         return u, log_det.sum(-1)
 
     def forward_and_log_det(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        target = _target_logit(u, self.to_real)
-        x = torch.zeros_like(u)  # entries not yet solved are placeholders the MADE's output d ignores
-        log_det = u.new_zeros(u.shape[:-1])
-        for i, d in enumerate(self.made.order):
-            # The first solved dimension's mixture depends on nothing: one row is enough (it broadcasts).
-            net_in = x if i else u.new_zeros((1,) * (u.dim() - 1) + (self.dim,))
-            log_w, loc, log_scale = _params(self.made(net_in)[..., d, :])
-            x_d, terms = _quantile(target[..., d], log_w, loc, log_scale, self.family)
-            x = torch.cat([x[..., :d], x_d.unsqueeze(-1), x[..., d + 1 :]], -1)
-            log_det = log_det + _log_det(terms, self.to_real)
-        return x, log_det
+        return mixture_ar_sample(self.made, u, self.made.order, self.family, self.to_real, first_row=True)
 
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, num_components={self.num_components}, family={self.family!r}, "
             f"to_real={self.to_real}, reverse={self.reverse}"
         )
+
+
+def mixture_ar_sample(
+    conditioner: Callable[[Tensor], Tensor],
+    u: Tensor,
+    order: Sequence[int],
+    family: str,
+    to_real: bool,
+    first_row: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """The sampling direction of an autoregressive mixture-CDF flow: ``D`` conditioner passes and quantile solves.
+
+    ``conditioner(x)`` gives the raw mixture parameters ``(..., D, 3K)``; entries not yet solved are
+    placeholders its output ``d`` ignores. ``first_row``: the first solved dimension depends on nothing, so
+    one row of input serves the whole batch (not for conditioners that also read a batched context).
+    Returns ``(x, log|det dx/du|)``.
+    """
+    target = _target_logit(u, to_real)
+    x = torch.zeros_like(u)
+    log_det = u.new_zeros(u.shape[:-1])
+    for i, d in enumerate(order):
+        net_in = u.new_zeros((1,) * (u.dim() - 1) + u.shape[-1:]) if first_row and i == 0 else x
+        log_w, loc, log_scale = _params(conditioner(net_in)[..., d, :])
+        x_d, terms = _quantile(target[..., d], log_w, loc, log_scale, family)
+        x = torch.cat([x[..., :d], x_d.unsqueeze(-1), x[..., d + 1 :]], -1)
+        log_det = log_det + _log_det(terms, to_real)
+    return x, log_det
