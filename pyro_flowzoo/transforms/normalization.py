@@ -67,7 +67,7 @@ def _per_channel_stats(y: Tensor, event_dim: int) -> tuple[Tensor, Tensor]:
 class ActNorm(FlowTransform):
     r"""Glow's activation normalisation: a per-channel affine map with data-dependent initialisation.
 
-    .. math:: y = x \odot e^{s} + b, \qquad \log|\det| = H W 	extstyle\sum_c s_c
+    .. math:: y = x \odot e^{s} + b, \qquad \log|\det| = H W \textstyle\sum_c s_c
 
     The first call in the data -> latent direction (:meth:`inverse_and_log_det`, i.e. ``log_prob``) in
     training mode sets ``b`` and ``s`` from that batch so the latent side has zero mean and unit variance
@@ -147,34 +147,32 @@ class ActNorm(FlowTransform):
 class BatchNorm(FlowTransform):
     r"""RealNVP's batch normalisation as a flow layer, per channel, with its log-determinant.
 
-        In the data -> latent direction (``log_prob``) in training mode the batch's per-channel mean and
-        variance are used (and folded into running averages); in eval mode, and always in the latent ->
-        data direction (sampling), the running averages are used.
+    In the data -> latent direction (``log_prob``) in training mode the batch's per-channel mean and
+    variance are used (and folded into running averages); in eval mode, and always in the latent ->
+    data direction (sampling), the running averages are used.
 
-        .. math::
-            z = rac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} e^{\gamma} + eta, \qquad
-            \log\left|\det rac{\partial x}{\partial z}
-    ight| = H W \sum_c \left(	frac12 \log(\sigma_c^2 + \epsilon) - \gamma_c
-    ight)
+    .. math::
+        z = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} e^{\gamma} + \beta, \qquad
+        \log\left|\det \frac{\partial x}{\partial z}\right| = H W \sum_c \left(\tfrac12 \log(\sigma_c^2 + \epsilon) - \gamma_c\right)
 
-        The batch statistics are treated as constants of the map, as in the paper; a training-mode pass is
-        therefore a function of the whole batch, so exact reconstruction holds in eval mode.
+    The batch statistics are treated as constants of the map, as in the paper; a training-mode pass is
+    therefore a function of the whole batch, so exact reconstruction holds in eval mode.
 
-        Args:
-            num_channels: the number of channels ``C``.
-            event_dim: 3 for images, 1 for vectors.
-            momentum: weight of the new batch in the running averages.
-            eps: variance floor.
+    Args:
+        num_channels: the number of channels ``C``.
+        event_dim: 3 for images, 1 for vectors.
+        momentum: weight of the new batch in the running averages.
+        eps: variance floor.
 
-        References:
-            Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803;
-            Ioffe, Szegedy, "Batch Normalization", arXiv:1502.03167.
+    References:
+        Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803;
+        Ioffe, Szegedy, "Batch Normalization", arXiv:1502.03167.
 
-        Example:
-            >>> t = BatchNorm(2).eval()
-            >>> x = torch.randn(3, 2, 4, 4)
-            >>> torch.allclose(t.forward_and_log_det(t.inverse_and_log_det(x)[0])[0], x, atol=1e-6)
-            True
+    Example:
+        >>> t = BatchNorm(2).eval()
+        >>> x = torch.randn(3, 2, 4, 4)
+        >>> torch.allclose(t.forward_and_log_det(t.inverse_and_log_det(x)[0])[0], x, atol=1e-6)
+        True
     """
 
     def __init__(self, num_channels: int, event_dim: int = 3, momentum: float = 0.05, eps: float = 1e-4) -> None:
