@@ -153,7 +153,8 @@ class BatchNorm(FlowTransform):
 
     .. math::
         z = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} e^{\gamma} + \beta, \qquad
-        \log\left|\det \frac{\partial x}{\partial z}\right| = H W \sum_c \left(\tfrac12 \log(\sigma_c^2 + \epsilon) - \gamma_c\right)
+        \log\left|\det \frac{\partial x}{\partial z}\right|
+        = H W \sum_c \left(\tfrac12 \log(\sigma_c^2 + \epsilon) - \gamma_c\right)
 
     The batch statistics are treated as constants of the map, as in the paper; a training-mode pass is
     therefore a function of the whole batch, so exact reconstruction holds in eval mode.
