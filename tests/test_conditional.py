@@ -184,6 +184,21 @@ def test_made_context_enters_every_hidden_layer_and_keeps_the_mask():
     assert all(g.abs().sum() > 0 for g in grads), "a hidden layer does not see the context"
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_made_every_output_reads_the_context(reverse):
+    # The first variable in the order has no inputs to read; its parameters must still follow the context
+    # (Pyro's conditional MADE: hidden units of degree 0 see the context only).
+    torch.manual_seed(0)
+    net = MADE(3, 2, hidden_dims=(32, 32), context_features=2, init_scale=1.0, reverse=reverse).double()
+    x, c = torch.randn(3, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
+    jac_c = torch.autograd.functional.jacobian(lambda v: net(x, v), c)  # (3, 2, 2)
+    assert jac_c.abs().amax((1, 2)).min() > 0, "an output ignores the context"
+    jac_x = torch.autograd.functional.jacobian(lambda v: net(v, c), x)
+    strict = torch.ones(3, 3).tril(-1).bool()
+    strict = strict.t() if reverse else strict
+    assert torch.equal(jac_x.abs().amax(1) > 0, strict)  # exactly the autoregressive dependencies
+
+
 def test_fit_trains_a_conditional_flow_on_pairs():
     torch.manual_seed(0)
     c = torch.randn(512, 1)

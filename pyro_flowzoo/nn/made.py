@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 
 import torch
 from pyro.nn import AutoRegressiveNN
+from pyro.nn.auto_reg_nn import create_mask
 from torch import Tensor, nn
 
 __all__ = ["MADE", "default_made_hidden"]
@@ -28,9 +29,11 @@ class MADE(nn.Module):
     .. math:: h_i(x) = f_i(x_1, \dots, x_{i-1}), \qquad i = 1, \dots, D
 
     With ``context_features = K > 0`` the network is conditional: every hidden layer ``l`` adds an
-    unmasked projection of the context, ``a_l = M_l \odot W_l\, a_{l-1} + b_l + V_l c``, so each output may
-    depend on the whole context while the autoregressive masks ``M_l`` are untouched (Pyro's
-    ``ConditionalAutoRegressiveNN`` feeds the context to the first layer only).
+    unmasked projection of the context, ``a_l = M_l \odot W_l\, a_{l-1} + b_l + V_l c``, so each output
+    depends on the whole context while the autoregressive structure is kept (Pyro's
+    ``ConditionalAutoRegressiveNN`` feeds the context to the first layer only). The masks are then
+    those of Pyro's conditional MADE: hidden units of degree 0 see no input, only the context, and feed
+    the first variable in the order, whose parameters would otherwise be constants blind to the context.
 
     Wraps :class:`pyro.nn.AutoRegressiveNN`. Added here: the order is the identity or its reverse (so
     the autoregressive Jacobian is lower or upper triangular in the natural order; a reversed MADE
@@ -96,6 +99,8 @@ class MADE(nn.Module):
             permutation=order.flip(0) if reverse else order,
             skip_connections=skip_connections,
         )
+        if context_features:
+            self._use_context_masks()
         self.output_shape = (num_params, input_dim) if params_first else (input_dim, num_params)
         # Pyro orders the output rows (param, dim); unless params_first they are stored (dim, param).
         self._rows = (
@@ -113,6 +118,18 @@ class MADE(nn.Module):
                     if layer.bias is not None:
                         layer.bias.copy_(layer.bias[self._rows])
                     layer.mask.copy_(layer.mask[self._rows])
+
+    @torch.no_grad()
+    def _use_context_masks(self) -> None:
+        """Pyro's conditional MADE masks (one context column, dropped: the context enters by projection)."""
+        arn = self.arn
+        masks, mask_skip = create_mask(self.input_dim, 1, list(self.hidden_dims), arn.permutation, self.num_params)
+        masks[0], mask_skip = masks[0][:, 1:], mask_skip[:, 1:]
+        for layer, mask in zip(arn.layers, masks):
+            layer.mask.copy_(mask)
+        if arn.skip_layer is not None:
+            arn.skip_layer.mask.copy_(mask_skip)
+        arn.masks, arn.mask_skip = masks, mask_skip
 
     def _output_layers(self) -> list[nn.Module]:
         return [self.arn.layers[-1]] + ([self.arn.skip_layer] if self.arn.skip_layer is not None else [])
