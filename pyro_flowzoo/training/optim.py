@@ -1,6 +1,6 @@
 r"""One optimizer, one schedule, one global gradient clip: for the MLE loop, Pyro's SVI and ``fit_svi``.
 
-:class:`Updater` owns a torch optimizer (Adam or Adamax, ``foreach``), a warm-up + cosine
+:class:`Updater` owns a torch optimizer (Adam fused, or Adamax ``foreach``), a warm-up + cosine
 :func:`lr_factor` schedule and the global-norm clip of ``torch.nn.utils.clip_grad_norm_`` (Pyro's
 ``ClippedAdam`` clips each tensor on its own instead). :class:`PyroUpdater` hands the same update to
 ``pyro.infer.SVI``, which then follows the torch loop's trajectory step for step.
@@ -56,6 +56,12 @@ def clip_global_norm(params: Iterable[Tensor], max_norm: Optional[float]) -> Ten
     return norm
 
 
+def _impl(cls: type) -> dict[str, bool]:
+    """Adam's fused kernel (one C++/CUDA loop over all tensors; faster than ``foreach`` on a small flow's
+    CPU step, see ``benchmarks/RESULTS.md``) where torch has one; else ``foreach`` (Adamax)."""
+    return {"fused": True} if cls is torch.optim.Adam else {"foreach": True}
+
+
 class Updater:
     """Optimizer + schedule + global clip over ``params``; :meth:`step` is one update.
 
@@ -89,9 +95,8 @@ class Updater:
         self.params = list(params)
         self.clip_grad = clip_grad
         cls = torch.optim.Adam if optimizer == "adam" else torch.optim.Adamax
-        # foreach: one fused update over all parameter tensors (less optimizer time on CPU)
         self.optimizer = cls(
-            self.params or [torch.zeros(0, requires_grad=True)], lr=lr, weight_decay=weight_decay, foreach=True
+            self.params or [torch.zeros(0, requires_grad=True)], lr=lr, weight_decay=weight_decay, **_impl(cls)
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, schedule, final_lr_ratio)

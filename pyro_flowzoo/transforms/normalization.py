@@ -99,16 +99,32 @@ class ActNorm(FlowTransform):
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
-        self._init_seen = False
+        self._init_seen = bool(self.initialized)  # one read at load time, never in a training step
+
+    def _init_values(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The ``(b, s)`` that give ``inverse(y)`` zero mean and unit variance per channel."""
+        mean, var = _per_channel_stats(y.to(self.loc.dtype), self.event_dim)
+        return mean.reshape(self.loc.shape), torch.log(var.sqrt() + 1e-6).reshape(self.log_scale.shape)
 
     @torch.no_grad()
     def initialize(self, y: Tensor) -> None:
         """Sets ``b`` and ``s`` so that ``inverse(y)`` has zero mean and unit variance per channel."""
-        mean, var = _per_channel_stats(y.to(self.loc.dtype), self.event_dim)
-        self.loc.copy_(mean.reshape(self.loc.shape))
-        self.log_scale.copy_(torch.log(var.sqrt() + 1e-6).reshape(self.log_scale.shape))
+        loc, log_scale = self._init_values(y)
+        self.loc.copy_(loc)
+        self.log_scale.copy_(log_scale)
         self.initialized.fill_(True)
         self._init_seen = True
+
+    @torch.no_grad()
+    def _initialize_traced(self, y: Tensor) -> None:
+        """:meth:`initialize` as a select on the ``initialized`` buffer (no Python branch on a tensor), for
+        ``torch.compile``: a graph traced before any eager call initialises on its first batch as eager
+        mode does, and leaves the parameters alone once the buffer is set."""
+        loc, log_scale = self._init_values(y)
+        done = self.initialized
+        self.loc.copy_(torch.where(done, self.loc, loc))
+        self.log_scale.copy_(torch.where(done, self.log_scale, log_scale))
+        self.initialized.fill_(True)
 
     @torch.no_grad()
     def set_identity(self) -> None:
@@ -120,9 +136,10 @@ class ActNorm(FlowTransform):
         self._init_seen = True
 
     def _maybe_initialize(self, y: Tensor) -> None:
-        # Under torch.compile the data-dependent init is not traced (it would split the graph): run one
-        # eager log_prob on a batch first, as fit() does.
-        if self._init_seen or not self.training or torch.compiler.is_compiling():
+        if self._init_seen or not self.training:
+            return
+        if torch.compiler.is_compiling():
+            self._initialize_traced(y.detach())
             return
         if bool(self.initialized):
             self._init_seen = True

@@ -61,8 +61,7 @@ class FirstBatchNorm(ActNorm):
     def __init__(self, dim: int) -> None:
         super().__init__(dim, event_dim=1)
 
-    @torch.no_grad()
-    def initialize(self, y: Tensor) -> None:
+    def _init_values(self, y: Tensor) -> tuple[Tensor, Tensor]:
         flat = y.to(self.loc.dtype).reshape(-1, self.num_channels)
         finite = torch.isfinite(flat)
         count = finite.sum(0)
@@ -70,10 +69,7 @@ class FirstBatchNorm(ActNorm):
         mean = values.sum(0) / count.clamp(min=1)
         var = torch.where(finite, (values - mean) ** 2, 0.0).sum(0) / count.clamp(min=1)
         usable = count > 1
-        self.loc.copy_(torch.where(usable, mean, 0.0))
-        self.log_scale.copy_(torch.where(usable, torch.log(var.sqrt() + 1e-6), 0.0))
-        self.initialized.fill_(True)
-        self._init_seen = True
+        return torch.where(usable, mean, 0.0), torch.where(usable, torch.log(var.sqrt() + 1e-6), 0.0)
 
 
 class Positive(FlowTransform):
