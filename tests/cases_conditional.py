@@ -143,6 +143,14 @@ FLOWS = [
         id="glow-1x4x4-ctx3",
     ),
     FlowCase(
+        "pixelcnn_flow",
+        (1, 3, 3),
+        {"context_shape": (3,), "num_components": 2, "hidden_channels": 4, "num_blocks": 1},
+        context_shape=(3,),
+        sample_x=lambda b: torch.rand(b + (1, 3, 3), dtype=torch.float64),
+        id="pixelcnn_flow-1x3x3-ctx3",
+    ),
+    FlowCase(
         "nice",
         (1, 2, 2),
         {"context_shape": (2,), "hidden_dim": 8, "num_hidden_layers": 1},

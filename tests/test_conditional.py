@@ -71,7 +71,7 @@ def test_registry_metadata_covers_every_builder():
         assert set(info.conditional) <= set(info.shapes), name
     vectors = builders("vector")
     assert set(builders("vector", conditional=True)) == set(vectors)  # every vector family has its twin
-    assert "pixelcnn_flow" in builders("image") and "pixelcnn_flow" not in builders("image", conditional=True)
+    assert set(builders("image", conditional=True)) == set(builders("image"))  # images too, pixelcnn_flow included
     assert FLOW_INFO["cglow"].alias_of == "glow" and "cglow" not in builders("image")
     assert FLOW_INFO["planar"].accepts((1,), conditional=True) and not FLOW_INFO["maf"].accepts((2, 2))
 
@@ -106,7 +106,7 @@ def test_cglow_is_glow_with_a_context():
         ),
         (lambda: fz.build("maf", (2,), context_shape=(3,)).sample((2,), context=torch.zeros(5)), "expected context"),
         (lambda: fz.build("maf", (2,), context_shape=(3,)).dist.condition(torch.zeros(2)), "expected context"),
-        (lambda: fz.build("pixelcnn_flow", (1, 4, 4), context_shape=(3,)), "no conditional version"),
+        (lambda: fz.build("nsf_ar", (1,), context_shape=(3,)), "no conditional version"),
         (lambda: fz.build("maf", (2,), embedding=torch.nn.Linear(3, 4)), "needs context_shape"),
         (lambda: fz.build("maf", (2,), context_shape=(3,), embedding=torch.nn.Linear(5, 4)), "embedding failed"),
         (lambda: fz.build("maf", (2,), context_shape=(3,), standardize="all"), "standardize must be"),

@@ -17,6 +17,7 @@ from ..transforms import (
     ConditionalMixtureCDFAutoregressive,
     ConditionalNeuralSplineAutoregressive,
     ConditionalNeuralSplineCoupling,
+    ConditionalPixelCNNMixtureCDF,
     ConditionalPlanar,
     ConditionalRadial,
     MaskedAffineAutoregressive,
@@ -109,7 +110,7 @@ def ar_flow(
     return Flow(base, layers + data_side((dim,), support), context_shape=context_shape)
 
 
-@register("pixelcnn_flow", shapes=("image",), conditional=())
+@register("pixelcnn_flow", shapes=("image",))
 def pixelcnn_flow(
     event_shape: tuple[int, ...],
     num_components: int = 4,
@@ -121,12 +122,14 @@ def pixelcnn_flow(
 ) -> Flow:
     """PixelCNN mixture-CDF autoregressive flow on images ``(C, H, W)`` with a uniform latent.
 
-    log_prob is one parallel pass; sampling goes pixel by pixel (``C H W`` passes). No conditional
-    version yet (``context_shape=`` raises a ValueError). Feed it continuous
-    images in ``[0, 1]``: dequantize discrete or binary images first, ``x = (k + U(0, 1)) / n_bins``.
+    log_prob is one parallel pass; sampling goes pixel by pixel (``C H W`` passes). With
+    ``context_shape=`` (e.g. one-hot class labels) every residual block reads the context
+    (:class:`~pyro_flowzoo.transforms.ConditionalPixelCNNMixtureCDF`). Feed it continuous images in
+    ``[0, 1]``: dequantize discrete or binary images first, ``x = (k + U(0, 1)) / n_bins``.
 
     References:
-        van den Oord et al., "Pixel Recurrent Neural Networks", arXiv:1601.06759; Ho et al., "Flow++",
+        van den Oord et al., "Pixel Recurrent Neural Networks", arXiv:1601.06759; van den Oord et al.,
+        "Conditional Image Generation with PixelCNN Decoders", arXiv:1606.05328; Ho et al., "Flow++",
         arXiv:1902.00275.
 
     Example:
@@ -136,8 +139,13 @@ def pixelcnn_flow(
     """
     if len(event_shape) != 3:
         raise ValueError(f"pixelcnn_flow supports images (C, H, W); got event_shape {event_shape}")
-    transform = PixelCNNMixtureCDF(event_shape, num_components, hidden_channels, num_blocks, kernel_size, family)
-    return Flow(StandardUniform(event_shape), [transform])
+    sizes = dict(num_components=num_components, hidden_channels=hidden_channels, num_blocks=num_blocks)
+    if context_shape is None:
+        transform = PixelCNNMixtureCDF(event_shape, kernel_size=kernel_size, family=family, **sizes)
+    else:
+        (k,) = context_shape
+        transform = ConditionalPixelCNNMixtureCDF(event_shape, k, kernel_size=kernel_size, family=family, **sizes)
+    return Flow(StandardUniform(event_shape), [transform], context_shape=context_shape)
 
 
 @register("maf")

@@ -381,7 +381,7 @@ def builders(shape: Optional[str] = None, conditional: bool = False, aliases: bo
 
     Example:
         >>> "maf" in builders("vector", conditional=True), "pixelcnn_flow" in builders("image", conditional=True)
-        (True, False)
+        (True, True)
     """
     out = []
     for name, info in FLOW_INFO.items():

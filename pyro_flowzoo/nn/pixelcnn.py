@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -79,10 +81,14 @@ class _ResidualBlock(nn.Module):
 class PixelCNN(nn.Module):
     r"""A PixelCNN emitting ``num_params`` values per pixel and channel: ``(N, C, H, W) -> (N, C, H, W, P)``.
 
-    .. math:: h_{c,i,j} = f_{c,i,j}\big(x_{c',i',j'} : (i', j', c') \prec (i, j, c)\big)
+    .. math:: h_{c,i,j} = f_{c,i,j}\big(x_{c',i',j'} : (i', j', c') \prec (i, j, c),\ y\big)
 
     A type-A masked convolution (``first_kernel`` wide), ``num_blocks`` residual blocks of type-B
-    masked convolutions, and a type-B 1x1 output layer whose weights start small.
+    masked convolutions, and a type-B 1x1 output layer whose weights start small. With
+    ``context_features = K > 0``, ``forward(x, y)`` reads a context ``y`` of shape ``(N, K)``: a linear
+    map of ``y`` adds a per-channel bias to every residual block's input and to the output layer's input
+    (the conditional PixelCNN of van den Oord et al. 2016); a bias that is constant over the image changes no
+    mask, so the outputs stay autoregressive in ``x``.
 
     Args:
         data_channels: the image's channels ``C``.
@@ -91,14 +97,18 @@ class PixelCNN(nn.Module):
         num_blocks: residual blocks.
         kernel_size: kernel of the blocks' masked convolutions.
         first_kernel: kernel of the type-A input layer.
+        context_features: size ``K`` of the context vector (0: unconditional).
 
     References:
-        van den Oord, Kalchbrenner, Kavukcuoglu, "Pixel Recurrent Neural Networks", arXiv:1601.06759.
+        van den Oord, Kalchbrenner, Kavukcuoglu, "Pixel Recurrent Neural Networks", arXiv:1601.06759;
+        van den Oord et al., "Conditional Image Generation with PixelCNN Decoders", arXiv:1606.05328.
 
     Example:
         >>> net = PixelCNN(2, num_params=3, hidden_channels=8, num_blocks=1)
         >>> net(torch.zeros(5, 2, 4, 4)).shape
         torch.Size([5, 2, 4, 4, 3])
+        >>> PixelCNN(1, 3, 8, 1, context_features=10)(torch.zeros(5, 1, 4, 4), torch.zeros(5, 10)).shape
+        torch.Size([5, 1, 4, 4, 3])
     """
 
     def __init__(
@@ -109,23 +119,39 @@ class PixelCNN(nn.Module):
         num_blocks: int = 4,
         kernel_size: int = 3,
         first_kernel: int = 7,
+        context_features: int = 0,
     ) -> None:
         super().__init__()
+        if context_features < 0:
+            raise ValueError(f"context_features must be >= 0, got {context_features}")
         hidden = -(-hidden_channels // data_channels) * data_channels
         self.data_channels, self.num_params = data_channels, num_params
+        self.hidden_channels, self.context_features = hidden, context_features
         # How far (in rows up, and columns either way) an output can see: every layer adds k // 2.
         self.reach = first_kernel // 2 + num_blocks * (kernel_size // 2)
         self.first = MaskedConv2d(data_channels, hidden, first_kernel, "A", data_channels)
         self.blocks = nn.ModuleList(_ResidualBlock(hidden, kernel_size, data_channels) for _ in range(num_blocks))
         self.out = MaskedConv2d(hidden, data_channels * num_params, 1, "B", data_channels)
+        # One bias per feature channel for each block's input and for the output layer's input.
+        self.context_bias = nn.Linear(context_features, hidden * (1 + num_blocks)) if context_features else None
         with torch.no_grad():
             self.out.weight.mul_(0.1)
             self.out.bias.zero_()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+        if (context is None) != (self.context_bias is None):
+            raise ValueError(
+                f"this PixelCNN takes {'a context' if self.context_bias is not None else 'no context'} "
+                f"(context_features={self.context_features})"
+            )
+        biases: list[Optional[Tensor]] = [None] * (1 + len(self.blocks))
+        if self.context_bias is not None:
+            biases = list(self.context_bias(context)[..., None, None].split(self.hidden_channels, dim=1))
         h = self.first(x)
-        for block in self.blocks:
-            h = block(h)
+        for block, bias in zip(self.blocks, biases):
+            h = block(h if bias is None else h + bias)
+        if biases[-1] is not None:
+            h = h + biases[-1]
         h = self.out(F.relu(h))
         n, _, height, width = h.shape
         # Output channel o belongs to data channel o // P (contiguous groups), parameter o % P.
