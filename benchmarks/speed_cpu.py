@@ -228,6 +228,19 @@ def compile_loss(model: peers.Model) -> None:
     model.extra["loss"] = torch.compile(lambda x: -model.log_prob(x).mean())
 
 
+ADAM_IMPL = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+
+
+def make_adam(lib: str, params, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` in the implementation ``--adam`` names (ours: ``--ours-adam``, default the same).
+
+    "default" is what ``torch.optim.Adam(params, lr)`` picks on the CPU (one tensor at a time); "fused" is
+    what ``pyro_flowzoo.fit`` uses (``training.optim.Updater``).
+    """
+    impl = args.ours_adam if lib == "ours" and args.ours_adam else args.adam
+    return torch.optim.Adam(params, lr=args.lr, **ADAM_IMPL[impl])
+
+
 def _graph_count() -> int:
     from torch._dynamo.utils import counters
 
@@ -259,7 +272,7 @@ def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) ->
             except Exception as e:  # report and go on with the others
                 print(f"  [{arch}] {lib}: not built ({type(e).__name__}: {e})", flush=True)
                 break
-            opt = torch.optim.Adam(m.module.parameters(), lr=args.lr)
+            opt = make_adam(lib, m.module.parameters(), args)
             if args.init_eager:  # the same for every variant of every library
                 train_steps(m, opt, [first])
             if variant.endswith(COMPILED):
@@ -612,6 +625,12 @@ def main() -> None:
         help="--compile: one eager training step for every model before compiling (first-batch "
         "initialisations such as ours' FirstBatchNorm then run outside the compiled graph)",
     )
+    parser.add_argument(
+        "--adam", choices=list(ADAM_IMPL), default="default", help="--compile: Adam implementation, every library"
+    )
+    parser.add_argument(
+        "--ours-adam", choices=list(ADAM_IMPL), default=None, help="--compile: ours' Adam (default: --adam's)"
+    )
     parser.add_argument("--target", type=float, default=0.7, help="--compile: target ours best / fastest peer best")
     parser.add_argument(
         "--sampling",
@@ -704,7 +723,9 @@ def compiled_main(args: argparse.Namespace) -> None:
         + ".  ",
         "Compiled = `torch.compile(lambda x: -model.log_prob(x).mean())` (inductor, default options, the same for "
         "every library; backward through AOTAutograd; zero_grad and Adam eager). Step = zero_grad, loss, backward, "
-        "Adam step. Ratio cells: median over rounds of the per-round ratio of median steps, with (min-max); "
+        f"Adam step; Adam: {args.adam} for the peers, {args.ours_adam or args.adam} for ours ('default' = "
+        "torch.optim.Adam(params, lr): one tensor at a time on the CPU; 'fused' = what fz.fit uses). "
+        "Ratio cells: median over rounds of the per-round ratio of median steps, with (min-max); "
         "below 1 = ours faster. Each library's best = its variant with the smaller median step.",
         "",
     ]
