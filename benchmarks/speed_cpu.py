@@ -253,13 +253,9 @@ def _best(times: dict[str, list[float]], lib: str) -> str:
     return min(cands, key=lambda v: statistics.median(times[v]))
 
 
-def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) -> tuple[list[str], dict]:
-    """Every library eager and compiled, all variants interleaved step by step; best of the two each."""
-    torch._dynamo.reset()
-    dim, num_layers, hidden, data = CONFIGS[arch]
-    train, test, floor = make_data(data, args.n_train, args.n_test)
-    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
-    first = train[perm[: args.batch]]
+def _build_variants(arch: str, libs: list[str], args: argparse.Namespace, first: Tensor) -> tuple:
+    """Each library eager and compiled (the first two steps compile), with its optimizer."""
+    dim, num_layers, hidden, _ = CONFIGS[arch]
     models: dict[str, peers.Model] = {}
     opts: dict[str, torch.optim.Optimizer] = {}
     compile_s: dict[str, float] = {}
@@ -296,6 +292,11 @@ def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) ->
             else:
                 train_steps(m, opt, [first, first])
             models[variant], opts[variant] = m, opt
+    return models, opts, compile_s, graphs, failed
+
+
+def _interleaved_rounds(models: dict, opts: dict, train: Tensor, perm: Tensor, args: argparse.Namespace) -> tuple:
+    """Warm-up, then ``--rounds`` rounds in which all variants take turns step by step: per-round medians."""
     variants = list(models)
     step_no = 0
 
@@ -308,7 +309,6 @@ def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) ->
             step_no += 1
         return out
 
-    g0 = _graph_count()
     for x in next_batches(args.warmup):
         for v in variants:
             train_steps(models[v], opts[v], [x])
@@ -321,6 +321,20 @@ def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) ->
                 times[v] += train_steps(models[v], opts[v], [x])
         for v in variants:
             step_times[v].append(statistics.median(times[v]))
+    return step_times, step_no
+
+
+def bench_arch_compiled(arch: str, libs: list[str], args: argparse.Namespace) -> tuple[list[str], dict]:
+    """Every library eager and compiled, all variants interleaved step by step; best of the two each."""
+    torch._dynamo.reset()
+    dim, num_layers, hidden, data = CONFIGS[arch]
+    train, test, floor = make_data(data, args.n_train, args.n_test)
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
+    first = train[perm[: args.batch]]
+    models, opts, compile_s, graphs, failed = _build_variants(arch, libs, args, first)
+    variants = list(models)
+    g0 = _graph_count()
+    step_times, step_no = _interleaved_rounds(models, opts, train, perm, args)
     late_graphs = _graph_count() - g0  # graphs compiled after the first two steps: recompiles
     nll = {v: test_nll(models[v], test) for v in variants}
     libs = [lib for lib in libs if lib in variants]
