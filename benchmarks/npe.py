@@ -26,6 +26,7 @@ samples for one observation. Each (task, model) trains in its own process on one
 time.
 
     python benchmarks/npe.py [--quick] [--tasks ...] [--models ...] [--sims 10000] [--jobs 2] [--out FILE]
+    python benchmarks/npe.py --step-time [--tasks ...] [--reps 20] [--steps 20]   # ours vs zuko, one step
 """
 
 from __future__ import annotations
@@ -303,6 +304,61 @@ def run(job: dict) -> dict:
     }
 
 
+def _step(model: nn.Module, opt: torch.optim.Optimizer, theta: Tensor, x: Tensor) -> None:
+    """One step of the shared loop (loss, backward, clip, Adam), as ``train`` takes it."""
+    loss = -model.log_prob(theta, x).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+
+
+def step_times(tasks: list[str], families: list[str], params: int, batch: int, reps: int, steps: int) -> str:
+    """Interleaved in-process timing of one training step, ours against zuko, at the benchmark's sizes.
+
+    For each task and family (``maf``: ours-maf vs zuko-maf, ``nsf``: ours-nsf_ar vs zuko-nsf) both models are
+    built at their sized widths on one batch of ``batch`` training pairs; after warm-up, ``reps`` rounds each
+    time ``steps`` steps of one model then the other (the order alternating per round), so both see the same
+    machine state. Reported: the median over rounds of ours' ms/step, zuko's, and of the per-round ratio.
+    """
+    torch.set_num_threads(1)
+    pairs = {"maf": ("ours-maf", "zuko-maf"), "nsf": ("ours-nsf_ar", "zuko-nsf")}
+    lines = [
+        f"One training step (batch {batch}, forward + backward + clip + Adam), 1 thread, {reps} interleaved "
+        f"rounds of {steps} steps; medians.",
+        "",
+        "| task | family | ours ms/step | zuko ms/step | ours / zuko (median of rounds) | params ours / zuko |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        theta, x = (v.float() for v in simulate(task, 2000, torch.Generator().manual_seed(1000)))
+        t_b, x_b = theta[:batch], x[:batch]
+        for family in families:
+            models = []
+            for name in pairs[family]:
+                torch.manual_seed(0)
+                model, _ = sized(name, params, theta.shape[1], x.shape[1], theta, x)
+                opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+                for _ in range(10):  # warm-up (allocator, first-batch initialisations)
+                    _step(model, opt, t_b, x_b)
+                models.append((model, opt))
+            per = [[], []]
+            for r in range(reps):
+                for i in (0, 1) if r % 2 == 0 else (1, 0):
+                    model, opt = models[i]
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        _step(model, opt, t_b, x_b)
+                    per[i].append(1000 * (time.perf_counter() - t0) / steps)
+            ours, zuko = torch.tensor(per[0]), torch.tensor(per[1])
+            counts = [sum(p.numel() for p in m.parameters()) for m, _ in models]
+            lines.append(
+                f"| {task} | {family} | {ours.median():.2f} | {zuko.median():.2f} | "
+                f"{(ours / zuko).median():.3f} | {counts[0]} / {counts[1]} |"
+            )
+    return "\n".join(lines)
+
+
 def summarise(task: str, rows: list[dict], exact: Optional[Tensor], dim: int) -> list[dict]:
     table = []
     for r in rows:
@@ -357,7 +413,13 @@ def main() -> None:
     p.add_argument("--grid", type=int, default=800, help="two_moons: grid points per axis for the exact posterior")
     p.add_argument("--quick", action="store_true", help="seconds: 1,000 simulations, 3 epochs, 200 test pairs")
     p.add_argument("--out", default=None, help="write the markdown tables and a JSON of every run here")
+    p.add_argument("--step-time", action="store_true", help="only the interleaved step timing, ours vs zuko")
+    p.add_argument("--reps", type=int, default=20, help="--step-time: interleaved rounds")
+    p.add_argument("--steps", type=int, default=20, help="--step-time: steps per round")
     a = p.parse_args()
+    if a.step_time:
+        print(step_times(a.tasks, ["maf", "nsf"], a.params, a.batch, a.reps, a.steps))
+        return
     if a.quick:
         a.sims, a.epochs, a.test, a.params = 1000, 3, 200, 5000
     torch.set_num_threads(max(1, a.jobs))
