@@ -70,6 +70,12 @@ TRANSFORMS = [
         autoregressive="reversed",
     ),
     TransformCase(
+        "MaskedAffineAutoregressive-input-bound",
+        lambda: MaskedAffineAutoregressive(4, hidden_dims=(8, 8), reverse=True, input_bound=1.0),
+        (4,),
+        autoregressive="reversed",
+    ),
+    TransformCase(
         "NeuralSplineAutoregressive",
         lambda: NeuralSplineAutoregressive(3, num_bins=4, hidden_dims=(8,), bound=2.0),
         (3,),

@@ -56,6 +56,14 @@ TRANSFORMS = [
         (5,),
     ),
     TransformCase(
+        "AffineCoupling-split-input-bound",
+        lambda: AffineCoupling(even_odd_mask(5), MLP(3, 4, (8,)), split_channels=True, input_bound=1.0),
+        (5,),
+    ),
+    TransformCase(
+        "AffineCoupling-input-bound", lambda: AffineCoupling(half_mask(4), MLP(4, 8, (8,)), input_bound=0.5), (4,)
+    ),
+    TransformCase(
         "AdditiveCoupling-split", lambda: AdditiveCoupling(half_mask(4), MLP(2, 2, (8,)), split_channels=True), (4,)
     ),
     TransformCase(

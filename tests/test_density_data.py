@@ -156,3 +156,43 @@ def test_one_d_flow_fits_a_bounded_set_under_a_plain_loop():
         nll = -flow.log_prob(test).mean().item()
     truth = -EXACT_SETS["beta_mix"].log_prob(test).mean().item()
     assert math.isfinite(nll) and nll < -0.05 and nll - truth < 0.05
+
+
+# -- bounded conditioner inputs (maf, realnvp): the affine parameters level off beyond the data -------------
+@pytest.mark.parametrize("kind", ["maf", "coupling"])
+@pytest.mark.parametrize("bound", [1.0, None])
+def test_input_bound_makes_far_shifts_and_scales_constant(kind, bound):
+    from pyro_flowzoo.nn import MLP
+    from pyro_flowzoo.transforms import AffineCoupling, MaskedAffineAutoregressive, half_mask
+
+    torch.manual_seed(0)
+    if kind == "maf":  # entry 0 conditions entries 1.. (natural order)
+        t, changed = MaskedAffineAutoregressive(4, hidden_dims=(16,), input_bound=bound), slice(1, None)
+    else:  # entries 0, 1 condition entries 2, 3
+        t, changed = (
+            AffineCoupling(half_mask(4), MLP(2, 4, (16,)), split_channels=True, input_bound=bound),
+            slice(2, None),
+        )
+    t = t.double()
+    with torch.no_grad():
+        for p in t.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    # two points that differ only in entry 0, a conditioning entry, both far out (tanh(20) is 1 in float64)
+    x = torch.tensor([[20.0, 0.3, -0.2, 0.1], [200.0, 0.3, -0.2, 0.1]], dtype=torch.float64)
+    z, log_det = t.inverse_and_log_det(x)
+    if bound is None:  # ReLU nets grow linearly: the shifts move with the far entry
+        assert not torch.allclose(z[0, changed], z[1, changed])
+    else:  # c tanh(x / c) is c at both points: the same shifts and log-scales
+        torch.testing.assert_close(z[0, changed], z[1, changed], rtol=0, atol=0)
+        torch.testing.assert_close(log_det[0], log_det[1], rtol=0, atol=0)
+    z, _ = t.inverse_and_log_det(torch.tensor([[1e4, -1e4, 3.0, 2.0]], dtype=torch.float64))
+    assert bool(torch.isfinite(z).all())
+
+
+def test_builders_bound_the_conditioner_inputs_of_unconditional_affine_flows():
+    for name in ("maf", "realnvp"):
+        layers = [t for t in fz.build(name, (3,)).transforms if hasattr(t, "input_bound")]
+        assert layers and all(t.input_bound == 2.0 for t in layers)
+        assert all(getattr(t, "input_bound", None) is None for t in fz.build(name, (3,), input_bound=None).transforms)
+    with pytest.raises(ValueError, match="input_bound"):
+        fz.build("maf", (3,), input_bound=0.0)

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..nn.made import MADE
 from .base import FlowTransform
+from .coupling import bound_input
 
 __all__ = ["MaskedAffineAutoregressive"]
 
@@ -27,7 +28,10 @@ class MaskedAffineAutoregressive(FlowTransform):
         \log\left|\det \frac{\partial x}{\partial z}\right| = \sum_d s_d(x_{<d}),
         \qquad s = s_{\max} \tanh(\tilde s / s_{\max})
 
-    The log-scale is softly bounded by ``max_log_scale`` so one outlier cannot blow up a layer.
+    The log-scale is softly bounded by ``max_log_scale`` so one outlier cannot blow up a layer. With
+    ``input_bound = c`` the MADE reads :math:`c \tanh(x / c)` instead of ``x`` (:func:`bound_input`), so
+    ``m`` and ``s`` level off beyond the data rather than grow linearly with it: a stack of layers then
+    cannot compound slopes on a test point far outside the training data.
     ``reverse=True`` conditions on ``x_{>d}`` instead (the Jacobian is upper triangular): alternating
     layers need no permutation between them.
 
@@ -36,6 +40,7 @@ class MaskedAffineAutoregressive(FlowTransform):
         hidden_dims: MADE hidden sizes (each >= D).
         max_log_scale: bound on ``|s|``.
         reverse: condition each entry on the entries after it.
+        input_bound: the bound ``c`` of the MADE's input (``None``: unbounded).
 
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation",
@@ -49,18 +54,28 @@ class MaskedAffineAutoregressive(FlowTransform):
     """
 
     def __init__(
-        self, dim: int, hidden_dims: Optional[Sequence[int]] = None, max_log_scale: float = 3.0, reverse: bool = False
+        self,
+        dim: int,
+        hidden_dims: Optional[Sequence[int]] = None,
+        max_log_scale: float = 3.0,
+        reverse: bool = False,
+        input_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=1)
         if not max_log_scale > 0:
             raise ValueError(f"MaskedAffineAutoregressive needs max_log_scale > 0, got {max_log_scale}")
+        if input_bound is not None and not input_bound > 0:
+            raise ValueError(f"MaskedAffineAutoregressive needs input_bound > 0 (or None), got {input_bound}")
+        self.input_bound = input_bound
         self.dim = dim
         self.max_log_scale = max_log_scale
         self.reverse = reverse
         self.made = MADE(dim, 2, hidden_dims, reverse=reverse, params_first=True)
 
     def _shift_neg_log_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        shift, raw = self.made(x).unbind(-2)  # contiguous rows; one backward node (stack), no zero-filled selects
+        shift, raw = self.made(bound_input(x, self.input_bound)).unbind(
+            -2
+        )  # contiguous rows; one backward node (stack), no zero-filled selects
         # -s = s_max tanh(-raw / s_max); the scaling also makes raw contiguous before tanh (faster on CPU).
         return shift, torch.tanh(raw * (-1.0 / self.max_log_scale)) * self.max_log_scale
 
@@ -79,4 +94,5 @@ class MaskedAffineAutoregressive(FlowTransform):
         return x, log_det
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, max_log_scale={self.max_log_scale}, reverse={self.reverse}"
+        bounds = f"max_log_scale={self.max_log_scale}, input_bound={self.input_bound}"
+        return f"dim={self.dim}, {bounds}, reverse={self.reverse}"

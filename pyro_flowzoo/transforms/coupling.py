@@ -27,6 +27,7 @@ __all__ = [
     "alternating_masks",
     "checkerboard_mask",
     "channel_mask",
+    "bound_input",
 ]
 
 
@@ -88,6 +89,24 @@ def channel_mask(event_shape: Sequence[int], first: bool = True) -> Tensor:
     return keep[:, None, None].expand(c, h, w).clone()
 
 
+def bound_input(x: Tensor, bound: Optional[float]) -> Tensor:
+    r"""What a conditioner reads: :math:`c \tanh(x / c)` for ``bound = c`` (``None``: ``x`` itself).
+
+    Close to the identity for ``|x| << c`` and bounded by ``c``, so a ReLU conditioner's outputs (shift and
+    log-scale) are bounded functions that level off beyond the data instead of growing linearly: far
+    from the training data each affine layer is an elementwise affine map with the parameters it learned
+    at the data's edge, and a stack of them cannot compound slopes. The transformed entries themselves
+    are not bounded, so the layer stays an exact bijection of ``R^D``.
+
+    Example:
+        >>> bound_input(torch.tensor([0.1, 100.0]), 5.0).tolist()
+        [0.09999333322048187, 5.0]
+    """
+    if bound is None:
+        return x
+    return torch.tanh(x * (1.0 / bound)) * bound
+
+
 def run_net(
     net: nn.Module, x: Tensor, event_dim: int, context: Optional[Tensor] = None, context_dim: int = 1
 ) -> Tensor:
@@ -123,9 +142,13 @@ class _Coupling:
         scale_shape: Optional[Sequence[int]],
         affine: bool,
         split_channels: bool = False,
+        input_bound: Optional[float] = None,
     ) -> None:
+        if input_bound is not None and not input_bound > 0:
+            raise ValueError(f"input_bound must be > 0 (or None), got {input_bound}")
         self.register_buffer("mask", mask.bool().clone())  # clone: an expanded mask cannot be loaded into
         self.net = net
+        self.input_bound = input_bound
         self.affine = affine
         self.split_channels = split_channels
         if split_channels:
@@ -185,7 +208,8 @@ class _Coupling:
     def _split_pass(self, x: Tensor, context: Optional[Tensor], inverse: bool) -> tuple[Tensor, Tensor]:
         kept, change = self._split(x)
         event_dim = -self._axis
-        h = run_net(self.net, kept, event_dim, context, len(getattr(self, "context_shape", ())) or 1).to(x.dtype)
+        net_in = bound_input(kept, self.input_bound)
+        h = run_net(self.net, net_in, event_dim, context, len(getattr(self, "context_shape", ())) or 1).to(x.dtype)
         if not self.affine:
             out = change - h if inverse else change + h
             return self._merge(kept, out), x.new_zeros(h.shape[: h.dim() - event_dim])
@@ -197,7 +221,11 @@ class _Coupling:
     def _shift_log_scale(self, x: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
         keep = self.mask
         h = run_net(
-            self.net, torch.where(keep, x, 0.0), self.event_dim, context, len(getattr(self, "context_shape", ())) or 1
+            self.net,
+            bound_input(torch.where(keep, x, 0.0), self.input_bound),
+            self.event_dim,
+            context,
+            len(getattr(self, "context_shape", ())) or 1,
         ).to(x.dtype)  # autocast: affine maths in x's dtype
         if not self.affine:
             return h.masked_fill(keep, 0.0), None
@@ -248,6 +276,8 @@ class AffineCoupling(_Coupling, FlowTransform):
             takes only the kept channels ``(C_keep, H, W)`` (vectors: entries ``(D_keep,)``) and returns
             ``2 C_change`` channels (``2 D_change`` entries): Glow's layout, half the parameters and work
             of the masked layout; ``scale_shape`` defaults to ``(C_change, 1, 1)`` (``(D_change,)``).
+        input_bound: the net reads :func:`bound_input` of the kept entries, ``c tanh(x_m / c)`` (``None``:
+            ``x_m``): shift and log-scale level off far from the data (see :func:`bound_input`).
 
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
@@ -261,10 +291,15 @@ class AffineCoupling(_Coupling, FlowTransform):
     """
 
     def __init__(
-        self, mask: Tensor, net: nn.Module, scale_shape: Optional[Sequence[int]] = None, split_channels: bool = False
+        self,
+        mask: Tensor,
+        net: nn.Module,
+        scale_shape: Optional[Sequence[int]] = None,
+        split_channels: bool = False,
+        input_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=mask.dim())
-        self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels)
+        self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels, input_bound=input_bound)
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x)
@@ -283,6 +318,7 @@ class AdditiveCoupling(_Coupling, FlowTransform):
         net: maps the masked input to a shift of the event shape (last layer zero-initialised).
         split_channels: channel-wise image masks only: the net maps the kept channels to a shift of
             the changed channels (Glow's layout).
+        input_bound: the net reads ``c tanh(x_m / c)`` (:func:`bound_input`; ``None``: ``x_m``).
 
     References:
         Dinh, Krueger, Bengio, "NICE: Non-linear Independent Components Estimation", arXiv:1410.8516.
@@ -294,9 +330,11 @@ class AdditiveCoupling(_Coupling, FlowTransform):
         torch.Size([2])
     """
 
-    def __init__(self, mask: Tensor, net: nn.Module, split_channels: bool = False) -> None:
+    def __init__(
+        self, mask: Tensor, net: nn.Module, split_channels: bool = False, input_bound: Optional[float] = None
+    ) -> None:
         super().__init__(event_dim=mask.dim())
-        self._init_coupling(mask, net, None, affine=False, split_channels=split_channels)
+        self._init_coupling(mask, net, None, affine=False, split_channels=split_channels, input_bound=input_bound)
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x)
@@ -328,9 +366,10 @@ class ConditionalAffineCoupling(_Coupling, ConditionalFlowTransform):
         context_shape: Sequence[int],
         scale_shape: Optional[Sequence[int]] = None,
         split_channels: bool = False,
+        input_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=mask.dim(), context_shape=tuple(context_shape))
-        self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels)
+        self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels, input_bound=input_bound)
 
     def forward_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x, context)
@@ -355,10 +394,15 @@ class ConditionalAdditiveCoupling(_Coupling, ConditionalFlowTransform):
     """
 
     def __init__(
-        self, mask: Tensor, net: nn.Module, context_shape: Sequence[int], split_channels: bool = False
+        self,
+        mask: Tensor,
+        net: nn.Module,
+        context_shape: Sequence[int],
+        split_channels: bool = False,
+        input_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=mask.dim(), context_shape=tuple(context_shape))
-        self._init_coupling(mask, net, None, affine=False, split_channels=split_channels)
+        self._init_coupling(mask, net, None, affine=False, split_channels=split_channels, input_bound=input_bound)
 
     def forward_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x, context)
