@@ -37,8 +37,10 @@ VECTOR_BUILDERS: tuple[str, ...] = builders("vector")
 #: it, defaults to two layers of ``max(32, 2 D)`` units.
 GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
     "nice": {"num_layers": 4},
-    "realnvp": {"num_layers": 4},
-    "maf": {"num_layers": 3, "max_log_scale": 3.0},
+    # input_bound=None: a guide's conditioners read the base-space sample unbounded, as in the measured
+    # guides (benchmarks/RESULTS.md); a bound at 2 would stop a banana's shift x_1^2 from growing in the tails.
+    "realnvp": {"num_layers": 4, "input_bound": None},
+    "maf": {"num_layers": 3, "max_log_scale": 3.0, "input_bound": None},
     "nsf_ar": {"num_layers": 2, "num_bins": 8},
     "nsf_coupling": {"num_layers": 4, "num_bins": 8},
     "ar_flow": {"num_layers": 2, "num_components": 4, "family": "logistic", "to_real": True},
