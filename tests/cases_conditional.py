@@ -9,6 +9,7 @@ from pyro_flowzoo.transforms import (
     ConditionalMixtureCDFAutoregressive,
     ConditionalNeuralSplineAutoregressive,
     ConditionalNeuralSplineCoupling,
+    ConditionalPixelCNNMixtureCDF,
     ConditionalPlanar,
     ConditionalRadial,
     Standardization,
@@ -92,6 +93,20 @@ TRANSFORMS = [
     ),
     TransformCase(
         "ConditionalRadial", lambda: ConditionalRadial(2, 3, hidden_dims=(8,)), (2,), context_shape=(3,), perturb=0.5
+    ),
+    TransformCase(
+        "ConditionalPixelCNNMixtureCDF",
+        lambda: ConditionalPixelCNNMixtureCDF((1, 3, 3), 2, num_components=3, hidden_channels=4, num_blocks=1),
+        (1, 3, 3),
+        context_shape=(2,),
+        sample_x=_unit((1, 3, 3)),
+        autoregressive=True,
+    ),
+    TransformCase(
+        "ConditionalPixelCNNMixtureCDF-rgb-real",
+        lambda: ConditionalPixelCNNMixtureCDF((2, 2, 2), 3, 2, 4, 1, family="gaussian", to_real=True),
+        (2, 2, 2),
+        context_shape=(3,),
     ),
     TransformCase("Standardization", _standardization, (3,)),
 ]

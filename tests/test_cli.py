@@ -194,7 +194,7 @@ def test_resume_continues_to_the_budget(capsys, tmp_path):
         (["train", "--flow", "nice", "--data", "moons", "--data-arg", "bogus=1", "--steps", "1"], ["bogus"]),
         (["eval", "--checkpoint", "x.pt", "--data", "moons", "--split", "nope"], ["unknown split 'nope'"]),
         (
-            ["train", "--flow", "pixelcnn_flow", "--data", "digits", "--context", "labels", "--steps", "1"],
+            ["train", "--flow", "pixelcnn_flow", "--data", "moons", "--context", "labels", "--steps", "1"],
             ["cannot be conditional"],
         ),
     ],
