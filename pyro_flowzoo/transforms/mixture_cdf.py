@@ -248,7 +248,7 @@ def mixture_log_terms(
     r"""Same values as :func:`mixture_log_cdfs`, computed in probability space where that is exact.
 
     .. math:: \log F(x) = \log \sum_k w_k \Phi(z_k), \quad \log S(x) = \log \sum_k w_k \Phi(-z_k), \quad
-        \log f(x) = \log \sum_k rac{w_k}{s_k} \phi(z_k)
+        \log f(x) = \log \sum_k \frac{w_k}{s_k} \phi(z_k)
 
     Sums of positive terms keep full relative precision until they underflow, and are several times
     cheaper than log-space sums (no ``log_ndtr``, no ``logsumexp``); the few elements where ``F``,
