@@ -278,3 +278,23 @@ def test_bf16_autocast_keeps_log_determinants_in_float32():
     assert lp.dtype == torch.float32
     # Only the coupling networks run in bf16; the bijections and their log-dets stay float32.
     assert (lp - ref).abs().max().item() < 0.02 * ref.abs().max().item() + 1.0
+
+
+def test_invconv_cache_is_not_stale_after_a_fused_adam_step():
+    # torch's fused Adam updates the parameters in place without bumping their version counters; the cache
+    # compares values too, so evaluation after such a step scores with the new weights.
+    t = InvertibleConv1x1(3)
+    x = torch.randn(2, 3, 4, 4)
+    opt = torch.optim.Adam(t.parameters(), lr=0.1, fused=True)
+    with torch.no_grad():
+        before = t.inverse_and_log_det(x)[0]
+    versions = [p._version for p in t.parameters()]
+    z, ld = t.inverse_and_log_det(x)
+    ((z**2).sum() + ld.sum()).backward()
+    opt.step()
+    assert [p._version for p in t.parameters()] == versions  # the situation the value check exists for
+    with torch.no_grad():
+        after = t.inverse_and_log_det(x)[0]
+        fresh = torch.einsum("ij,bjhw->bihw", t._compute("w"), x)
+    torch.testing.assert_close(after, fresh)
+    assert not torch.allclose(after, before)

@@ -22,10 +22,10 @@ class InvertibleConv1x1(FlowTransform):
 
     With ``lu=False``, ``W`` is a free matrix and ``log|det W|`` comes from ``slogdet``. ``W`` starts as a
     random rotation. Outside gradient computation (evaluation, sampling) ``W``, ``W^{-1}`` and the
-    log-determinant are cached, keyed on the parameters' storage and version counters, so an optimizer
-    step, ``load_state_dict`` or ``.to()`` invalidates them; with gradients on, or while ``torch.compile``
-    traces, nothing is cached. Under autocast the weights and the convolution stay in the input's dtype
-    (float32), so the map keeps the determinant its log-det reports.
+    log-determinant are cached, keyed on the parameters' storage, version counters and values, so an
+    optimizer step (fused kernels included), ``load_state_dict`` or ``.to()`` invalidates them; with
+    gradients on, or while ``torch.compile`` traces, nothing is cached. Under autocast the weights and the
+    convolution stay in the input's dtype (float32), so the map keeps the determinant its log-det reports.
 
     Args:
         num_channels: the number of channels ``C``.
@@ -91,10 +91,12 @@ class InvertibleConv1x1(FlowTransform):
         params = (self.lower, self.upper, self.log_s) if self.lu else (self.weight,)
         key = (which,) + tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
         hit = self._cache.get(which)
-        if hit is not None and hit[0] == key:
+        # The values are compared too: an in-place update need not bump the version counter (torch's fused
+        # Adam kernel does not), and a stale W would silently score with old weights.
+        if hit is not None and hit[0] == key and all(torch.equal(p, q) for p, q in zip(params, hit[2])):
             return hit[1]
         value = self._compute(which).detach()
-        self._cache[which] = (key, value)
+        self._cache[which] = (key, value, tuple(p.detach().clone() for p in params))
         return value
 
     def __getstate__(self) -> dict:
