@@ -4,8 +4,9 @@ Each set is a sampler ``sample_*(n, ..., generator=None) -> (x, labels)`` (``x``
 int64 ``(n,)``) and an exact ``*_log_prob(x, ...)`` computed in float64 (closed form through a known bijection,
 no quadrature). :data:`EXACT_SETS` collects them with the 2-D toys of :mod:`pyro_flowzoo.data.toy` that
 already have exact densities (separated modes: ``8gaussians``; thin manifolds: ``rings``, ``2spirals``,
-``pinwheel``), so a benchmark can loop over one table; :func:`entropy` estimates the true entropy
-(closed form where one exists, else a Monte Carlo mean of ``-log p`` with its standard error).
+``pinwheel``; the issue-8 toys ``moons`` and ``smiley``, by quadrature over their arcs), so a benchmark can loop
+over one table; :func:`entropy` estimates the true entropy (closed form where one exists, else a Monte Carlo
+mean of ``-log p`` with its standard error).
 
 New sets (all built from an AR(1)-correlated Gaussian ``z ~ N(0, S)``, ``S_ij = rho^{|i-j|}``, through a
 bijection with a closed-form inverse and log-determinant):
@@ -360,6 +361,8 @@ EXACT_SETS: dict[str, ExactSet] = {
     "rings": ExactSet("rings", 2, toy.sample_rings, toy.rings_log_prob, "thin manifold (four rings)"),
     "2spirals": ExactSet("2spirals", 2, toy.sample_2spirals, toy.two_spirals_log_prob, "thin manifold (spirals)"),
     "pinwheel": ExactSet("pinwheel", 2, toy.sample_pinwheel, toy.pinwheel_log_prob, "thin curved arms"),
+    "moons": ExactSet("moons", 2, toy.moons_with_labels, toy.moons_log_prob, "two noisy half circles"),
+    "smiley": ExactSet("smiley", 2, toy.smiley_with_labels, toy.smiley_log_prob, "two eyes and a curved mouth"),
     "sas6": ExactSet("sas6", 6, _with(sample_sas, dim=6), _with(sas_log_prob, dim=6), "skew and heavy tails"),
     "banana16": ExactSet(
         "banana16",

@@ -6,25 +6,27 @@ import torch
 from torch import Tensor, nn
 
 from .base import FlowTransform
-from .spline import rational_quadratic_spline
+from .spline import rational_quadratic_spline, spline_params
 
 __all__ = ["ElementwiseSpline"]
 
 
 class ElementwiseSpline(FlowTransform):
-    r"""One monotone rational-quadratic spline per entry, parameters learned directly (identity tails).
+    r"""One monotone rational-quadratic spline per entry, parameters learned directly (identity or linear tails).
 
     .. math:: z_d = \mathrm{RQS}_d(x_d), \qquad
         \log\left|\det \frac{\partial x}{\partial z}\right| = -\sum_d \log \mathrm{RQS}_d'(x_d)
 
     What ``nsf_ar`` / ``nsf_coupling`` are for ``D = 1``, where there is nothing to condition on. Zero
     parameters (the initial value) give the identity; outside ``[-bound, bound]`` the map is the
-    identity (see :func:`~pyro_flowzoo.transforms.rational_quadratic_spline`).
+    identity (``tails="identity"``) or linear with a learned slope per end (``tails="linear"``; see
+    :func:`~pyro_flowzoo.transforms.rational_quadratic_spline`).
 
     Args:
         dim: vector size ``D``.
         num_bins: spline bins ``K``.
         bound: spline interval ``[-B, B]``.
+        tails: ``"identity"`` or ``"linear"`` outside ``[-B, B]``.
 
     References:
         Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", arXiv:1906.04032.
@@ -36,12 +38,12 @@ class ElementwiseSpline(FlowTransform):
         True
     """
 
-    def __init__(self, dim: int, num_bins: int = 8, bound: float = 5.0) -> None:
+    def __init__(self, dim: int, num_bins: int = 8, bound: float = 5.0, tails: str = "identity") -> None:
         super().__init__(event_dim=1)
-        self.dim, self.num_bins, self.bound = dim, num_bins, bound
+        self.dim, self.num_bins, self.bound, self.tails = dim, num_bins, bound, tails
         self.widths = nn.Parameter(torch.zeros(dim, num_bins))
         self.heights = nn.Parameter(torch.zeros(dim, num_bins))
-        self.derivatives = nn.Parameter(torch.zeros(dim, num_bins - 1))
+        self.derivatives = nn.Parameter(torch.zeros(dim, spline_params(num_bins, tails) - 2 * num_bins))
 
     sign = 1  # increasing
 
@@ -59,4 +61,4 @@ class ElementwiseSpline(FlowTransform):
         return self._spline(z, inverse=True)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, num_bins={self.num_bins}, bound={self.bound}"
+        return f"dim={self.dim}, num_bins={self.num_bins}, bound={self.bound}, tails={self.tails}"

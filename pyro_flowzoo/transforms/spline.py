@@ -1,8 +1,11 @@
-r"""Rational-quadratic neural spline flows (autoregressive and coupling), with identity tails.
+r"""Rational-quadratic neural spline flows (autoregressive and coupling), with identity or linear tails.
 
 A monotone rational-quadratic spline maps ``[-B, B]`` onto itself through ``K`` bins whose widths,
-heights and inner-knot derivatives come from a conditioner; outside ``[-B, B]`` it is the identity
-with log-det 0 (the boundary derivatives are pinned to 1, so the map is C^1).
+heights and inner-knot derivatives come from a conditioner. Outside ``[-B, B]`` it is either the identity
+with log-det 0 (``tails="identity"``: the boundary derivatives are pinned to 1, so the map is C^1), or
+linear with the learned boundary derivatives as slopes (``tails="linear"``: ``K + 1`` derivatives, the
+two end ones also the slopes of the tails, so the map is C^1 and the tails can widen or narrow the data
+that lies outside the interval).
 
 Pyro's helper ``pyro.distributions.transforms.spline._monotonic_rational_spline`` computes the same
 spline, but evaluates the formula on out-of-interval inputs before overwriting them (NaN there can leak
@@ -25,8 +28,12 @@ from torch import Tensor
 from ..nn.made import MADE
 from ..nn.mlp import MLP
 from .base import FlowTransform
+from .coupling import bound_input
 
-__all__ = ["NeuralSplineAutoregressive", "NeuralSplineCoupling", "rational_quadratic_spline"]
+__all__ = ["NeuralSplineAutoregressive", "NeuralSplineCoupling", "rational_quadratic_spline", "spline_params", "TAILS"]
+
+#: The tail kinds of :func:`rational_quadratic_spline`.
+TAILS = ("identity", "linear")
 
 MIN_BIN = 1e-3
 MIN_DERIVATIVE = 1e-3
@@ -50,18 +57,25 @@ def rational_quadratic_spline(
     inverse: bool = False,
     bound: float = 5.0,
 ) -> tuple[Tensor, Tensor]:
-    r"""Monotone rational-quadratic spline on ``[-B, B]`` (identity outside); returns ``(outputs, log|dy/dx|)``.
+    r"""Monotone rational-quadratic spline on ``[-B, B]``, identity or linear outside; returns ``(y, log|dy/dx|)``.
 
     .. math::
         y = y_k + \frac{h_k\,(\delta_k \theta^2 + d_k \theta(1-\theta))}{\delta_k + (d_k + d_{k+1} - 2\delta_k)
-        \theta(1-\theta)}, \qquad \theta = \frac{x - x_k}{w_k}, \quad \delta_k = \frac{h_k}{w_k}
+        \theta(1-\theta)}, \qquad \theta = \frac{x - x_k}{w_k}, \quad \delta_k = \frac{h_k}{w_k};
+        \qquad y = \pm B + d_{0|K}\,(x \mp B) \ \text{outside}
+
+    The tails follow from the number of derivatives given: ``K - 1`` (inner knots only) pins the
+    boundary derivatives ``d_0 = d_K = 1`` and the map is the identity outside, with log-det 0; ``K + 1``
+    learns ``d_0`` and ``d_K`` too, and the map is linear outside with those slopes (log-det
+    ``log d_0`` below, ``log d_K`` above). Either way it is C^1, monotone and maps the outside onto the outside.
 
     Args:
         inputs: values, shape ``(...)``.
         raw_widths, raw_heights: unnormalised bin sizes ``(..., K)`` (softmax, each at least 1e-3 of the range).
-        raw_derivatives: unnormalised inner-knot derivatives ``(..., K - 1)`` (softplus; 0 gives slope 1).
+        raw_derivatives: unnormalised knot derivatives (softplus; 0 gives slope 1), ``(..., K - 1)`` for
+            identity tails or ``(..., K + 1)`` for linear tails.
         inverse: evaluate the inverse spline (the log-det returned is then ``log|dx/dy|``).
-        bound: ``B``; outside ``[-B, B]`` the map is the identity with log-det 0.
+        bound: ``B``, the end of the interval the bins cover.
 
     References:
         Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", arXiv:1906.04032.
@@ -73,9 +87,23 @@ def rational_quadratic_spline(
         (-100.0, 100.0, 0.0)
         >>> torch.allclose(rational_quadratic_spline(y, *(torch.zeros(3, k) for k in (4, 4, 3)))[0], y)
         True
+        >>> slopes = torch.full((3, 5), -3.0)  # linear tails, slope 0.083 at both ends
+        >>> y, ld = rational_quadratic_spline(x, torch.zeros(3, 4), torch.zeros(3, 4), slopes)
+        >>> round(y[2].item(), 2), round(ld[2].exp().item(), 4)
+        (12.88, 0.083)
     """
+    num_bins = raw_widths.shape[-1]
+    num_derivatives = raw_derivatives.shape[-1]
+    if num_derivatives not in (num_bins - 1, num_bins + 1):
+        raise ValueError(
+            f"rational_quadratic_spline needs K - 1 (identity tails) or K + 1 (linear tails) derivatives for "
+            f"K = {num_bins} bins, got {num_derivatives}"
+        )
+    linear_tails = num_derivatives == num_bins + 1
     xs, ys = _knots(raw_widths, bound), _knots(raw_heights, bound)
-    derivatives = F.pad(MIN_DERIVATIVE + F.softplus(raw_derivatives + _DERIV_SHIFT), (1, 1), value=1.0)
+    derivatives = MIN_DERIVATIVE + F.softplus(raw_derivatives + _DERIV_SHIFT)
+    if not linear_tails:
+        derivatives = F.pad(derivatives, (1, 1), value=1.0)
 
     inside = (inputs >= -bound) & (inputs <= bound)
     v = inputs.clamp(-bound, bound)
@@ -112,11 +140,34 @@ def rational_quadratic_spline(
     )
     if inverse:
         log_det = -log_det
-    return torch.where(inside, out, inputs), torch.where(inside, log_det, torch.zeros_like(log_det))
+    if not linear_tails:
+        return torch.where(inside, out, inputs), torch.where(inside, log_det, torch.zeros_like(log_det))
+    below = inputs < 0  # only read outside the interval, where it tells which tail
+    slope = torch.where(below, derivatives[..., 0], derivatives[..., -1])
+    edge = torch.where(below, -bound, bound)
+    if inverse:
+        tail, tail_log_det = edge + (inputs - edge) / slope, -torch.log(slope)
+    else:
+        tail, tail_log_det = edge + (inputs - edge) * slope, torch.log(slope)
+    return torch.where(inside, out, tail), torch.where(inside, log_det, tail_log_det)
+
+
+def spline_params(num_bins: int, tails: str = "identity") -> int:
+    """How many raw parameters one spline of ``K`` bins takes: ``3K - 1`` (identity tails) or ``3K + 1`` (linear).
+
+    Example:
+        >>> spline_params(8), spline_params(8, "linear")
+        (23, 25)
+    """
+    if tails not in TAILS:
+        raise ValueError(f"tails must be one of {TAILS}, got {tails!r}")
+    return 3 * num_bins + (1 if tails == "linear" else -1)
 
 
 def _split(raw: Tensor, num_bins: int) -> tuple[Tensor, Tensor, Tensor]:
-    widths, heights, derivatives = raw.split([num_bins, num_bins, num_bins - 1], -1)  # backward: one cat
+    """Widths, heights, derivatives of a raw ``(..., 3K - 1)`` or ``(..., 3K + 1)`` parameter vector."""
+    # backward: one cat
+    widths, heights, derivatives = raw.split([num_bins, num_bins, raw.shape[-1] - 2 * num_bins], -1)
     return widths, heights, derivatives
 
 
@@ -137,6 +188,10 @@ class NeuralSplineAutoregressive(FlowTransform):
         bound: spline interval ``[-B, B]``.
         reverse: condition each entry on the entries after it (``x_{>d}``; the Jacobian is upper
             triangular), so alternating layers need no permutation between them.
+        tails: ``"identity"`` outside ``[-B, B]``, or ``"linear"`` with conditioned end slopes
+            (see :func:`rational_quadratic_spline`).
+        input_bound: the MADE reads ``c tanh(x / c)`` (:func:`~pyro_flowzoo.transforms.coupling.bound_input`)
+            instead of ``x``, so the spline parameters level off beyond the data (``None``: ``x`` itself).
 
     References:
         Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", arXiv:1906.04032.
@@ -155,20 +210,30 @@ class NeuralSplineAutoregressive(FlowTransform):
         hidden_dims: Optional[Sequence[int]] = None,
         bound: float = 5.0,
         reverse: bool = False,
+        tails: str = "identity",
+        input_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=1)
-        self.dim, self.num_bins, self.bound, self.reverse = dim, num_bins, bound, reverse
-        self.made = MADE(dim, 3 * num_bins - 1, hidden_dims, reverse=reverse)
+        if input_bound is not None and not input_bound > 0:
+            raise ValueError(f"NeuralSplineAutoregressive needs input_bound > 0 (or None), got {input_bound}")
+        self.dim, self.num_bins, self.bound, self.reverse, self.tails = dim, num_bins, bound, reverse, tails
+        self.input_bound = input_bound
+        self.made = MADE(dim, spline_params(num_bins, tails), hidden_dims, reverse=reverse)
 
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z, log_det = rational_quadratic_spline(x, *_split(self.made(x), self.num_bins), bound=self.bound)
+        raw = self.made(bound_input(x, self.input_bound))
+        z, log_det = rational_quadratic_spline(x, *_split(raw, self.num_bins), bound=self.bound)
         return z, -log_det.sum(-1)
 
     def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return spline_ar_sample(self.made, z, self.made.order, self.num_bins, self.bound)
+        def conditioner(x: Tensor) -> Tensor:
+            return self.made(bound_input(x, self.input_bound))
+
+        return spline_ar_sample(conditioner, z, self.made.order, self.num_bins, self.bound)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, num_bins={self.num_bins}, bound={self.bound}, reverse={self.reverse}"
+        sizes = f"dim={self.dim}, num_bins={self.num_bins}, bound={self.bound}"
+        return f"{sizes}, reverse={self.reverse}, tails={self.tails}, input_bound={self.input_bound}"
 
 
 def spline_ar_sample(
@@ -202,6 +267,8 @@ class NeuralSplineCoupling(FlowTransform):
         num_bins: spline bins ``K``.
         hidden_dims: MLP hidden sizes.
         bound: spline interval ``[-B, B]``.
+        tails: ``"identity"`` outside ``[-B, B]``, or ``"linear"`` with conditioned end slopes.
+        input_bound: the MLP reads ``c tanh(x_m / c)`` of the kept entries (``None``: ``x_m`` itself).
 
     References:
         Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", arXiv:1906.04032.
@@ -215,12 +282,22 @@ class NeuralSplineCoupling(FlowTransform):
     """
 
     def __init__(
-        self, mask: Tensor, num_bins: int = 8, hidden_dims: Sequence[int] = (64, 64), bound: float = 5.0
+        self,
+        mask: Tensor,
+        num_bins: int = 8,
+        hidden_dims: Sequence[int] = (64, 64),
+        bound: float = 5.0,
+        tails: str = "identity",
+        input_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=1)
+        if input_bound is not None and not input_bound > 0:
+            raise ValueError(f"NeuralSplineCoupling needs input_bound > 0 (or None), got {input_bound}")
+        self.input_bound = input_bound
         if mask.dim() != 1:
             raise ValueError(f"NeuralSplineCoupling needs a vector mask, got shape {tuple(mask.shape)}")
-        self.dim, self.num_bins, self.bound = mask.shape[0], num_bins, bound
+        self.dim, self.num_bins, self.bound, self.tails = mask.shape[0], num_bins, bound, tails
+        self._num_params = spline_params(num_bins, tails)
         keep = mask.bool()
         if keep.all() or not keep.any():
             raise ValueError("NeuralSplineCoupling needs a mask keeping some but not all entries")
@@ -232,15 +309,15 @@ class NeuralSplineCoupling(FlowTransform):
         self._n_keep = len(keep_idx)
         self._keep_first = bool(torch.equal(keep_idx, torch.arange(self._n_keep)))
         # The net sees only the kept entries and parametrises splines for the changed ones only.
-        self.net = MLP(self._n_keep, len(change_idx) * (3 * num_bins - 1), hidden_dims)
+        self.net = MLP(self._n_keep, len(change_idx) * self._num_params, hidden_dims)
 
     def _spline(self, v: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         if self._keep_first:
             kept, change = v[..., : self._n_keep], v[..., self._n_keep :]
         else:
             kept, change = v.index_select(-1, self.keep_idx), v.index_select(-1, self.change_idx)
-        raw = self.net(kept)
-        raw = raw.reshape(raw.shape[:-1] + (change.shape[-1], 3 * self.num_bins - 1))
+        raw = self.net(bound_input(kept, self.input_bound))
+        raw = raw.reshape(raw.shape[:-1] + (change.shape[-1], self._num_params))
         out, log_det = rational_quadratic_spline(change, *_split(raw, self.num_bins), inverse=inverse, bound=self.bound)
         merged = torch.cat([kept, out], -1)
         if not self._keep_first:

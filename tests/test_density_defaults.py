@@ -1,0 +1,153 @@
+"""Issue 15's density defaults: spline tails, the property battery on the new options, builder defaults."""
+
+from __future__ import annotations
+
+import pytest
+import test_properties as battery  # module import: its tests are not collected twice
+import torch
+from registry import FlowCase, TransformCase
+
+import pyro_flowzoo as fz
+from pyro_flowzoo.transforms import ElementwiseSpline, NeuralSplineAutoregressive, NeuralSplineCoupling, half_mask
+from pyro_flowzoo.transforms.spline import rational_quadratic_spline, spline_params
+
+
+def _wide(event_shape, scale=3.0):
+    """Normal draws wide enough that many fall outside a spline's interval (both tails)."""
+    return lambda batch_shape: scale * torch.randn(batch_shape + event_shape, dtype=torch.float64)
+
+
+LINEAR_TAIL_TRANSFORMS = [
+    TransformCase(
+        "ElementwiseSpline-linear",
+        lambda: ElementwiseSpline(2, num_bins=4, bound=2.0, tails="linear"),
+        (2,),
+        sample_x=_wide((2,)),
+        perturb=0.5,
+    ),
+    TransformCase(
+        "NeuralSplineAutoregressive-linear",
+        lambda: NeuralSplineAutoregressive(3, num_bins=4, hidden_dims=(8,), bound=2.0, tails="linear"),
+        (3,),
+        sample_x=_wide((3,)),
+        autoregressive=True,
+        perturb=0.5,
+    ),
+    TransformCase(
+        "NeuralSplineAutoregressive-linear-reversed",
+        lambda: NeuralSplineAutoregressive(3, num_bins=4, hidden_dims=(8,), bound=2.0, reverse=True, tails="linear"),
+        (3,),
+        sample_x=_wide((3,)),
+        autoregressive="reversed",
+        perturb=0.5,
+    ),
+    TransformCase(
+        "NeuralSplineCoupling-linear",
+        lambda: NeuralSplineCoupling(half_mask(3), 4, (8,), bound=2.0, tails="linear"),
+        (3,),
+        sample_x=_wide((3,)),
+        perturb=0.5,
+    ),
+]
+
+TRANSFORM_CHECKS = [
+    battery.test_round_trips,
+    battery.test_log_det_matches_autograd,
+    battery.test_inverse_log_det_is_negative,
+    battery.test_gradients_reach_every_parameter,
+    battery.test_memo_is_never_stale,
+    battery.test_copy_pickle_state_dict,
+    battery.test_dtypes_and_buffers_move,
+]
+
+
+@pytest.mark.parametrize("case", LINEAR_TAIL_TRANSFORMS, ids=battery.tids(LINEAR_TAIL_TRANSFORMS))
+@pytest.mark.parametrize("check", TRANSFORM_CHECKS, ids=lambda f: f.__name__[5:])
+def test_linear_tails_pass_the_transform_battery(case, check):
+    check(case)
+
+
+@pytest.mark.parametrize("case", [c for c in LINEAR_TAIL_TRANSFORMS if c.autoregressive], ids=lambda c: c.id)
+def test_linear_tails_keep_the_jacobian_triangular(case):
+    battery.test_jacobian_is_triangular(case)
+
+
+@pytest.mark.parametrize("case", LINEAR_TAIL_TRANSFORMS, ids=battery.tids(LINEAR_TAIL_TRANSFORMS))
+def test_linear_tail_shapes(case):
+    for batch_shape in battery.BATCH_SHAPES:
+        battery.test_shapes(case, batch_shape)
+
+
+LINEAR_TAIL_FLOWS = [
+    FlowCase(
+        "nsf_ar", (2,), {"num_layers": 2, "hidden_dims": (8,), "num_bins": 4, "tails": "linear"}, id="nsf_ar-linear"
+    ),
+    FlowCase("nsf_ar", (1,), {"num_layers": 2, "num_bins": 4, "tails": "linear"}, id="nsf_ar-1-linear", perturb=0.3),
+    FlowCase(
+        "nsf_coupling",
+        (2,),
+        {"num_layers": 2, "hidden_dims": (8,), "num_bins": 4, "tails": "linear", "bound": 3.0},
+        id="nsf_coupling-linear",
+        perturb=0.3,
+    ),
+]
+
+FLOW_CHECKS = [
+    battery.test_flow_shapes_and_round_trip,
+    battery.test_flow_log_prob_matches_pyro_distribution,
+    battery.test_flow_density_integrates_to_one,
+    battery.test_flow_repeated_mle_steps_through_pyro,
+    battery.test_flow_copy_pickle_state_dict,
+    battery.test_flow_dtypes,
+]
+
+
+@pytest.mark.parametrize("case", LINEAR_TAIL_FLOWS, ids=battery.tids(LINEAR_TAIL_FLOWS))
+@pytest.mark.parametrize("check", FLOW_CHECKS, ids=lambda f: f.__name__[5:])
+def test_linear_tail_flows_pass_the_flow_battery(case, check):
+    check(case)
+
+
+# -- what linear tails are ---------------------------------------------------------------------------------
+def _raw(num_bins: int, tails: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    raw = torch.randn(spline_params(num_bins, tails), generator=g, dtype=torch.float64)
+    return raw[:num_bins], raw[num_bins : 2 * num_bins], raw[2 * num_bins :]
+
+
+def test_linear_tails_are_lines_with_the_end_derivatives_as_slopes():
+    w, h, d = _raw(4, "linear")
+    x = torch.tensor([-9.0, -6.0, -3.0, 3.0, 6.0, 9.0], dtype=torch.float64)
+    y, log_det = rational_quadratic_spline(x, w, h, d, bound=3.0)
+    slope_low, slope_high = (y[1] - y[0]) / 3, (y[5] - y[4]) / 3
+    # each tail is a line through the interval's end, with the log of its slope as log-det
+    assert torch.allclose((y[2] - y[1]) / 3, slope_low) and torch.allclose((y[4] - y[3]) / 3, slope_high)
+    assert y[2].item() == pytest.approx(-3.0) and y[3].item() == pytest.approx(3.0)
+    assert torch.allclose(log_det[:2], slope_low.log()) and torch.allclose(log_det[4:], slope_high.log())
+    # the slopes are learned (not 1: not the identity) and differ between the ends
+    assert abs(slope_low.item() - 1) > 0.05 and abs(slope_high.item() - slope_low.item()) > 0.05
+
+
+def test_linear_tails_are_c1_at_the_interval_ends():
+    w, h, d = _raw(5, "linear", seed=1)
+    for end in (-2.0, 2.0):
+        x = torch.tensor([end - 1e-6, end + 1e-6], dtype=torch.float64)
+        _, log_det = rational_quadratic_spline(x, w, h, d, bound=2.0)
+        assert log_det[0].item() == pytest.approx(log_det[1].item(), abs=1e-4)
+
+
+def test_zero_parameters_are_the_identity_with_either_tails():
+    x = torch.linspace(-20, 20, 101, dtype=torch.float64)
+    for tails in ("identity", "linear"):
+        zeros = [torch.zeros(n, dtype=torch.float64) for n in (4, 4, spline_params(4, tails) - 8)]
+        y, log_det = rational_quadratic_spline(x, *zeros, bound=5.0)
+        assert torch.allclose(y, x) and log_det.abs().max() < 1e-12
+
+
+def test_wrong_derivative_count_and_unknown_tails_are_refused():
+    with pytest.raises(ValueError, match="K - 1"):
+        rational_quadratic_spline(torch.zeros(3), torch.zeros(4), torch.zeros(4), torch.zeros(4))
+    with pytest.raises(ValueError, match="tails"):
+        NeuralSplineCoupling(half_mask(2), 4, (8,), tails="cubic")
+    with pytest.raises(ValueError, match="tails"):
+        fz.build("nsf_ar", (2,), tails="quadratic")
