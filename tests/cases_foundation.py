@@ -17,6 +17,7 @@ from pyro_flowzoo.transforms import (
     Scaling,
     even_odd_mask,
     half_mask,
+    prefix_mask,
 )
 
 
@@ -64,6 +65,19 @@ TRANSFORMS = [
         "AffineCoupling-input-bound", lambda: AffineCoupling(half_mask(4), MLP(4, 8, (8,)), input_bound=0.5), (4,)
     ),
     TransformCase(
+        "AffineCoupling-prefix-log-scale-bound",
+        lambda: AffineCoupling(prefix_mask(4, 1), MLP(1, 6, (8,)), split_channels=True, log_scale_bound=5.0),
+        (4,),
+        autoregressive=True,  # keeps a prefix, changes the rest given it: lower triangular
+        perturb=0.5,
+    ),
+    TransformCase(
+        "ConditionalAffineCoupling-log-scale-bound",
+        lambda: ConditionalAffineCoupling(half_mask(3), MLP(3, 6, (8,), context_features=2), (2,), log_scale_bound=3.0),
+        (3,),
+        context_shape=(2,),
+    ),
+    TransformCase(
         "AdditiveCoupling-split", lambda: AdditiveCoupling(half_mask(4), MLP(2, 2, (8,)), split_channels=True), (4,)
     ),
     TransformCase(
@@ -89,4 +103,5 @@ FLOWS = [
         sample_x=lambda b: torch.rand(b + (3,)) * 3 + 0.1,
     ),
     FlowCase("realnvp", (5,), {"num_layers": 3, "hidden_dims": (8,), "mask": "even_odd"}),
+    FlowCase("realnvp", (4,), {"num_layers": 3, "hidden_dims": (8,), "mask": "prefix"}, id="realnvp-4-prefix"),
 ]

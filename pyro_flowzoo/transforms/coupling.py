@@ -5,7 +5,8 @@ Images ``(C, H, W)`` use :func:`checkerboard_mask` or :func:`channel_mask` (even
 
 A coupling splits its input with a boolean ``mask`` of the event shape: entries where the mask is
 True pass through unchanged and condition a network that transforms the other entries. Masks must
-alternate between layers, otherwise half of the entries are never transformed.
+alternate between layers, otherwise half of the entries are never transformed, or (``"prefix"``
+masks) keep growing prefixes of the natural order, a triangular map in that order.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "ConditionalAffineCoupling",
     "half_mask",
     "even_odd_mask",
+    "prefix_mask",
     "alternating_masks",
     "checkerboard_mask",
     "channel_mask",
@@ -43,15 +45,39 @@ def even_odd_mask(dim: int, even: bool = True) -> Tensor:
     return mask if even else ~mask
 
 
+def prefix_mask(dim: int, size: int) -> Tensor:
+    """A vector mask keeping the first ``size`` entries (``1 <= size < dim``).
+
+    Example:
+        >>> prefix_mask(4, 1).int().tolist()
+        [1, 0, 0, 0]
+    """
+    if not 1 <= size < dim:
+        raise ValueError(f"prefix_mask needs 1 <= size < dim, got size {size} for dim {dim}")
+    return torch.arange(dim) < size
+
+
 def alternating_masks(dim: int, num_layers: int, kind: str = "half") -> list[Tensor]:
-    """``num_layers`` vector masks that alternate, so every entry is transformed.
+    """``num_layers`` vector masks: alternating (``"half"``, ``"even_odd"``) or growing prefixes (``"prefix"``).
+
+    Alternating masks transform every entry. ``"prefix"`` masks keep the first ``k_i`` entries in layer
+    ``i`` (latent to data order), ``k_0 = 1`` and ``k_i = ceil(i D / L)``: every entry but the first is
+    changed, always given entries before it, so the stack is a triangular map in the natural order (for a
+    guide: the model's order, where global latents precede the local ones they scale). The first entry is
+    never changed: pair the stack with an elementwise layer for its marginal.
 
     Example:
         >>> [m.int().tolist() for m in alternating_masks(3, 2, "even_odd")]
         [[1, 0, 1], [0, 1, 0]]
+        >>> [m.int().tolist() for m in alternating_masks(6, 2, "prefix")]
+        [[1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]]
     """
+    if kind == "prefix":
+        if dim < 2:
+            raise ValueError(f"prefix masks need dim >= 2, got {dim}")
+        return [prefix_mask(dim, max(1, -(-i * dim // num_layers))) for i in range(num_layers)]
     if kind not in ("half", "even_odd"):
-        raise ValueError(f"mask kind must be 'half' or 'even_odd', got {kind!r}")
+        raise ValueError(f"mask kind must be 'half', 'even_odd' or 'prefix', got {kind!r}")
     make = half_mask if kind == "half" else even_odd_mask
     return [make(dim, i % 2 == 0) for i in range(num_layers)]
 
@@ -143,9 +169,13 @@ class _Coupling:
         affine: bool,
         split_channels: bool = False,
         input_bound: Optional[float] = None,
+        log_scale_bound: Optional[float] = None,
     ) -> None:
         if input_bound is not None and not input_bound > 0:
             raise ValueError(f"input_bound must be > 0 (or None), got {input_bound}")
+        if log_scale_bound is not None and not (affine and log_scale_bound > 0):
+            raise ValueError(f"log_scale_bound must be > 0 (or None), for affine couplings only; got {log_scale_bound}")
+        self.log_scale_bound = log_scale_bound
         self.register_buffer("mask", mask.bool().clone())  # clone: an expanded mask cannot be loaded into
         self.net = net
         self.input_bound = input_bound
@@ -182,8 +212,15 @@ class _Coupling:
         if affine:
             default = ((len(self.change_idx),) + (1,) * (mask.dim() - 1)) if split_channels else mask.shape
             shape = tuple(default if scale_shape is None else scale_shape)
-            self.scale = nn.Parameter(torch.ones(shape))
+            self.scale = nn.Parameter(torch.full(shape, 1.0 if log_scale_bound is None else float(log_scale_bound)))
             self.scale_shift = nn.Parameter(torch.zeros(shape))
+
+    def _log_scale(self, raw: Tensor) -> Tensor:
+        # RealNVP's bounded log-scale: never explodes at initialisation or on outliers. With a bound c the
+        # net's output is divided by c and ``scale`` starts at c: slope 1 at 0 and a range of +-c from the start.
+        if self.log_scale_bound is None:
+            return self.scale * torch.tanh(raw) + self.scale_shift
+        return self.scale * torch.tanh(raw * (1.0 / self.log_scale_bound)) + self.scale_shift
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         axis, n_keep = self._axis, self._n_keep
@@ -214,7 +251,7 @@ class _Coupling:
             out = change - h if inverse else change + h
             return self._merge(kept, out), x.new_zeros(h.shape[: h.dim() - event_dim])
         shift, raw = h.chunk(2, dim=self._axis)
-        log_scale = self.scale * torch.tanh(raw) + self.scale_shift
+        log_scale = self._log_scale(raw)
         out = (change - shift) * torch.exp(-log_scale) if inverse else change * torch.exp(log_scale) + shift
         return self._merge(kept, out), sum_rightmost(log_scale, event_dim)
 
@@ -230,8 +267,7 @@ class _Coupling:
         if not self.affine:
             return h.masked_fill(keep, 0.0), None
         shift, raw = h.chunk(2, dim=-self.event_dim)
-        # RealNVP's bounded log-scale: never explodes at initialisation or on outliers.
-        log_scale = self.scale * torch.tanh(raw) + self.scale_shift
+        log_scale = self._log_scale(raw)
         return shift.masked_fill(keep, 0.0), log_scale.masked_fill(keep, 0.0)
 
     def _forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -262,9 +298,10 @@ class AffineCoupling(_Coupling, FlowTransform):
     .. math::
         y_{m} = x_{m}, \qquad
         y_{\bar m} = \exp(s) \odot x_{\bar m} + t(x_m), \qquad
-        s = \text{scale} \cdot \tanh(g(x_m)) + \text{scale\_shift}
+        s = \text{scale} \cdot \tanh(g(x_m) / c) + \text{scale\_shift}
 
-    with ``scale`` and ``scale_shift`` learned; ``log|det| = sum(s)``.
+    with ``scale`` (initially ``c``) and ``scale_shift`` learned, ``c = 1`` unless ``log_scale_bound`` is
+    given; ``log|det| = sum(s)``.
 
     Args:
         mask: boolean tensor of the event shape; True entries pass through and condition the rest.
@@ -278,6 +315,9 @@ class AffineCoupling(_Coupling, FlowTransform):
             of the masked layout; ``scale_shape`` defaults to ``(C_change, 1, 1)`` (``(D_change,)``).
         input_bound: the net reads :func:`bound_input` of the kept entries, ``c tanh(x_m / c)`` (``None``:
             ``x_m``): shift and log-scale level off far from the data (see :func:`bound_input`).
+        log_scale_bound: ``c`` above (``None``: 1). A larger ``c`` gives the log-scale a range of ``+-c``
+            from the start with the same slope 1 at 0 (a funnel's scale varies by ``e^{+-4.5}``; with
+            ``c = 1`` the range has to be learned through ``scale``).
 
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
@@ -297,9 +337,10 @@ class AffineCoupling(_Coupling, FlowTransform):
         scale_shape: Optional[Sequence[int]] = None,
         split_channels: bool = False,
         input_bound: Optional[float] = None,
+        log_scale_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=mask.dim())
-        self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels, input_bound=input_bound)
+        self._init_coupling(mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound)
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x)
@@ -367,9 +408,10 @@ class ConditionalAffineCoupling(_Coupling, ConditionalFlowTransform):
         scale_shape: Optional[Sequence[int]] = None,
         split_channels: bool = False,
         input_bound: Optional[float] = None,
+        log_scale_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=mask.dim(), context_shape=tuple(context_shape))
-        self._init_coupling(mask, net, scale_shape, affine=True, split_channels=split_channels, input_bound=input_bound)
+        self._init_coupling(mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound)
 
     def forward_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x, context)
