@@ -97,6 +97,7 @@ def realnvp(
     context_shape: Optional[tuple[int, ...]] = None,
     support: Support = None,
     input_bound: Optional[float] = 2.0,
+    log_scale_bound: Optional[float] = None,
     **image_hparams,
 ) -> Flow:
     """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
@@ -109,6 +110,11 @@ def realnvp(
     (a heavy-tailed test set scored +1.25 nats/dim over the entropy without it; RESULTS.md, issue 15).
     ``None`` reads ``x_m`` itself; conditional couplings read ``x_m`` unbounded (not measured).
 
+    ``log_scale_bound=c`` (vectors): each coupling's log-scale is ``scale tanh(raw / c) + shift`` with
+    ``scale`` starting at ``c``, a range of ``+-c`` from the start (``None``: ``c = 1``, the range grows only
+    as ``scale`` is learned). ``mask="prefix"`` gives a triangular map in the natural order
+    (:func:`~pyro_flowzoo.transforms.alternating_masks`). The VI guides use both (``AutoFlowGuide``).
+
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
 
@@ -120,7 +126,14 @@ def realnvp(
     if len(event_shape) == 3:
         from .image import realnvp_image
 
-        _reject_vector_hparams("realnvp", num_layers=num_layers, hidden_dims=hidden_dims, mask=mask, support=support)
+        _reject_vector_hparams(
+            "realnvp",
+            num_layers=num_layers,
+            hidden_dims=hidden_dims,
+            mask=mask,
+            support=support,
+            log_scale_bound=log_scale_bound,
+        )
         return realnvp_image(event_shape, context_shape=context_shape, **image_hparams)
     num_layers = 12 if num_layers is None else num_layers
     hidden_dims = (64, 64) if hidden_dims is None else hidden_dims
@@ -131,11 +144,19 @@ def realnvp(
     k = context_features(context_shape)
     transforms = [
         AffineCoupling(
-            m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims), split_channels=True, input_bound=input_bound
+            m,
+            MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims),
+            split_channels=True,
+            input_bound=input_bound,
+            log_scale_bound=log_scale_bound,
         )
         if not k
         else ConditionalAffineCoupling(
-            m, MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims, context_features=k), (k,), split_channels=True
+            m,
+            MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims, context_features=k),
+            (k,),
+            split_channels=True,
+            log_scale_bound=log_scale_bound,
         )
         for m in alternating_masks(dim, num_layers, mask)
     ]
