@@ -155,7 +155,9 @@ def target(name: str):
 
 
 def draws(model, guide, args, n: int, sites: list[str]) -> torch.Tensor:
-    samples = Predictive(model, guide=guide, num_samples=n, return_sites=sites, parallel=True)(*args)
+    # The guide alone: Predictive(model, guide=...) in parallel mode drops the particle dimension's
+    # trailing 1 of unplated vector sites, which breaks models with a data plate (logreg).
+    samples = Predictive(guide, num_samples=n, return_sites=sites, parallel=True)(*args)
     return torch.cat([samples[s].reshape(n, -1) for s in sites], -1).double()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from functools import partial
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -21,25 +22,42 @@ from ..flow import Flow
 from ..flows.registry import FLOWS, builders
 from ..nn.made import MADE
 from ..transforms.base import _FlowTransformMixin
+from ..transforms.elementwise_spline import ElementwiseSpline
 from ..transforms.mixture_cdf import MixtureCDFAutoregressive
 from ..transforms.normalization import ActNorm
 from ..transforms.planar_radial import Planar, Radial
 from .posterior import FlowPosterior
 
-__all__ = ["AutoFlowGuide", "VECTOR_BUILDERS", "GUIDE_DEFAULTS"]
+__all__ = ["AutoFlowGuide", "VECTOR_BUILDERS", "GUIDE_DEFAULTS", "prefix_layers"]
 
 #: The vector builders an :class:`AutoFlowGuide` takes: read from the registry's metadata (``builders("vector")``).
 VECTOR_BUILDERS: tuple[str, ...] = builders("vector")
 
+
+def prefix_layers(dim: int) -> int:
+    """Coupling layers of a guide with prefix masks: ``min(3, D - 1)`` (prefixes 1, ceil(D/3), ceil(2D/3)).
+
+    One coupling for ``D = 2`` (more couplings with the same mask only add noise to a banana's fit),
+    three for ``D >= 4`` (funnel6: worst of 5 seeds 0.053 with three, 0.097 with two; RESULTS.md).
+
+    Example:
+        >>> [prefix_layers(d) for d in (2, 3, 6, 31)]
+        [1, 2, 3, 3]
+    """
+    return max(1, min(3, dim - 1))
+
+
 #: Hyper-parameters passed to a builder unless the caller overrides them: sizes for VI (the guide runs on
 #: every step, so it is kept small), support R^D (``ar_flow``), logistic mixture components (a mixture of
 #: identical standard logistics is the identity on the logit scale). ``hidden_dims``, where a builder takes
-#: it, defaults to two layers of ``max(32, 2 D)`` units.
+#: it, defaults to two layers of ``max(32, 2 D)`` units. A callable value is called with ``D``.
 GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
     "nice": {"num_layers": 4},
-    # input_bound=None: a guide's conditioners read the base-space sample unbounded, as in the measured
-    # guides (benchmarks/RESULTS.md); a bound at 2 would stop a banana's shift x_1^2 from growing in the tails.
-    "realnvp": {"num_layers": 4, "input_bound": None},
+    # A triangular map in the model's order (prefix masks: global latents, which a model samples first,
+    # scale and shift the local ones after them), log-scales with a range of +-5 from the start (a funnel's
+    # scale spans e^{+-4.5}); input_bound=None: a bound would stop a banana's shift x_1^2 from growing in the
+    # tails. Measured against the alternating 4-coupling guide in RESULTS.md (issue 14).
+    "realnvp": {"num_layers": prefix_layers, "mask": "prefix", "input_bound": None, "log_scale_bound": 5.0},
     "maf": {"num_layers": 3, "max_log_scale": 3.0, "input_bound": None},
     "nsf_ar": {"num_layers": 2, "num_bins": 8},
     "nsf_coupling": {"num_layers": 4, "num_bins": 8},
@@ -55,6 +73,7 @@ SEQUENTIAL_SAMPLERS: frozenset[str] = frozenset({"maf", "nsf_ar", "ar_flow"})
 
 _LAPLACE_MAX_DIM = 200  # a dense Hessian and Cholesky above that would dominate the set-up
 _INIT_PARTICLES = 64  # draws that score each candidate initial Gaussian (common random numbers)
+_MARGINAL_BINS, _MARGINAL_BOUND = 8, 5.0  # the base-side splines: the base's N(0, 1) lies within +-5
 
 FlowSpec = Union[str, Callable[[tuple[int, ...]], Flow], None]
 
@@ -214,15 +233,17 @@ class _Chain(Transform):
 
 
 class _FlowInverse(nn.Module):
-    """The flow's layers run data to latent, for :func:`torch.func.functional_call` with detached parameters."""
+    """The guide's layers run data to latent, for :func:`torch.func.functional_call` with detached parameters."""
 
-    def __init__(self, flow: Flow) -> None:
+    def __init__(self, flow: Optional[Flow], marginals: Optional[ElementwiseSpline]) -> None:
         super().__init__()
         self.flow = flow
+        self.marginals = marginals
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         total = y.new_zeros(y.shape[:-1])
-        for t in reversed(self.flow._transforms):
+        layers = [] if self.flow is None else list(reversed(self.flow._transforms))
+        for t in layers + ([] if self.marginals is None else [self.marginals]):
             y, log_det = t.inverse_and_log_det(y)
             if log_det.dim() > total.dim():
                 log_det = log_det.reshape(log_det.shape[: total.dim()] + (-1,)).sum(-1)
@@ -260,18 +281,26 @@ class AutoFlowGuide(AutoContinuous):
     All latent sites are mapped to the unconstrained space (``biject_to(support).inv``) and packed
     into one vector of size ``D`` (:class:`~pyro.infer.autoguide.AutoContinuous` does that
     bookkeeping). The posterior over that vector is a flow ``T`` from :data:`~pyro_flowzoo.FLOWS`
-    on a standard normal base, followed by a learned affine layer:
+    on a standard normal base, after elementwise splines ``S`` and followed by a learned affine layer:
 
     .. math::
-        \zeta = \mu + \mathrm{diag}(\sigma) L\, T(z), \qquad z \sim N(0, I), \qquad
-        \log q(\zeta) = \log N(z; 0, I) - \log|\det J_T(z)| - \sum_i \log \sigma_i
+        \zeta = \mu + \mathrm{diag}(\sigma) L\, T(S(z)), \qquad z \sim N(0, I), \qquad
+        \log q(\zeta) = \log N(z; 0, I) - \log|\det J_{T \circ S}(z)| - \sum_i \log \sigma_i
 
     with ``L`` unit lower triangular (``affine="tril"``, the default: the parametrisation of
     ``AutoMultivariateNormal``), so the guide contains every Gaussian and the flow only has to model
     what is not Gaussian; ``affine="diag"`` drops ``L``.
 
-    Defaults made for VI (measured in ``benchmarks/vi.py``):
+    Defaults made for VI (measured in ``benchmarks/vi.py``, worst of 5 seeds under a plain SVI loop):
 
+    - **architecture** (the default ``flow="realnvp"``): ``min(3, D - 1)`` affine couplings with prefix
+      masks, a triangular map in the model's order: each latent is shifted and scaled given the ones the
+      model samples before it (a hierarchical model's global scale sets its locals' width, as in Neal's
+      funnel), and never given later ones; log-scales span ``+-5`` from the start. The marginal splines
+      ``S`` (``marginals=None``: on for builder names; 8 bins on ``[-5, 5]``, identity outside) shape each
+      coordinate's marginal, which a triangular map keeps Gaussian for the first one (a bimodal
+      posterior). Alternating masks with more layers fitted worse under a fixed-step Adam loop: every
+      extra layer adds gradient noise.
     - **initialisation**: the flow starts at the identity (:func:`start_at_identity`), so the guide
       starts as the Gaussian of the affine layer. With ``init_scale=None`` that Gaussian is chosen
       among a Laplace approximation (the mode of the unconstrained log joint, found by L-BFGS from
@@ -311,6 +340,7 @@ class AutoFlowGuide(AutoContinuous):
         path_derivative: the path-derivative gradient above (None: where it is one parallel pass).
         affine_position: ``"data"`` puts the affine layer after the flow (``mu + sigma L T(z)``, the flow
             works in standardised coordinates), ``"latent"`` before it (``T(mu + sigma L z)``).
+        marginals: put the elementwise splines ``S`` at the base side (None: for builder names only).
         num_summary_samples: samples used by :meth:`median` and :meth:`quantiles`.
         **builder_kwargs: hyper-parameters for the builder (merged over :data:`GUIDE_DEFAULTS`).
 
@@ -350,6 +380,7 @@ class AutoFlowGuide(AutoContinuous):
         invert: Optional[bool] = None,
         affine_position: str = "data",
         path_derivative: Optional[bool] = None,
+        marginals: Optional[bool] = None,
         num_summary_samples: int = 1000,
         **builder_kwargs: Any,
     ) -> None:
@@ -370,6 +401,10 @@ class AutoFlowGuide(AutoContinuous):
             raise ValueError(f"affine_position must be 'data' or 'latent', got {affine_position!r}")
         self.affine_position = affine_position
         self._path_derivative = path_derivative
+        # Elementwise splines at the base side: on by default for builder names (not for a callable's own flow).
+        self.use_marginals = isinstance(flow, str) if marginals is None else bool(marginals)
+        if self.use_marginals and flow is None:
+            raise ValueError("marginals=True needs a flow (flow=None is the affine layer alone)")
         self._flow_spec = flow
         self._builder_kwargs = dict(builder_kwargs)
         self._init_scale = init_scale
@@ -386,7 +421,8 @@ class AutoFlowGuide(AutoContinuous):
         name = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
         try:
             if isinstance(spec, str):
-                hparams = {**GUIDE_DEFAULTS.get(spec, {}), **self._builder_kwargs}
+                defaults = {k: v(dim) if callable(v) else v for k, v in GUIDE_DEFAULTS.get(spec, {}).items()}
+                hparams = {**defaults, **self._builder_kwargs}
                 if "hidden_dims" not in hparams and spec not in ("planar", "radial"):
                     hparams["hidden_dims"] = _vi_hidden(dim)
                 flow = FLOWS[spec]((dim,), **hparams)
@@ -440,15 +476,17 @@ class AutoFlowGuide(AutoContinuous):
         self.scale = PyroParam(scale.clone(), constraints.softplus_positive)
         if unit_tril is not None:
             self.scale_tril = PyroParam(unit_tril.clone(), constraints.unit_lower_cholesky)
-        # Registered as a submodule: reading self.flow inside the guide calls pyro.module on it.
+        # Registered as submodules: reading self.flow inside the guide calls pyro.module on it.
         self.flow = None if flow is None else flow.to(loc)
+        marginals = ElementwiseSpline(self.latent_dim, _MARGINAL_BINS, _MARGINAL_BOUND) if self.use_marginals else None
+        self.marginals = None if marginals is None else marginals.to(loc)
         # Path derivatives need the data-to-latent pass: one parallel pass unless the layers are inverted.
         # Planar layers invert by a root solve per step: too dear for a default.
         cheap = not self.invert and self.affine_position == "data" and self._flow_spec != "planar"
         use = cheap if self._path_derivative is None else self._path_derivative
         if use and (self.invert or self.affine_position != "data"):
             raise ValueError("path_derivative=True needs invert=False and affine_position='data'")
-        self.__dict__["_inverse_net"] = None if not use or flow is None else _FlowInverse(flow)
+        self.__dict__["_inverse_net"] = None if not use or flow is None else _FlowInverse(flow, marginals)
         self.__dict__["_use_path_derivative"] = use
 
     # -- the initial Gaussian -----------------------------------------------------------------
@@ -462,7 +500,11 @@ class AutoFlowGuide(AutoContinuous):
             log_det = log_det + transform.log_abs_det_jacobian(unconstrained, value).sum()
         with poutine.block():  # invisible to the SVI trace (and its particle plate) this may run inside
             trace = poutine.trace(poutine.condition(self.model, values)).get_trace(*args, **kwargs)
-        return trace.log_prob_sum() + log_det
+        with warnings.catch_warnings():
+            # Candidates far from the mass (a scale driven to 0 by the mode search) can score NaN: the
+            # callers check finiteness and drop them, so Pyro's NaN warning would only be noise.
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            return trace.log_prob_sum() + log_det
 
     def _laplace(self, loc: Tensor, args: tuple, kwargs: dict) -> Optional[tuple[Tensor, Tensor]]:
         """Mode and Cholesky factor of the inverse Hessian there, or None if either is not usable."""
@@ -529,13 +571,13 @@ class AutoFlowGuide(AutoContinuous):
             return LowerCholeskyAffine(loc, scale[..., None] * self.scale_tril if tril is None else tril)
         return AffineTransform(loc, scale, event_dim=1)
 
-    def _flow_parts(self, flow: Optional[Flow] = None) -> list[Transform]:
-        # One read: each read of a submodule of a PyroModule registers its parameters again.
-        flow = self.flow if flow is None else flow
+    def _flow_parts(self, flow: Optional[Flow], marginals: Optional[ElementwiseSpline]) -> list[Transform]:
+        """The layers from the base to the affine layer: the marginal splines, then the flow's."""
         if flow is None:
             return []
         parts = flow._transforms
-        return [_Inverted(t) for t in reversed(parts)] if self.invert else list(parts)
+        parts = [_Inverted(t) for t in reversed(parts)] if self.invert else list(parts)
+        return parts if marginals is None else [marginals, *parts]
 
     def get_base_dist(self) -> dist.TorchDistribution:
         """The base distribution ``N(0, I_D)`` of :meth:`get_transform` (for ``NeuTraReparam``)."""
@@ -554,8 +596,9 @@ class AutoFlowGuide(AutoContinuous):
             self._setup_prototype(*args, **kwargs)
         loc, scale = self.loc, self.scale
         tril = scale[..., None] * self.scale_tril if self.affine == "tril" else None
-        flow = self.flow
-        parts = [*self._flow_parts(flow), self._affine(loc, scale, tril)]
+        # One read each: each read of a submodule of a PyroModule registers its parameters again.
+        flow, marginals = self.flow, self.marginals
+        parts = [*self._flow_parts(flow, marginals), self._affine(loc, scale, tril)]
         parts = parts if self.affine_position == "data" else [parts[-1], *parts[:-1]]
         if not self._use_path_derivative:
             return FlowPosterior(self.get_base_dist(), [*parts, _GradientGuard()])
@@ -565,7 +608,12 @@ class AutoFlowGuide(AutoContinuous):
             loc.detach(),
             scale.detach(),
             None if tril is None else tril.detach(),
-            None if flow is None else {k: v.detach() for k, v in flow.named_parameters()},
+            {
+                f"{name}.{k}": v.detach()
+                for name, module in (("flow", flow), ("marginals", marginals))
+                if module is not None
+                for k, v in module.named_parameters()
+            },
         )
         return q
 
@@ -579,15 +627,13 @@ class AutoFlowGuide(AutoContinuous):
         else:
             y = torch.linalg.solve_triangular(tril, diff.unsqueeze(-1), upper=False).squeeze(-1)
             log_det = tril.diagonal().log().sum()
-        if params is not None:
-            y, flow_log_det = torch.func.functional_call(
-                self._inverse_net, {f"flow.{k}": v for k, v in params.items()}, (y,)
-            )
+        if params:
+            y, flow_log_det = torch.func.functional_call(self._inverse_net, params, (y,))
             log_det = log_det + flow_log_det
         return -0.5 * y.pow(2).sum(-1) - 0.5 * y.shape[-1] * math.log(2 * math.pi) - log_det
 
     def _parts(self) -> list[Transform]:
-        flow, affine = self._flow_parts(), self._affine()
+        flow, affine = self._flow_parts(self.flow, self.marginals), self._affine()
         return [*flow, affine] if self.affine_position == "data" else [affine, *flow]
 
     # -- summaries by sampling ----------------------------------------------------------------

@@ -61,7 +61,7 @@ def alternating_masks(dim: int, num_layers: int, kind: str = "half") -> list[Ten
     """``num_layers`` vector masks: alternating (``"half"``, ``"even_odd"``) or growing prefixes (``"prefix"``).
 
     Alternating masks transform every entry. ``"prefix"`` masks keep the first ``k_i`` entries in layer
-    ``i`` (latent to data order), ``k_0 = 1`` and ``k_i = ceil(i D / L)``: every entry but the first is
+    ``i`` (latent to data order), ``k_0 = 1`` and ``k_i = min(D - 1, ceil(i D / L))``: every entry but the first is
     changed, always given entries before it, so the stack is a triangular map in the natural order (for a
     guide: the model's order, where global latents precede the local ones they scale). The first entry is
     never changed: pair the stack with an elementwise layer for its marginal.
@@ -75,7 +75,7 @@ def alternating_masks(dim: int, num_layers: int, kind: str = "half") -> list[Ten
     if kind == "prefix":
         if dim < 2:
             raise ValueError(f"prefix masks need dim >= 2, got {dim}")
-        return [prefix_mask(dim, max(1, -(-i * dim // num_layers))) for i in range(num_layers)]
+        return [prefix_mask(dim, min(dim - 1, max(1, -(-i * dim // num_layers)))) for i in range(num_layers)]
     if kind not in ("half", "even_odd"):
         raise ValueError(f"mask kind must be 'half', 'even_odd' or 'prefix', got {kind!r}")
     make = half_mask if kind == "half" else even_odd_mask
