@@ -3,9 +3,11 @@
 Binarised 8x8 digits (scikit-learn, bundled; ``--mnist`` uses the 10,000 MNIST test images from the data
 root: ``--root``, else ``$PYRO_FLOWZOO_DATA``, else ``~/.cache/pyro_flowzoo``), a Bernoulli decoder MLP, a
 ``k``-dimensional standard normal prior. Encoders (``pyro_flowzoo.infer.FlowEncoder``): a diagonal Gaussian,
-and the same Gaussian followed by a conditional RealNVP or a conditional IAF reading a context vector from the
-encoder.
+and the same Gaussian with a conditional flow reading a context vector from the encoder: by default RealNVP
+and IAF; ``--encoders`` takes any of ``pyro_flowzoo.infer.encoder_flows()`` (every conditional vector builder,
+sized by ``ENCODER_DEFAULTS``), ``gaussian``, or ``all``.
 Every VAE is trained with Pyro's SVI (Trace_ELBO) for the same number of steps from the same seed.
+``benchmarks/vae.py`` runs every encoder over several seeds with this model, data and loop.
 Reported on the test split (a fixed shuffle): the ELBO and the importance-weighted bound with
 ``K = 200`` samples (IWAE; a tighter estimate of ``log p(x)``), in nats per image.
 
@@ -37,7 +39,7 @@ from torch import nn  # noqa: E402
 
 from pyro_flowzoo.data import data_root  # noqa: E402
 from pyro_flowzoo.data.images import find_idx_dir, load_idx_pair  # noqa: E402
-from pyro_flowzoo.infer import FlowEncoder  # noqa: E402
+from pyro_flowzoo.infer.amortized import FlowEncoder, encoder_flows  # noqa: E402
 from pyro_flowzoo.nn import MLP  # noqa: E402
 
 
@@ -61,17 +63,12 @@ def load_data(mnist: bool, seed: int, root: str | None = None) -> tuple[torch.Te
 class VAE(nn.Module):
     """Decoder ``p(x | z)`` (Bernoulli MLP) and encoder ``q(z | x)`` (a FlowEncoder)."""
 
-    def __init__(self, pixels: int, latent_dim: int, hidden: int, flow: str | None) -> None:
+    def __init__(self, pixels: int, latent_dim: int, hidden: int, encoder: str = "gaussian") -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.decoder = MLP(latent_dim, pixels, (hidden, hidden), zero_init=False)
-        flow_kwargs = {
-            "realnvp": {"num_layers": 4, "hidden_dims": (hidden // 2,)},
-            "iaf": {"num_layers": 2, "hidden_dims": (hidden // 2,)},
-        }.get(flow)
-        self.encoder = FlowEncoder(
-            pixels, latent_dim, (hidden, hidden), flow=flow, context_features=16, flow_kwargs=flow_kwargs
-        )
+        flow = None if encoder == "gaussian" else encoder
+        self.encoder = FlowEncoder(pixels, latent_dim, (hidden, hidden), flow=flow, context_features=16)
 
     def model(self, x: torch.Tensor) -> None:
         pyro.module("decoder", self.decoder)
@@ -95,6 +92,23 @@ class VAE(nn.Module):
         return log_w.mean().item(), iwae.mean().item()
 
 
+def make_svi(vae: VAE, total_steps: int) -> SVI:
+    """The loop's SVI: Trace_ELBO, ClippedAdam at lr 1e-3 decaying tenfold over ``total_steps``, clip norm 10."""
+    lrd = 0.1 ** (1 / max(total_steps, 1))
+    return SVI(vae.model, vae.guide, ClippedAdam({"lr": 1e-3, "lrd": lrd, "clip_norm": 10.0}), Trace_ELBO())
+
+
+def train_vae(vae: VAE, train: torch.Tensor, epochs: int, batch_size: int) -> tuple[float, list[float]]:
+    """Trains ``vae``, reshuffling ``train`` every epoch; returns the seconds and each epoch's mean loss per image."""
+    svi = make_svi(vae, epochs * math.ceil(len(train) / batch_size))
+    losses = []
+    start = time.perf_counter()
+    for _ in range(epochs):
+        total = sum(svi.step(batch) for batch in train[torch.randperm(len(train))].split(batch_size))
+        losses.append(total / len(train))
+    return time.perf_counter() - start, losses
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps per encoder (smoke test)")
@@ -108,8 +122,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=None, help="default 150 (digits), 20 (MNIST); quick: 1")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--encoders", nargs="*", default=["gaussian", "realnvp", "iaf"])
+    parser.add_argument(
+        "--encoders", nargs="*", default=["gaussian", "realnvp", "iaf"], help="gaussian, all, or encoder_flows()"
+    )
     args = parser.parse_args(argv)
+    if "all" in args.encoders:
+        args.encoders = ["gaussian", *encoder_flows()]
     torch.set_num_threads(1)
     train, test, side = load_data(args.mnist, args.seed, args.root)
     if args.quick:
@@ -122,15 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.encoders:
         pyro.clear_param_store()
         pyro.set_rng_seed(args.seed)
-        vae = VAE(train.shape[1], args.latent_dim, args.hidden, None if name == "gaussian" else name)
-        steps_per_epoch = math.ceil(len(train) / args.batch_size)
-        lrd = 0.1 ** (1 / (epochs * steps_per_epoch))
-        svi = SVI(vae.model, vae.guide, ClippedAdam({"lr": 1e-3, "lrd": lrd, "clip_norm": 10.0}), Trace_ELBO())
-        start = time.perf_counter()
-        for _ in range(epochs):
-            for batch in train[torch.randperm(len(train))].split(args.batch_size):
-                svi.step(batch)
-        seconds = time.perf_counter() - start
+        vae = VAE(train.shape[1], args.latent_dim, args.hidden, name)
+        seconds, _ = train_vae(vae, train, epochs, args.batch_size)
         elbo, iwae = vae.bounds(test, num_iw)
         train_elbo, _ = vae.bounds(train[: len(test)], 1)
         params = sum(p.numel() for p in vae.encoder.parameters())
