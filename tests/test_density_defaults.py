@@ -151,3 +151,39 @@ def test_wrong_derivative_count_and_unknown_tails_are_refused():
         NeuralSplineCoupling(half_mask(2), 4, (8,), tails="cubic")
     with pytest.raises(ValueError, match="tails"):
         fz.build("nsf_ar", (2,), tails="quadratic")
+
+
+# -- builder defaults by dimension ----------------------------------------------------------------------
+def _layers(flow, cls):
+    return [t for t in flow.transforms if isinstance(t, cls)]
+
+
+def test_two_d_builders_keep_the_toy_sizes():
+    from pyro_flowzoo.transforms import AffineCoupling, MaskedAffineAutoregressive
+
+    assert len(_layers(fz.build("maf", (2,)), MaskedAffineAutoregressive)) == 24
+    couplings = _layers(fz.build("realnvp", (2,)), AffineCoupling)
+    assert len(couplings) == 12 and max(p.shape[0] for p in couplings[0].parameters() if p.dim() == 2) == 64
+    splines = _layers(fz.build("nsf_ar", (2,)), NeuralSplineAutoregressive)
+    assert len(splines) == 3 and splines[0].made.hidden_dims == (64, 64)
+    coupling_splines = _layers(fz.build("nsf_coupling", (2,)), NeuralSplineCoupling)
+    assert len(coupling_splines) == 4 and coupling_splines[0].num_bins == 8
+    assert [c.mask.tolist() for c in coupling_splines[:2]] == [[True, False], [False, True]]
+
+
+def test_builders_above_two_d_are_smaller():
+    from pyro_flowzoo.transforms import AffineCoupling, MaskedAffineAutoregressive, MixtureCDFAutoregressive
+
+    assert len(_layers(fz.build("maf", (6,)), MaskedAffineAutoregressive)) == 5
+    couplings = _layers(fz.build("realnvp", (6,)), AffineCoupling)
+    assert len(couplings) == 4 and [c.mask.tolist() for c in couplings[:2]] == [[True, False] * 3, [False, True] * 3]
+    assert max(p.shape[0] for p in couplings[0].parameters() if p.dim() == 2) == 32
+    splines = _layers(fz.build("nsf_ar", (6,)), NeuralSplineAutoregressive)
+    assert len(splines) == 2 and splines[0].made.hidden_dims == (32, 32) and splines[0].input_bound == 2.0
+    coupling_splines = _layers(fz.build("nsf_coupling", (6,)), NeuralSplineCoupling)
+    assert len(coupling_splines) == 2 and coupling_splines[0].num_bins == 4
+    assert coupling_splines[0].mask.tolist() == [True, False] * 3
+    assert len(_layers(fz.build("ar_flow", (6,)), MixtureCDFAutoregressive)) == 2
+    # explicit sizes still win
+    assert len(_layers(fz.build("maf", (6,), num_layers=24), MaskedAffineAutoregressive)) == 24
+    assert _layers(fz.build("nsf_coupling", (6,), num_bins=8), NeuralSplineCoupling)[0].num_bins == 8

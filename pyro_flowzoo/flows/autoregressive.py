@@ -33,7 +33,7 @@ from ..transforms.elementwise_spline import ElementwiseSpline
 from ..transforms.mixture_cdf import MixtureCDF
 from .data_side import Support, data_side
 from .registry import register
-from .vector import context_features, vector_dim
+from .vector import by_dimension, context_features, small_hidden, vector_dim
 
 __all__ = ["ar_flow", "pixelcnn_flow", "maf", "nsf_ar", "nsf_coupling", "planar", "radial"]
 
@@ -73,11 +73,13 @@ def ar_flow(
 ) -> Flow:
     """Mixture-CDF autoregressive flow (MADE conditioner) for vectors ``(D,)``; for ``D = 1`` elementwise.
 
-    Defaults: one layer for ``D = 2`` (uniform base: dimension 1 by its own mixture, dimension 2 by a
-    mixture conditioned on dimension 1), three for larger ``D``. Several layers (or ``to_real=True``)
-    use logit-latent layers under a logistic base, in alternating orders (every other layer conditions
-    each entry on the entries after it: a Reverse permutation between layers without the flip).
-    ``hidden_dims`` defaults to two layers of ``max(64, 2 D)`` units.
+    Defaults (:func:`~pyro_flowzoo.flows.vector.by_dimension`): one layer for ``D <= 2`` (uniform base:
+    dimension 1 by its own mixture, dimension 2 by a mixture conditioned on dimension 1) with MADEs of
+    ``max(64, 2 D)`` units; for ``D >= 3`` two layers of :func:`~pyro_flowzoo.flows.vector.small_hidden`
+    (``sas6``, plain loop, worst of 3 seeds: +0.041, against +0.379 for the former three layers of 64 units,
+    which overfit; still over the 0.03 target). Several layers (or ``to_real=True``) use logit-latent layers
+    under a logistic base, in alternating orders (every other layer conditions each entry on the entries
+    after it: a Reverse permutation between layers without the flip).
 
     References:
         Germain et al., "MADE", arXiv:1502.03509; Ho et al., "Flow++", arXiv:1902.00275.
@@ -89,7 +91,9 @@ def ar_flow(
     """
     dim = vector_dim("ar_flow", event_shape, min_dim=1)
     if num_layers is None:
-        num_layers = 1 if dim <= 2 else 3
+        num_layers = by_dimension(dim, 1, 2)
+    if hidden_dims is None:
+        hidden_dims = by_dimension(dim, None, small_hidden(dim))
     if num_layers < 1:
         raise ValueError(f"ar_flow needs num_layers >= 1, got {num_layers}")
     if to_real is None:
@@ -153,7 +157,7 @@ def pixelcnn_flow(
 @register("maf")
 def maf(
     event_shape: tuple[int, ...],
-    num_layers: int = 24,
+    num_layers: Optional[int] = None,
     hidden_dims: Optional[Sequence[int]] = None,
     max_log_scale: float = 3.0,
     context_shape: Optional[tuple[int, ...]] = None,
@@ -165,9 +169,12 @@ def maf(
     Every other layer conditions each entry on the entries after it (``reverse=True``) instead of
     before it, which is a Reverse permutation between layers without the flip.
 
-    ``hidden_dims`` defaults to two layers of ``max(64, 2 D)`` units. 24 layers by default: on smiley,
-    5 layers missed the entropy by 0.07-0.08 nats/dim and 16 by 0.055 on one seed; 24 stay within 0.045
-    on moons and smiley, two seeds each (benchmarks/RESULTS.md).
+    ``hidden_dims`` defaults to two layers of ``max(64, 2 D)`` units. Layers by dimension
+    (:func:`~pyro_flowzoo.flows.vector.by_dimension`): 24 for ``D = 2``: on smiley, 5 layers missed the
+    entropy by 0.07-0.08 nats/dim and 16 by 0.055 on one seed; 24 stay within 0.045 on moons and smiley, two
+    seeds each (benchmarks/RESULTS.md). 5 for ``D >= 3``: with 2,000 points, 24 layers overfit there
+    (plain loop, worst of 3 seeds: ``sas6`` +0.114 against +0.027 with 5, ``student_t4`` +0.062 against
+    +0.029, ``banana4`` +0.050 against +0.039).
 
     ``input_bound=2.0``: every MADE reads ``2 tanh(x / 2)`` of its (standardized) inputs, so shifts and
     log-scales level off beyond the data instead of growing linearly; without it, test points of a
@@ -183,6 +190,7 @@ def maf(
         torch.Size([4])
     """
     dim = vector_dim("maf", event_shape)
+    num_layers = by_dimension(dim, 24, 5) if num_layers is None else num_layers
     k = context_features(context_shape)
     layers = [
         MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r, input_bound=input_bound)
@@ -196,21 +204,26 @@ def maf(
 @register("nsf_ar", min_dim=1)
 def nsf_ar(
     event_shape: tuple[int, ...],
-    num_layers: int = 3,
+    num_layers: Optional[int] = None,
     hidden_dims: Optional[Sequence[int]] = None,
     num_bins: int = 8,
     bound: float = 5.0,
     context_shape: Optional[tuple[int, ...]] = None,
     support: Support = None,
     tails: str = "identity",
-    input_bound: Optional[float] = None,
+    input_bound: Optional[float] = 2.0,
 ) -> Flow:
     """Autoregressive neural spline flow for vectors ``(D,)``, ``D >= 2`` (identity tails outside ``[-bound, bound]``).
 
+    Sizes by dimension (:func:`~pyro_flowzoo.flows.vector.by_dimension`): for ``D <= 2``, 3 layers with MADEs
+    of ``max(64, 2 D)`` units; for ``D >= 3``, 2 layers of :func:`~pyro_flowzoo.flows.vector.small_hidden`
+    (``sas6``, plain loop, worst of 3 seeds: +0.026 against +0.069, which overfit).
+
+    ``input_bound=2.0``: every MADE reads ``2 tanh(x / 2)`` of its (standardized) inputs, as in :func:`maf`
+    (``sas6`` +0.026 against +0.031 unbounded; ``student_t4`` +0.052 against +0.064); ``None`` reads ``x``.
     ``tails="linear"`` makes each spline linear outside ``[-bound, bound]`` with conditioned end slopes (C^1,
-    exact); it did not help on the heavy-tailed ``sas6`` set (RESULTS.md, issue 15), so the default keeps the
-    identity. ``input_bound=c``: the MADE reads ``c tanh(x / c)`` (None: ``x``). Conditional layers
-    (``context_shape=``) take neither option yet.
+    exact); it did not help on ``sas6`` (+0.071 against +0.069 with the former sizes), so the default keeps
+    the identity. Conditional layers (``context_shape=``) take neither option yet.
 
     References:
         Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", arXiv:1906.04032.
@@ -221,6 +234,8 @@ def nsf_ar(
         torch.Size([4])
     """
     dim = vector_dim("nsf_ar", event_shape, min_dim=1)
+    num_layers = by_dimension(dim, 3, 2) if num_layers is None else num_layers
+    hidden_dims = by_dimension(dim, None, small_hidden(dim)) if hidden_dims is None else hidden_dims
     k = context_features(context_shape)
     layers = (
         [
@@ -240,11 +255,11 @@ def nsf_ar(
 @register("nsf_coupling", min_dim=1)
 def nsf_coupling(
     event_shape: tuple[int, ...],
-    num_layers: int = 4,
-    hidden_dims: Sequence[int] = (64, 64),
-    num_bins: int = 8,
+    num_layers: Optional[int] = None,
+    hidden_dims: Optional[Sequence[int]] = None,
+    num_bins: Optional[int] = None,
     bound: float = 5.0,
-    mask: str = "half",
+    mask: str = "even_odd",
     context_shape: Optional[tuple[int, ...]] = None,
     support: Support = None,
     tails: str = "identity",
@@ -252,7 +267,13 @@ def nsf_coupling(
 ) -> Flow:
     """Coupling neural spline flow for vectors ``(D,)``, ``D >= 2``, with alternating masks.
 
-    ``tails`` and ``input_bound`` as for :func:`nsf_ar` (the MLPs read the bounded kept entries).
+    Sizes by dimension (:func:`~pyro_flowzoo.flows.vector.by_dimension`): for ``D <= 2``, 4 layers of
+    ``(64, 64)`` and 8 bins; for ``D >= 3``, 2 layers of :func:`~pyro_flowzoo.flows.vector.small_hidden` and
+    4 bins (``sas6``, plain loop, worst of 3 seeds: +0.029 against +0.187, which overfit). ``mask="even_odd"``
+    as in :func:`~pyro_flowzoo.flows.vector.realnvp` (the same as ``"half"`` for ``D = 2``).
+
+    ``tails`` and ``input_bound`` as for :func:`nsf_ar` (the MLPs read the bounded kept entries), both off
+    by default here (``input_bound=2.0`` measured no better on ``sas6``).
 
     References:
         Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", arXiv:1906.04032.
@@ -263,6 +284,9 @@ def nsf_coupling(
         torch.Size([4])
     """
     dim = vector_dim("nsf_coupling", event_shape, min_dim=1)
+    num_layers = by_dimension(dim, 4, 2) if num_layers is None else num_layers
+    hidden_dims = by_dimension(dim, (64, 64), small_hidden(dim)) if hidden_dims is None else hidden_dims
+    num_bins = by_dimension(dim, 8, 4) if num_bins is None else num_bins
     k = context_features(context_shape)
     layers = (
         [
@@ -285,6 +309,10 @@ def planar(
     context_shape: Optional[tuple[int, ...]] = None,
 ) -> Flow:
     """A stack of planar flows (exact inverses) on a standard normal, for vectors ``(D,)``, ``D >= 1``.
+
+    For small corrections of a Gaussian in a few dimensions (variational posteriors, illustrations): each
+    layer adds one tanh ridge (:class:`~pyro_flowzoo.transforms.Planar`). Not one of the density builders
+    measured in benchmarks/density.py.
 
     With ``context_shape=(K,)`` each layer's parameters come from a hypernetwork of the context
     (``hidden_dims``; unused otherwise), the invertibility constraint applied per context.
@@ -311,6 +339,11 @@ def radial(
     context_shape: Optional[tuple[int, ...]] = None,
 ) -> Flow:
     """A stack of radial flows (exact inverses) on a standard normal, for vectors ``(D,)``, ``D >= 1``.
+
+    For widening, narrowing or adding rounded modes to a Gaussian in a few dimensions (variational
+    posteriors, illustrations): each layer contracts or expands around one centre
+    (:class:`~pyro_flowzoo.transforms.Radial`). Not one of the density builders measured in
+    benchmarks/density.py.
 
     With ``context_shape=(K,)`` each layer's parameters come from a hypernetwork of the context
     (``hidden_dims``; unused otherwise), the invertibility constraints applied per context.
