@@ -38,6 +38,14 @@ class Planar(FlowTransform):
     so ``w^\top \hat u > -1`` (invertible) whatever the raw parameters. Pyro's ``Planar`` has no inverse
     outside its cache; the inverse here solves the scalar equation along ``w`` (see the module docstring).
 
+    What it is for: one layer moves points along the single direction ``\hat u`` by an amount that depends
+    on one projection ``w^\top x`` (a tanh ridge), so its volume change is confined to a slab around one
+    hyperplane; ``K`` layers give ``K`` such ridges and ``2 D + 1`` parameters each. That suits small
+    corrections of a simple distribution in a few dimensions (the paper's use: refining a Gaussian
+    variational posterior, sampled in the cheap direction), and illustrations. It is not a density
+    estimator for data: the density direction needs a root solve per layer, and ridges add expressiveness
+    slowly (the affine, spline and mixture-CDF flows of this package are the density builders).
+
     Args:
         dim: vector size ``D >= 1``.
 
@@ -114,6 +122,12 @@ class Radial(FlowTransform):
 
     The inverse solves ``r^2 + (\alpha + \beta - \rho) r - \rho\alpha = 0`` for ``r \ge 0``, with
     ``\rho = |y - x_0|`` (Pyro's ``Radial`` has no inverse outside its cache).
+
+    What it is for: one layer contracts or expands space around one centre ``x_0`` (a radially symmetric
+    bump in the density, ``D + 2`` parameters), so a stack can widen, narrow or add rounded modes to a
+    simple distribution in a few dimensions, as in the paper's variational posteriors; it cannot shear or
+    bend, so it is not a density estimator for data with curved or skewed structure (use the affine,
+    spline or mixture-CDF builders).
 
     Args:
         dim: vector size ``D >= 1``.
