@@ -159,9 +159,10 @@ def _layers(flow, cls):
 
 
 def test_two_d_builders_keep_the_toy_sizes():
-    from pyro_flowzoo.transforms import AffineCoupling, MaskedAffineAutoregressive
+    from pyro_flowzoo.transforms import AdditiveCoupling, AffineCoupling, MaskedAffineAutoregressive
 
-    assert len(_layers(fz.build("maf", (2,)), MaskedAffineAutoregressive)) == 24
+    mafs = _layers(fz.build("maf", (2,)), MaskedAffineAutoregressive)
+    assert len(mafs) == 24 and mafs[0].made.hidden_dims == (64, 64)
     couplings = _layers(fz.build("realnvp", (2,)), AffineCoupling)
     assert len(couplings) == 12 and max(p.shape[0] for p in couplings[0].parameters() if p.dim() == 2) == 64
     splines = _layers(fz.build("nsf_ar", (2,)), NeuralSplineAutoregressive)
@@ -169,12 +170,20 @@ def test_two_d_builders_keep_the_toy_sizes():
     coupling_splines = _layers(fz.build("nsf_coupling", (2,)), NeuralSplineCoupling)
     assert len(coupling_splines) == 4 and coupling_splines[0].num_bins == 8
     assert [c.mask.tolist() for c in coupling_splines[:2]] == [[True, False], [False, True]]
+    nice_net = _layers(fz.build("nice", (2,)), AdditiveCoupling)[0].net
+    assert max(p.shape[0] for p in nice_net.parameters() if p.dim() == 2) == 256
 
 
 def test_builders_above_two_d_are_smaller():
-    from pyro_flowzoo.transforms import AffineCoupling, MaskedAffineAutoregressive, MixtureCDFAutoregressive
+    from pyro_flowzoo.transforms import (
+        AdditiveCoupling,
+        AffineCoupling,
+        MaskedAffineAutoregressive,
+        MixtureCDFAutoregressive,
+    )
 
-    assert len(_layers(fz.build("maf", (6,)), MaskedAffineAutoregressive)) == 5
+    mafs = _layers(fz.build("maf", (6,)), MaskedAffineAutoregressive)
+    assert len(mafs) == 5 and mafs[0].made.hidden_dims == (32, 32)
     couplings = _layers(fz.build("realnvp", (6,)), AffineCoupling)
     assert len(couplings) == 4 and [c.mask.tolist() for c in couplings[:2]] == [[True, False] * 3, [False, True] * 3]
     assert max(p.shape[0] for p in couplings[0].parameters() if p.dim() == 2) == 32
@@ -184,6 +193,8 @@ def test_builders_above_two_d_are_smaller():
     assert len(coupling_splines) == 2 and coupling_splines[0].num_bins == 4
     assert coupling_splines[0].mask.tolist() == [True, False] * 3
     assert len(_layers(fz.build("ar_flow", (6,)), MixtureCDFAutoregressive)) == 2
+    nice_net = _layers(fz.build("nice", (6,)), AdditiveCoupling)[0].net
+    assert max(p.shape[0] for p in nice_net.parameters() if p.dim() == 2) == 32
     # explicit sizes still win
     assert len(_layers(fz.build("maf", (6,), num_layers=24), MaskedAffineAutoregressive)) == 24
     assert _layers(fz.build("nsf_coupling", (6,), num_bins=8), NeuralSplineCoupling)[0].num_bins == 8

@@ -169,12 +169,13 @@ def maf(
     Every other layer conditions each entry on the entries after it (``reverse=True``) instead of
     before it, which is a Reverse permutation between layers without the flip.
 
-    ``hidden_dims`` defaults to two layers of ``max(64, 2 D)`` units. Layers by dimension
-    (:func:`~pyro_flowzoo.flows.vector.by_dimension`): 24 for ``D = 2``: on smiley, 5 layers missed the
-    entropy by 0.07-0.08 nats/dim and 16 by 0.055 on one seed; 24 stay within 0.045 on moons and smiley, two
-    seeds each (benchmarks/RESULTS.md). 5 for ``D >= 3``: with 2,000 points, 24 layers overfit there
-    (plain loop, worst of 3 seeds: ``sas6`` +0.114 against +0.027 with 5, ``student_t4`` +0.062 against
-    +0.029, ``banana4`` +0.050 against +0.039).
+    Sizes by dimension (:func:`~pyro_flowzoo.flows.vector.by_dimension`). ``D = 2``: 24 layers with MADEs of
+    ``max(64, 2 D)`` units: on smiley, 5 layers missed the entropy by 0.07-0.08 nats/dim and 16 by 0.055 on
+    one seed; 24 stay within 0.045 on moons and smiley, two seeds each (benchmarks/RESULTS.md). ``D >= 3``:
+    5 layers of :func:`~pyro_flowzoo.flows.vector.small_hidden`: with 2,000 points, 24 layers overfit there
+    (plain loop, worst of 3 seeds, 64 units: ``sas6`` +0.114 against +0.027 with 5, ``student_t4`` +0.062
+    against +0.029, ``banana4`` +0.050 against +0.039), and 64 units overfit once the loop trains harder
+    (``sas6``, lr 3e-3: +0.126 against +0.034 with 32 units).
 
     ``input_bound=2.0``: every MADE reads ``2 tanh(x / 2)`` of its (standardized) inputs, so shifts and
     log-scales level off beyond the data instead of growing linearly; without it, test points of a
@@ -191,6 +192,7 @@ def maf(
     """
     dim = vector_dim("maf", event_shape)
     num_layers = by_dimension(dim, 24, 5) if num_layers is None else num_layers
+    hidden_dims = by_dimension(dim, None, small_hidden(dim)) if hidden_dims is None else hidden_dims
     k = context_features(context_shape)
     layers = [
         MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, reverse=r, input_bound=input_bound)

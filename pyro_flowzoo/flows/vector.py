@@ -87,6 +87,12 @@ def nice(
 
     With ``context_shape=(K,)`` every coupling network also reads the context (the scaling does not).
 
+    Vector defaults (:func:`by_dimension`): coupling networks of ``(256, 256)`` for ``D = 2``, of
+    :func:`small_hidden` for ``D >= 3`` (``sas6``, plain loop, worst of 3 seeds: +0.040 against +0.120 with
+    ``(256, 256)``, which overfit). What NICE can reach: its Jacobian determinant is constant, so the law of
+    ``log q(X)`` is the base's up to a shift, and no such flow with a logistic base gets closer than 0.042
+    nats/dim to 8gaussians (a rearrangement bound; benchmarks/RESULTS.md, issue 15).
+
     References:
         Dinh, Krueger, Bengio, "NICE: Non-linear Independent Components Estimation", arXiv:1410.8516.
 
@@ -100,11 +106,11 @@ def nice(
 
         _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask, support=support)
         return nice_image(event_shape, num_layers=num_layers, context_shape=context_shape, **image_hparams)
-    hidden_dims = (256, 256) if hidden_dims is None else hidden_dims
     mask = "even_odd" if mask is None else mask
     if image_hparams:
         raise TypeError(f"nice on vectors: unknown hyper-parameter(s) {sorted(image_hparams)}")
     dim = vector_dim("nice", event_shape, images=True)
+    hidden_dims = by_dimension(dim, (256, 256), small_hidden(dim)) if hidden_dims is None else hidden_dims
     k = context_features(context_shape)
     # The nets see only the kept entries and predict only the changed ones (split layout).
     transforms: list[nn.Module] = [
