@@ -66,7 +66,7 @@ PYRO_GUIDES = [
     "AutoNormalizingFlow(spline)",
     "AutoNormalizingFlow(BNAF)",
 ]
-OURS = [n for n in VECTOR_BUILDERS if n in FLOWS]
+OURS = [n for n in VECTOR_BUILDERS if n in FLOWS]  # a label may add hyper-parameters: 'maf{"num_layers": 2}'
 TARGETS = ["banana", "funnel6", "funnel10", "mixture", "gauss", "logreg"]
 NUTS_CACHE = Path("runs/benchmarks/vi_nuts_logreg.json")
 
@@ -82,7 +82,8 @@ def make_guide(label: str, model):
         return AutoNormalizingFlow(model, partial(iterated, 2, spline_autoregressive))
     if label == "AutoNormalizingFlow(BNAF)":  # what AutoBNAFNormal was (Pyro 1.9 no longer has the class)
         return AutoNormalizingFlow(model, partial(iterated, 1, block_autoregressive, hidden_factors=[8, 8]))
-    return AutoFlowGuide(model, label)
+    name, _, hparams = label.partition("{")  # 'nsf_coupling{"mask": "prefix"}': builder hyper-parameters
+    return AutoFlowGuide(model, name, **(json.loads("{" + hparams) if hparams else {}))
 
 
 def mixture_model() -> None:
@@ -161,7 +162,17 @@ def draws(model, guide, args, n: int, sites: list[str]) -> torch.Tensor:
     return torch.cat([samples[s].reshape(n, -1) for s in sites], -1).double()
 
 
-def run(label: str, target_name: str, seed: int, steps: int) -> dict:
+LOOP_DEFAULTS = {"lr": 5e-3, "particles": 8, "vectorize": True}
+
+
+def _key(r: dict) -> tuple:
+    """What makes two results the same run: guide, target, seed, steps and the loop's settings."""
+    return (r["guide"], r["target"], r["seed"], r["steps"], *(r.get(k, v) for k, v in LOOP_DEFAULTS.items()))
+
+
+def run(
+    label: str, target_name: str, seed: int, steps: int, lr: float = 5e-3, particles: int = 8, vectorize: bool = True
+) -> dict:
     torch.set_num_threads(1)
     model, args, nesting, log_z = target(target_name)
     pyro.clear_param_store()
@@ -170,10 +181,11 @@ def run(label: str, target_name: str, seed: int, steps: int) -> dict:
     svi = SVI(
         model,
         guide,
-        Adam({"lr": 5e-3}),
-        Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=nesting),
+        Adam({"lr": lr}),
+        Trace_ELBO(num_particles=particles, vectorize_particles=vectorize, max_plate_nesting=nesting),
     )
     out: dict = {"guide": label, "target": target_name, "seed": seed, "steps": steps}
+    out.update(lr=lr, particles=particles, vectorize=vectorize)
     nonfinite = 0
     start = time.perf_counter()
     try:
@@ -299,6 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30 steps, one seed, banana and gauss")
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--lr", type=float, default=LOOP_DEFAULTS["lr"], help="Adam's learning rate")
+    parser.add_argument("--particles", type=int, default=LOOP_DEFAULTS["particles"], help="ELBO particles")
+    parser.add_argument("--no-vectorize", action="store_true", help="particles in a Python loop, not a plate")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (one thread each)")
     parser.add_argument("--targets", nargs="*", default=TARGETS, choices=TARGETS)
@@ -325,15 +340,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else []
-    done = {(r["guide"], r["target"], r["seed"], r["steps"]) for r in results}
+    loop = (args.lr, args.particles, not args.no_vectorize)
+    done = {_key(r) for r in results}
     if "logreg" in args.targets and not args.quick and not args.table_only:
         nuts_reference()
     jobs = [
-        (g, t, s, args.steps)
+        (g, t, s, args.steps, *loop)
         for t in args.targets
         for g in args.guides
         for s in range(args.seeds)
-        if (g, t, s, args.steps) not in done and not args.table_only
+        if (g, t, s, args.steps, *loop) not in done and not args.table_only
     ]
     pool = mp.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     it = pool.imap_unordered(_run_star, jobs) if pool else map(_run_star, jobs)
@@ -345,15 +361,14 @@ def main(argv: list[str] | None = None) -> None:
     if pool:
         pool.close()
     for path in (p for p in args.also if p.exists()):
-        key = ("guide", "target", "seed", "steps")
-        results += [r for r in json.loads(path.read_text()) if tuple(r[k] for k in key) not in done]
+        results += [r for r in json.loads(path.read_text()) if _key(r) not in done]
     unique: dict = {}
-    for r in results:  # one result per (guide, target, seed, steps): the first one read
-        unique.setdefault((r["guide"], r["target"], r["seed"], r["steps"]), r)
+    for r in results:  # one result per (guide, target, seed, steps, loop): the first one read
+        unique.setdefault(_key(r), r)
     mine = [
         r
         for r in unique.values()
-        if r["steps"] == args.steps and r["guide"] in args.guides and r["target"] in args.targets
+        if _key(r)[3:] == (args.steps, *loop) and r["guide"] in args.guides and r["target"] in args.targets
     ]
     lines = table(mine, args.guides, args.targets)
     md = args.out.with_suffix(".md")

@@ -30,7 +30,7 @@ from pyro_flowzoo import FLOWS  # noqa: E402
 from pyro_flowzoo.infer import AutoFlowGuide, BananaPosterior, evidence, fit_svi  # noqa: E402
 
 FLOW_HPARAMS = {
-    "realnvp": {"num_layers": 6, "hidden_dims": (32, 32)},
+    # realnvp: the guide defaults (AutoFlowGuide), a triangular map in the model order
     "nsf_coupling": {"num_layers": 4, "hidden_dims": (32, 32)},
     "maf": {"num_layers": 4, "hidden_dims": (32, 32)},
 }

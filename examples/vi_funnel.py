@@ -32,7 +32,7 @@ from pyro_flowzoo import FLOWS  # noqa: E402
 from pyro_flowzoo.infer import AutoFlowGuide, evidence, fit_svi, funnel_model  # noqa: E402
 
 FLOW_HPARAMS = {
-    "realnvp": {"num_layers": 8, "hidden_dims": (64, 64)},
+    # realnvp: the guide defaults (AutoFlowGuide), a triangular map in the model order
     "nsf_coupling": {"num_layers": 4, "hidden_dims": (64, 64)},
     "maf": {"num_layers": 5, "hidden_dims": (64, 64)},
 }

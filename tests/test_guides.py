@@ -15,7 +15,14 @@ from pyro.infer.reparam import NeuTraReparam
 from pyro.optim import Adam
 
 from pyro_flowzoo import FLOWS
-from pyro_flowzoo.infer import GUIDE_DEFAULTS, VECTOR_BUILDERS, AutoFlowGuide, GaussianLinearPosterior, funnel_model
+from pyro_flowzoo.infer import (
+    GUIDE_DEFAULTS,
+    VECTOR_BUILDERS,
+    AutoFlowGuide,
+    FlowPosterior,
+    GaussianLinearPosterior,
+    funnel_model,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,6 +96,21 @@ def test_path_derivative_gradient_vanishes_at_the_posterior(name):
         grads = torch.autograd.grad(loss, list(guide.parameters()), allow_unused=True)
         norms.append(sum(g.pow(2).sum() for g in grads if g is not None).sqrt().item())
     assert norms[0] < 0.01 < 0.3 < norms[1]
+
+
+@pytest.mark.parametrize("affine_position", ["data", "latent"])
+def test_path_derivative_score_is_the_log_density(affine_position):
+    """The detached score (splines, affine layer and flow inverted) gives log q of the guide's own samples."""
+    torch.manual_seed(0)
+    guide = AutoFlowGuide(partial(funnel_model, 5), affine_position=affine_position)
+    guide()
+    with torch.no_grad():
+        for p in guide.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    q = guide.get_posterior()
+    assert guide._use_path_derivative
+    x, log_q = FlowPosterior.rsample_and_log_prob(q, (6,))  # the forward pass's own log-density
+    assert torch.allclose(q._score(x), log_q, atol=1e-4)
 
 
 def test_funnel_start_is_not_the_laplace_approximation():

@@ -59,8 +59,9 @@ GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
     # tails. Measured against the alternating 4-coupling guide in RESULTS.md (issue 14).
     "realnvp": {"num_layers": prefix_layers, "mask": "prefix", "input_bound": None, "log_scale_bound": 5.0},
     "maf": {"num_layers": 3, "max_log_scale": 3.0, "input_bound": None},
-    "nsf_ar": {"num_layers": 2, "num_bins": 8},
-    "nsf_coupling": {"num_layers": 4, "num_bins": 8},
+    "nsf_ar": {"num_layers": 2, "num_bins": 8, "input_bound": None},
+    # Spline couplings as the realnvp guide: prefix masks, a triangular map in the model's order.
+    "nsf_coupling": {"num_layers": prefix_layers, "mask": "prefix", "num_bins": 8},
     "ar_flow": {"num_layers": 2, "num_components": 4, "family": "logistic", "to_real": True},
     "planar": {"num_layers": 8},
     "radial": {"num_layers": 8},
@@ -233,17 +234,23 @@ class _Chain(Transform):
 
 
 class _FlowInverse(nn.Module):
-    """The guide's layers run data to latent, for :func:`torch.func.functional_call` with detached parameters."""
+    """The guide's layers run data to latent, for :func:`torch.func.functional_call` with detached parameters.
+
+    ``part="flow"`` runs the flow's layers, ``part="marginals"`` the base-side splines.
+    """
 
     def __init__(self, flow: Optional[Flow], marginals: Optional[ElementwiseSpline]) -> None:
         super().__init__()
         self.flow = flow
         self.marginals = marginals
 
-    def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, y: Tensor, part: str) -> tuple[Tensor, Tensor]:
         total = y.new_zeros(y.shape[:-1])
-        layers = [] if self.flow is None else list(reversed(self.flow._transforms))
-        for t in layers + ([] if self.marginals is None else [self.marginals]):
+        if part == "flow":
+            layers = [] if self.flow is None else list(reversed(self.flow._transforms))
+        else:
+            layers = [] if self.marginals is None else [self.marginals]
+        for t in layers:
             y, log_det = t.inverse_and_log_det(y)
             if log_det.dim() > total.dim():
                 log_det = log_det.reshape(log_det.shape[: total.dim()] + (-1,)).sum(-1)
@@ -482,10 +489,10 @@ class AutoFlowGuide(AutoContinuous):
         self.marginals = None if marginals is None else marginals.to(loc)
         # Path derivatives need the data-to-latent pass: one parallel pass unless the layers are inverted.
         # Planar layers invert by a root solve per step: too dear for a default.
-        cheap = not self.invert and self.affine_position == "data" and self._flow_spec != "planar"
+        cheap = not self.invert and self._flow_spec != "planar"
         use = cheap if self._path_derivative is None else self._path_derivative
-        if use and (self.invert or self.affine_position != "data"):
-            raise ValueError("path_derivative=True needs invert=False and affine_position='data'")
+        if use and self.invert:
+            raise ValueError("path_derivative=True needs invert=False (the data-to-latent pass of the layers)")
         self.__dict__["_inverse_net"] = None if not use or flow is None else _FlowInverse(flow, marginals)
         self.__dict__["_use_path_derivative"] = use
 
@@ -598,8 +605,7 @@ class AutoFlowGuide(AutoContinuous):
         tril = scale[..., None] * self.scale_tril if self.affine == "tril" else None
         # One read each: each read of a submodule of a PyroModule registers its parameters again.
         flow, marginals = self.flow, self.marginals
-        parts = [*self._flow_parts(flow, marginals), self._affine(loc, scale, tril)]
-        parts = parts if self.affine_position == "data" else [parts[-1], *parts[:-1]]
+        parts = self._arrange(self._flow_parts(flow, marginals), self._affine(loc, scale, tril), marginals)
         if not self._use_path_derivative:
             return FlowPosterior(self.get_base_dist(), [*parts, _GradientGuard()])
         q = _PathDerivativePosterior(self.get_base_dist(), [*parts, _GradientGuard()])
@@ -621,20 +627,39 @@ class AutoFlowGuide(AutoContinuous):
         self, loc: Tensor, scale: Tensor, tril: Optional[Tensor], params: Optional[dict], x: Tensor
     ) -> Tensor:
         """``log q(x)`` with every guide parameter held constant (gradients reach only ``x``)."""
-        diff = x - loc
-        if tril is None:
-            y, log_det = diff / scale, scale.log().sum()
-        else:
+
+        def affine_inverse(x: Tensor) -> tuple[Tensor, Tensor]:
+            diff = x - loc
+            if tril is None:
+                return diff / scale, scale.log().sum()
             y = torch.linalg.solve_triangular(tril, diff.unsqueeze(-1), upper=False).squeeze(-1)
-            log_det = tril.diagonal().log().sum()
-        if params:
-            y, flow_log_det = torch.func.functional_call(self._inverse_net, params, (y,))
-            log_det = log_det + flow_log_det
+            return y, tril.diagonal().log().sum()
+
+        def layers_inverse(y: Tensor, part: str) -> tuple[Tensor, Tensor]:
+            if not params:
+                return y, y.new_zeros(())
+            return torch.func.functional_call(self._inverse_net, params, (y,), {"part": part})
+
+        first, second = (affine_inverse, partial(layers_inverse, part="flow"))
+        if self.affine_position == "latent":
+            first, second = second, first
+        y, log_det_1 = first(x)
+        y, log_det_2 = second(y)
+        y, log_det_3 = layers_inverse(y, "marginals")
+        log_det = log_det_1 + log_det_2 + log_det_3
         return -0.5 * y.pow(2).sum(-1) - 0.5 * y.shape[-1] * math.log(2 * math.pi) - log_det
 
+    def _arrange(
+        self, flow_parts: list[Transform], affine: Transform, marginals: Optional[ElementwiseSpline]
+    ) -> list[Transform]:
+        """Base to data: the marginal splines, then the flow and the affine layer in ``affine_position``'s order."""
+        flow_parts = [t for t in flow_parts if t is not marginals]
+        head = [] if marginals is None else [marginals]
+        return [*head, *flow_parts, affine] if self.affine_position == "data" else [*head, affine, *flow_parts]
+
     def _parts(self) -> list[Transform]:
-        flow, affine = self._flow_parts(self.flow, self.marginals), self._affine()
-        return [*flow, affine] if self.affine_position == "data" else [affine, *flow]
+        flow, marginals = self.flow, self.marginals
+        return self._arrange(self._flow_parts(flow, marginals), self._affine(), marginals)
 
     # -- summaries by sampling ----------------------------------------------------------------
     def _constrain(self, latent: Tensor) -> dict[str, Tensor]:
