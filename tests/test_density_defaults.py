@@ -170,8 +170,8 @@ def test_two_d_builders_keep_the_toy_sizes():
     coupling_splines = _layers(fz.build("nsf_coupling", (2,)), NeuralSplineCoupling)
     assert len(coupling_splines) == 4 and coupling_splines[0].num_bins == 8
     assert [c.mask.tolist() for c in coupling_splines[:2]] == [[True, False], [False, True]]
-    nice_net = _layers(fz.build("nice", (2,)), AdditiveCoupling)[0].net
-    assert max(p.shape[0] for p in nice_net.parameters() if p.dim() == 2) == 256
+    nice_couplings = _layers(fz.build("nice", (2,)), AdditiveCoupling)
+    assert len(nice_couplings) == 8 and max(p.shape[0] for p in nice_couplings[0].parameters() if p.dim() == 2) == 256
 
 
 def test_builders_above_two_d_are_smaller():
