@@ -159,7 +159,12 @@ def _layers(flow, cls):
 
 
 def test_two_d_builders_keep_the_toy_sizes():
-    from pyro_flowzoo.transforms import AdditiveCoupling, AffineCoupling, MaskedAffineAutoregressive
+    from pyro_flowzoo.transforms import (
+        AdditiveCoupling,
+        AffineCoupling,
+        MaskedAffineAutoregressive,
+        MixtureCDFAutoregressive,
+    )
 
     mafs = _layers(fz.build("maf", (2,)), MaskedAffineAutoregressive)
     assert len(mafs) == 24 and mafs[0].made.hidden_dims == (64, 64)
@@ -170,6 +175,8 @@ def test_two_d_builders_keep_the_toy_sizes():
     coupling_splines = _layers(fz.build("nsf_coupling", (2,)), NeuralSplineCoupling)
     assert len(coupling_splines) == 4 and coupling_splines[0].num_bins == 8
     assert [c.mask.tolist() for c in coupling_splines[:2]] == [[True, False], [False, True]]
+    mixtures = _layers(fz.build("ar_flow", (2,)), MixtureCDFAutoregressive)
+    assert len(mixtures) == 1 and mixtures[0].num_components == 8
     nice_couplings = _layers(fz.build("nice", (2,)), AdditiveCoupling)
     assert len(nice_couplings) == 8 and max(p.shape[0] for p in nice_couplings[0].parameters() if p.dim() == 2) == 256
 
@@ -192,7 +199,8 @@ def test_builders_above_two_d_are_smaller():
     coupling_splines = _layers(fz.build("nsf_coupling", (6,)), NeuralSplineCoupling)
     assert len(coupling_splines) == 2 and coupling_splines[0].num_bins == 4
     assert coupling_splines[0].mask.tolist() == [True, False] * 3
-    assert len(_layers(fz.build("ar_flow", (6,)), MixtureCDFAutoregressive)) == 2
+    mixtures = _layers(fz.build("ar_flow", (6,)), MixtureCDFAutoregressive)
+    assert len(mixtures) == 2 and mixtures[0].num_components == 4
     nice_net = _layers(fz.build("nice", (6,)), AdditiveCoupling)[0].net
     assert max(p.shape[0] for p in nice_net.parameters() if p.dim() == 2) == 32
     # explicit sizes still win

@@ -64,7 +64,7 @@ def _elementwise_splines(
 def ar_flow(
     event_shape: tuple[int, ...],
     num_layers: Optional[int] = None,
-    num_components: int = 8,
+    num_components: Optional[int] = None,
     hidden_dims: Optional[Sequence[int]] = None,
     family: str = "gaussian",
     to_real: Optional[bool] = None,
@@ -75,9 +75,10 @@ def ar_flow(
 
     Defaults (:func:`~pyro_flowzoo.flows.vector.by_dimension`): one layer for ``D <= 2`` (uniform base:
     dimension 1 by its own mixture, dimension 2 by a mixture conditioned on dimension 1) with MADEs of
-    ``max(64, 2 D)`` units; for ``D >= 3`` two layers of :func:`~pyro_flowzoo.flows.vector.small_hidden`
-    (``sas6``, plain loop, worst of 3 seeds: +0.041, against +0.379 for the former three layers of 64 units,
-    which overfit; still over the 0.03 target). Several layers (or ``to_real=True``) use logit-latent layers
+    ``max(64, 2 D)`` units and 8 components; for ``D >= 3`` two layers of
+    :func:`~pyro_flowzoo.flows.vector.small_hidden` with 4 components (``sas6``, plain loop, worst of 3
+    seeds: +0.028, against +0.041 with 8 components and +0.379 for the former three layers of 64 units,
+    which overfit). Several layers (or ``to_real=True``) use logit-latent layers
     under a logistic base, in alternating orders (every other layer conditions each entry on the entries
     after it: a Reverse permutation between layers without the flip).
 
@@ -94,6 +95,8 @@ def ar_flow(
         num_layers = by_dimension(dim, 1, 2)
     if hidden_dims is None:
         hidden_dims = by_dimension(dim, None, small_hidden(dim))
+    if num_components is None:
+        num_components = by_dimension(dim, 8, 4)
     if num_layers < 1:
         raise ValueError(f"ar_flow needs num_layers >= 1, got {num_layers}")
     if to_real is None:
