@@ -178,7 +178,8 @@ def maf(
     5 layers of :func:`~pyro_flowzoo.flows.vector.small_hidden`: with 2,000 points, 24 layers overfit there
     (plain loop, worst of 3 seeds, 64 units: ``sas6`` +0.114 against +0.027 with 5, ``student_t4`` +0.062
     against +0.029, ``banana4`` +0.050 against +0.039), and 64 units overfit once the loop trains harder
-    (``sas6``, lr 3e-3: +0.126 against +0.034 with 32 units).
+    (``sas6``, lr 3e-3: +0.126 against +0.034 with 32 units). The price of 32 units: thin ridges
+    (``banana4`` +0.071 against +0.039) and lr 3e-4 on ``sas6`` (+0.044 against +0.025).
 
     ``input_bound=2.0``: every MADE reads ``2 tanh(x / 2)`` of its (standardized) inputs, so shifts and
     log-scales level off beyond the data instead of growing linearly; without it, test points of a
@@ -274,7 +275,7 @@ def nsf_coupling(
 
     Sizes by dimension (:func:`~pyro_flowzoo.flows.vector.by_dimension`): for ``D <= 2``, 4 layers of
     ``(64, 64)`` and 8 bins; for ``D >= 3``, 2 layers of :func:`~pyro_flowzoo.flows.vector.small_hidden` and
-    4 bins (``sas6``, plain loop, worst of 3 seeds: +0.029 against +0.187, which overfit). ``mask="even_odd"``
+    4 bins (``sas6``, plain loop, worst of 3 seeds: +0.029 against +0.186, which overfit). ``mask="even_odd"``
     as in :func:`~pyro_flowzoo.flows.vector.realnvp` (the same as ``"half"`` for ``D = 2``).
 
     ``tails`` and ``input_bound`` as for :func:`nsf_ar` (the MLPs read the bounded kept entries), both off
