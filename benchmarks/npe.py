@@ -140,15 +140,19 @@ class Standardizer(nn.Module):
         return self.t_scale.log().sum()
 
 
+def _layers(name: str, arch: dict) -> int:
+    return arch.get("layers") or LAYERS[name]
+
+
 class Ours(nn.Module):
-    def __init__(self, name: str, width: int, d: int, k: int, theta: Tensor, x: Tensor) -> None:
+    def __init__(self, name: str, width: int, d: int, k: int, theta: Tensor, x: Tensor, arch: dict) -> None:
         super().__init__()
         import pyro_flowzoo as fz
         from pyro_flowzoo.flows import fit_standardization
 
-        hp: dict = {"num_layers": LAYERS[name], "hidden_dims": (width, width)}
+        hp: dict = {"num_layers": _layers(name, arch), "hidden_dims": (width, width)}
         if name in ("nsf_ar", "nsf_coupling"):
-            hp["num_bins"] = 8
+            hp["num_bins"] = arch.get("bins", 8)
         self.flow = fz.build(name, (d,), context_shape=(k,), standardize="both", **hp)
         fit_standardization(self.flow, theta.float(), x.float())
 
@@ -160,13 +164,13 @@ class Ours(nn.Module):
 
 
 class Zuko(nn.Module):
-    def __init__(self, name: str, width: int, d: int, k: int, theta: Tensor, x: Tensor) -> None:
+    def __init__(self, name: str, width: int, d: int, k: int, theta: Tensor, x: Tensor, arch: dict) -> None:
         super().__init__()
         import zuko
 
         cls = {"maf": zuko.flows.MAF, "nsf": zuko.flows.NSF, "realnvp": zuko.flows.RealNVP}[name]
-        extra = {"bins": 8} if name == "nsf" else {}
-        self.flow = cls(d, k, transforms=LAYERS[name], hidden_features=(width, width), **extra)
+        extra = {"bins": arch.get("bins", 8)} if name == "nsf" else {}
+        self.flow = cls(d, k, transforms=_layers(name, arch), hidden_features=(width, width), **extra)
         self.std = Standardizer(theta.float(), x.float())
 
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
@@ -177,7 +181,7 @@ class Zuko(nn.Module):
 
 
 class NFlows(nn.Module):
-    def __init__(self, name: str, width: int, d: int, k: int, theta: Tensor, x: Tensor) -> None:
+    def __init__(self, name: str, width: int, d: int, k: int, theta: Tensor, x: Tensor, arch: dict) -> None:
         super().__init__()
         from nflows.distributions import StandardNormal
         from nflows.flows import Flow
@@ -188,13 +192,13 @@ class NFlows(nn.Module):
         )
 
         layers = []
-        for _ in range(LAYERS[name]):
+        for _ in range(_layers(name, arch)):
             if name == "maf":
                 layers.append(MaskedAffineAutoregressiveTransform(d, width, context_features=k))
             else:
                 layers.append(
                     MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
-                        d, width, context_features=k, num_bins=8, tails="linear", tail_bound=5.0
+                        d, width, context_features=k, num_bins=arch.get("bins", 8), tails="linear", tail_bound=5.0
                     )
                 )
             layers.append(ReversePermutation(d))
@@ -208,33 +212,57 @@ class NFlows(nn.Module):
         return self.std.untheta(self.flow.sample(n, context=self.std.x(x)[None])[0])
 
 
-def make_model(model: str, width: int, d: int, k: int, theta: Tensor, x: Tensor) -> nn.Module:
+def make_model(
+    model: str, width: int, d: int, k: int, theta: Tensor, x: Tensor, arch: Optional[dict] = None
+) -> nn.Module:
+    """``arch``: ``layers`` (overrides :data:`LAYERS` for every family when set) and ``bins`` (splines; 8)."""
     lib, name = model.split("-", 1)
-    return {"ours": Ours, "zuko": Zuko, "nflows": NFlows}[lib](name, width, d, k, theta, x)
+    return {"ours": Ours, "zuko": Zuko, "nflows": NFlows}[lib](name, width, d, k, theta, x, arch or {})
 
 
-def sized(model: str, budget: int, d: int, k: int, theta: Tensor, x: Tensor) -> tuple[nn.Module, int]:
+def sized(
+    model: str, budget: int, d: int, k: int, theta: Tensor, x: Tensor, arch: Optional[dict] = None
+) -> tuple[nn.Module, int]:
     """The model whose hidden width gives the parameter count closest to ``budget``."""
 
     def count(w: int) -> int:
         torch.manual_seed(0)
-        return sum(p.numel() for p in make_model(model, w, d, k, theta, x).parameters())
+        return sum(p.numel() for p in make_model(model, w, d, k, theta, x, arch).parameters())
 
     lo, hi = max(8, 2 * d), 1024
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
     width = min((lo, hi), key=lambda w: abs(count(w) - budget))
-    return make_model(model, width, d, k, theta, x), width
+    return make_model(model, width, d, k, theta, x, arch), width
 
 
 # -- the shared loop --------------------------------------------------------------------------------
-def train(model: nn.Module, theta: Tensor, x: Tensor, args: dict, seed: int) -> dict:
-    n_valid = len(theta) // 10
-    t_tr, x_tr, t_va, x_va = theta[:-n_valid], x[:-n_valid], theta[-n_valid:], x[-n_valid:]
+def n_valid(n: int, args: dict) -> int:
+    """How many of the ``n`` simulations (the last ones) are held out for early stopping."""
+    return max(1, round(n * args.get("valid_frac", 0.1)))
+
+
+def train(
+    model: nn.Module, theta: Tensor, x: Tensor, args: dict, seed: int, monitor: Optional[tuple[Tensor, Tensor]] = None
+) -> dict:
+    """The shared loop: Adam, clip 5, keep the best validation epoch, stop after ``patience`` bad epochs.
+
+    ``args["schedule"]``: ``"constant"`` (the learning rate ``lr`` throughout) or ``"cosine"`` (``lr`` decayed
+    per step to 0 along a half cosine over ``epochs`` epochs; early stopping still applies). ``monitor``: test
+    pairs scored after every epoch for the record only (``test_curve``; never used to choose anything).
+    """
+    nv = n_valid(len(theta), args)
+    t_tr, x_tr, t_va, x_va = theta[:-nv], x[:-nv], theta[-nv:], x[-nv:]
     opt = torch.optim.Adam(model.parameters(), lr=args["lr"])
+    total_steps = args["epochs"] * math.ceil(len(t_tr) / args["batch"])
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+        if args.get("schedule", "constant") == "cosine"
+        else None
+    )
     g = torch.Generator().manual_seed(seed)
-    best, best_state, bad, steps, step_seconds, epochs = math.inf, None, 0, 0, [], 0
+    best, best_state, bad, steps, step_seconds, epochs, curve, test_curve = math.inf, None, 0, 0, [], 0, [], []
     start = time.perf_counter()
     for epoch in range(args["epochs"]):
         epochs = epoch + 1
@@ -247,11 +275,16 @@ def train(model: nn.Module, theta: Tensor, x: Tensor, args: dict, seed: int) -> 
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
                 opt.step()
+            if scheduler is not None:
+                scheduler.step()
             step_seconds.append(time.perf_counter() - t0)
             steps += 1
         model.eval()
         with torch.no_grad():
             valid = -model.log_prob(t_va, x_va).mean().item()
+            if monitor is not None:
+                test_curve.append(-model.log_prob(monitor[0].float(), monitor[1].float()).mean().item())
+        curve.append(valid)
         if valid < best - 1e-4:
             best, best_state, bad = valid, copy.deepcopy(model.state_dict()), 0
         else:
@@ -267,6 +300,9 @@ def train(model: nn.Module, theta: Tensor, x: Tensor, args: dict, seed: int) -> 
         "steps": steps,
         "epochs": epochs,
         "best_valid": best,
+        "best_epoch": 1 + curve.index(best) if best in curve else 0,
+        "valid_curve": curve,  # validation NLL (nats per pair) after every epoch
+        **({"test_curve": test_curve} if monitor is not None else {}),  # the same on the test pairs
         "ms_per_step": 1000 * step_seconds[len(step_seconds) // 2],
     }
 
@@ -278,11 +314,11 @@ def run(job: dict) -> dict:
     theta, x = (v.float() for v in simulate(task, args["sims"], g))
     test_theta, test_x = job["test"]
     torch.manual_seed(job["seed"])
-    model, width = sized(
-        model_name, args["params"], theta.shape[1], x.shape[1], theta[: -len(theta) // 10], x[: -len(x) // 10]
-    )
+    nv = n_valid(len(theta), args)
+    arch = {"layers": args.get("layers"), "bins": args.get("bins", 8)}
+    model, width = sized(model_name, args["params"], theta.shape[1], x.shape[1], theta[:-nv], x[:-nv], arch)
     torch.manual_seed(job["seed"])
-    out = train(model, theta, x, args, job["seed"])
+    out = train(model, theta, x, args, job["seed"], job["test"] if args.get("trace_test") else None)
     model.eval()
     with torch.no_grad():
         log_q = torch.cat(
@@ -409,6 +445,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schedule", default="constant", choices=["constant", "cosine"], help="learning rate per step")
+    p.add_argument("--valid-frac", type=float, default=0.1, help="share of --sims held out for early stopping")
+    p.add_argument("--layers", type=int, default=None, help="layers for every family (default: LAYERS)")
+    p.add_argument("--bins", type=int, default=8, help="spline bins (NSF)")
+    p.add_argument("--trace-test", action="store_true", help="record the test NLL after every epoch (JSON only)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--grid", type=int, default=800, help="two_moons: grid points per axis for the exact posterior")
     p.add_argument("--quick", action="store_true", help="seconds: 1,000 simulations, 3 epochs, 200 test pairs")
@@ -423,7 +464,20 @@ def main() -> None:
     if a.quick:
         a.sims, a.epochs, a.test, a.params = 1000, 3, 200, 5000
     torch.set_num_threads(max(1, a.jobs))
-    args = {k: getattr(a, k) for k in ("sims", "params", "epochs", "patience", "batch", "lr")}
+    keys = (
+        "sims",
+        "params",
+        "epochs",
+        "patience",
+        "batch",
+        "lr",
+        "schedule",
+        "valid_frac",
+        "layers",
+        "bins",
+        "trace_test",
+    )
+    args = {k: getattr(a, k) for k in keys}
     tests, exact = {}, {}
     for task in a.tasks:
         g = torch.Generator().manual_seed(10_000 + a.seed)
@@ -443,8 +497,9 @@ def main() -> None:
                 flush=True,
             )
     report = [
-        f"{a.sims} simulations (10% validation), {a.test} test pairs, ~{a.params} parameters per model, "
-        f"Adam lr {a.lr}, batch {a.batch}, <= {a.epochs} epochs, patience {a.patience}, seed {a.seed}, "
+        f"{a.sims} simulations ({a.valid_frac:.0%} validation), {a.test} test pairs, ~{a.params} parameters per "
+        f"model{'' if a.layers is None else f', {a.layers} layers'}{'' if a.bins == 8 else f', {a.bins} bins'}, "
+        f"Adam lr {a.lr} ({a.schedule}), batch {a.batch}, <= {a.epochs} epochs, patience {a.patience}, seed {a.seed}, "
         f"{a.jobs} jobs x 1 thread; {time.perf_counter() - start:.0f} s wall."
     ]
     for task in a.tasks:
@@ -458,8 +513,15 @@ def main() -> None:
         with open(a.out, "w") as fh:
             fh.write(text + "\n")
         with open(a.out + ".json", "w") as fh:
+            dims = {t: tests[t][0].shape[1] for t in a.tasks}
             json.dump(
-                {t: [{k: v for k, v in r.items() if k != "log_q"} for r in rs] for t, rs in rows.items()}, fh, indent=1
+                {
+                    "args": {**args, "seed": a.seed, "test": a.test, "grid": a.grid},
+                    "exact_log_p": {t: None if exact[t] is None else exact[t].tolist() for t in a.tasks},
+                    "summary": {t: summarise(t, rows[t], exact[t], dims[t]) for t in a.tasks},
+                    "runs": rows,  # per run, with log_q: each test pair's log q(theta | x) (paired comparisons)
+                },
+                fh,
             )
 
 
