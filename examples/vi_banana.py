@@ -30,9 +30,8 @@ from pyro_flowzoo import FLOWS  # noqa: E402
 from pyro_flowzoo.infer import AutoFlowGuide, BananaPosterior, evidence, fit_svi  # noqa: E402
 
 FLOW_HPARAMS = {
-    # realnvp: the guide defaults (AutoFlowGuide), a triangular map in the model order
+    # realnvp and maf: the guide defaults (AutoFlowGuide), triangular maps in the model order
     "nsf_coupling": {"num_layers": 4, "hidden_dims": (32, 32)},
-    "maf": {"num_layers": 4, "hidden_dims": (32, 32)},
 }
 
 

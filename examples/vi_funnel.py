@@ -32,9 +32,8 @@ from pyro_flowzoo import FLOWS  # noqa: E402
 from pyro_flowzoo.infer import AutoFlowGuide, evidence, fit_svi, funnel_model  # noqa: E402
 
 FLOW_HPARAMS = {
-    # realnvp: the guide defaults (AutoFlowGuide), a triangular map in the model order
+    # realnvp and maf: the guide defaults (AutoFlowGuide), triangular maps in the model order
     "nsf_coupling": {"num_layers": 4, "hidden_dims": (64, 64)},
-    "maf": {"num_layers": 5, "hidden_dims": (64, 64)},
 }
 
 

@@ -30,8 +30,7 @@ from pyro_flowzoo import FLOWS
 from pyro_flowzoo.infer import AutoFlowGuide, evidence, fit_svi, logistic_regression_model
 
 FLOW_HPARAMS = {
-    # realnvp: the guide defaults (AutoFlowGuide), a triangular map in the model order
-    "maf": {"num_layers": 3, "hidden_dims": (64, 64)},
+    # realnvp and maf: the guide defaults (AutoFlowGuide), triangular maps in the model order
     "nsf_coupling": {"num_layers": 4, "hidden_dims": (64, 64)},
 }
 

@@ -140,6 +140,21 @@ def test_default_guide_is_triangular_in_the_models_order():
     assert (jac[1:, 0].abs() > 1e-3).all()
 
 
+@pytest.mark.parametrize("name", ["maf", "nsf_ar"])
+def test_autoregressive_guides_are_triangular_in_the_models_order(name):
+    """maf's and nsf_ar's default guides: one layer in the model's order, run forward, so each latent
+    depends on the earlier ones only, and the path-derivative score is on."""
+    guide = AutoFlowGuide(partial(funnel_model, 4), name)
+    guide()
+    assert not guide.invert and guide._use_path_derivative
+    with torch.no_grad():
+        for p in guide.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    jac = torch.autograd.functional.jacobian(guide.get_transform(), 0.5 * torch.randn(4))
+    assert torch.equal(jac.triu(1), torch.zeros(4, 4))
+    assert (jac[1:, 0].abs() > 1e-3).all()
+
+
 def _mixture_log_joint(z: torch.Tensor) -> torch.Tensor:
     locs = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
     return torch.logsumexp(dist.Normal(locs, 1.0).to_event(1).log_prob(z.unsqueeze(-2)), -1) - math.log(2.0)
@@ -260,11 +275,13 @@ def test_elbos_constrained_sites_and_plates(loss):
     assert (q["rate"][0] < median["rate"]).all() and (median["rate"] < q["rate"][1]).all()
 
 
-def test_sequential_builders_sample_through_their_parallel_pass():
-    """maf's guide is an IAF: its posterior samples and scores with one MADE pass per layer."""
-    guide = AutoFlowGuide(partial(funnel_model, 5), "maf", **TINY["maf"])
+def test_inverted_guides_sample_through_their_parallel_pass():
+    """maf with ``invert=True`` is an IAF: its posterior samples and scores with one MADE pass per layer.
+    By default only ar_flow (a root solve per entry to sample) is inverted."""
+    guide = AutoFlowGuide(partial(funnel_model, 5), "maf", invert=True, **TINY["maf"])
     guide()
-    assert guide.invert and not AutoFlowGuide(partial(funnel_model, 5), "realnvp").invert
+    assert guide.invert and AutoFlowGuide(partial(funnel_model, 5), "ar_flow").invert
+    assert not any(AutoFlowGuide(partial(funnel_model, 5), n).invert for n in ("realnvp", "maf", "nsf_ar"))
     calls = []
     for made in (m for m in guide.flow.modules() if type(m).__name__ == "MADE"):
         made.register_forward_hook(lambda *a: calls.append(1))

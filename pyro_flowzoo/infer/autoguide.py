@@ -28,7 +28,7 @@ from ..transforms.normalization import ActNorm
 from ..transforms.planar_radial import Planar, Radial
 from .posterior import FlowPosterior
 
-__all__ = ["AutoFlowGuide", "VECTOR_BUILDERS", "GUIDE_DEFAULTS", "prefix_layers"]
+__all__ = ["AutoFlowGuide", "VECTOR_BUILDERS", "GUIDE_DEFAULTS", "INVERTED_BY_DEFAULT", "prefix_layers"]
 
 #: The vector builders an :class:`AutoFlowGuide` takes: read from the registry's metadata (``builders("vector")``).
 VECTOR_BUILDERS: tuple[str, ...] = builders("vector")
@@ -58,8 +58,12 @@ GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
     # scale spans e^{+-4.5}); input_bound=None: a bound would stop a banana's shift x_1^2 from growing in the
     # tails. Measured against the alternating 4-coupling guide in RESULTS.md (issue 14).
     "realnvp": {"num_layers": prefix_layers, "mask": "prefix", "input_bound": None, "log_scale_bound": 5.0},
-    "maf": {"num_layers": 3, "max_log_scale": 3.0, "input_bound": None},
-    "nsf_ar": {"num_layers": 2, "num_bins": 8, "input_bound": None},
+    # One autoregressive layer in the model's order, used forward (not as an IAF) so that the path-derivative
+    # score applies: banana 0.020 and funnel6 0.145 (worst of 5 seeds) against 0.262 and 0.313 (3 seeds) with
+    # three inverted layers; nsf_ar 0.055 and 0.568 against 0.276 and 0.726 (RESULTS.md, issue 14). Sampling
+    # then costs D conditioner passes (logistic regression, D = 31: maf 3.5x AutoIAFNormal's step time).
+    "maf": {"num_layers": 1, "max_log_scale": 5.0, "input_bound": None},
+    "nsf_ar": {"num_layers": 1, "num_bins": 8, "input_bound": None},
     # Spline couplings as the realnvp guide: prefix masks, a triangular map in the model's order.
     "nsf_coupling": {"num_layers": prefix_layers, "mask": "prefix", "num_bins": 8},
     "ar_flow": {"num_layers": 2, "num_components": 4, "family": "logistic", "to_real": True},
@@ -67,10 +71,15 @@ GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
     "radial": {"num_layers": 8},
 }
 
-#: Builders whose latent-to-data pass is sequential (``D`` passes, or a root solve per entry): a guide
-#: samples on every step, so by default it uses their layers inverted (the parallel pass samples; for
-#: ``maf`` that is the inverse autoregressive flow of Kingma et al.).
+#: Builders whose latent-to-data pass is sequential (``D`` passes, or a root solve per entry).
 SEQUENTIAL_SAMPLERS: frozenset[str] = frozenset({"maf", "nsf_ar", "ar_flow"})
+
+#: Sequential samplers that a guide uses inverted by default (``invert=None``), so that the parallel pass
+#: samples: ``ar_flow``, whose sampling pass solves for a root per entry. ``maf`` and ``nsf_ar`` run forward:
+#: sampling costs ``D`` conditioner passes, and in exchange the parallel data-to-latent pass gives the
+#: path-derivative score, which fitted far better (``invert=True`` gives the inverse autoregressive flow of
+#: Kingma et al. at one pass per layer).
+INVERTED_BY_DEFAULT: frozenset[str] = frozenset({"ar_flow"})
 
 _LAPLACE_MAX_DIM = 200  # a dense Hessian and Cholesky above that would dominate the set-up
 _INIT_PARTICLES = 64  # draws that score each candidate initial Gaussian (common random numbers)
@@ -324,9 +333,10 @@ class AutoFlowGuide(AutoContinuous):
       landing"); unbiased, and zero for every draw once ``q`` is the posterior, so a guide that can be
       exact (a Gaussian posterior) stays there instead of drifting with the ELBO noise. It costs one
       data-to-latent pass per step;
-    - **direction**: builders whose sampling pass is sequential (:data:`SEQUENTIAL_SAMPLERS`) are used
-      with their layers inverted (``invert=None``), so sampling and scoring are one parallel pass per
-      layer;
+    - **direction**: ``ar_flow``, whose sampling pass solves for a root per entry, is used with its
+      layers inverted (``invert=None``, :data:`INVERTED_BY_DEFAULT`), so sampling and scoring are one
+      parallel pass per layer; ``maf`` and ``nsf_ar`` (one layer in the model's order) run forward, so
+      their sample costs ``D`` conditioner passes and the path-derivative score applies;
     - **stability**: log-scales are bounded in every affine layer of the zoo (tanh), spline bins and
       derivatives have floors, and a non-finite gradient reaching the sample (the model's density
       overflowing at one particle) is zeroed before it reaches any parameter, so an infinite or NaN
@@ -344,7 +354,7 @@ class AutoFlowGuide(AutoContinuous):
         init_loc_fn: per-site initialisation (see Pyro's autoguide initialisation functions).
         init_scale: initial ``sigma`` of the affine layer, or None for the automatic start above.
         affine: ``"tril"`` (a full lower triangular scale, ``D (D + 1) / 2`` parameters) or ``"diag"``.
-        invert: use the builder's layers inverted (None: for :data:`SEQUENTIAL_SAMPLERS` only).
+        invert: use the builder's layers inverted (None: for :data:`INVERTED_BY_DEFAULT` only).
         path_derivative: the path-derivative gradient above (None: where it is one parallel pass).
         affine_position: ``"latent"`` (the default) puts the affine layer before the flow
             (``T(mu + sigma L S(z))``: the couplings read and change the latents in the model's units),
@@ -421,7 +431,7 @@ class AutoFlowGuide(AutoContinuous):
         self._builder_kwargs = dict(builder_kwargs)
         self._init_scale = init_scale
         self.affine = affine
-        self.invert = (isinstance(flow, str) and flow in SEQUENTIAL_SAMPLERS) if invert is None else bool(invert)
+        self.invert = (isinstance(flow, str) and flow in INVERTED_BY_DEFAULT) if invert is None else bool(invert)
         self.num_summary_samples = int(num_summary_samples)
         super().__init__(model, init_loc_fn=init_loc_fn)
 
