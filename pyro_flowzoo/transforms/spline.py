@@ -107,6 +107,15 @@ def rational_quadratic_spline(
 
     inside = (inputs >= -bound) & (inputs <= bound)
     v = inputs.clamp(-bound, bound)
+    out, log_det = _spline_inside(v, _gather_bin(v, xs, ys, derivatives, inverse), inverse)
+    if not linear_tails:
+        return torch.where(inside, out, inputs), torch.where(inside, log_det, torch.zeros_like(log_det))
+    tail, tail_log_det = _linear_tails(inputs, derivatives, bound, inverse)
+    return torch.where(inside, out, tail), torch.where(inside, log_det, tail_log_det)
+
+
+def _gather_bin(v: Tensor, xs: Tensor, ys: Tensor, derivatives: Tensor, inverse: bool) -> tuple[Tensor, ...]:
+    """``(x_k, x_{k+1}, y_k, y_{k+1}, d_k, d_{k+1})`` of the bin holding each value ``v`` (inside ``[-B, B]``)."""
     knots = ys if inverse else xs
     # Bin index: how many inner knots lie at or below the value (0 .. K-1).
     index = (v.unsqueeze(-1) >= knots[..., 1:-1]).sum(-1, keepdim=True)
@@ -115,7 +124,12 @@ def rational_quadratic_spline(
     shape = torch.broadcast_shapes(v.shape, table.shape[:-2]) + (3, 2)
     ends = torch.cat([index, index + 1], -1).unsqueeze(-2).expand(shape)
     picked = table.expand(shape[:-1] + table.shape[-1:]).gather(-1, ends)
-    x_k, x_k1, y_k, y_k1, d_k, d_k1 = picked.flatten(-2).unbind(-1)
+    return picked.flatten(-2).unbind(-1)
+
+
+def _spline_inside(v: Tensor, ends: tuple[Tensor, ...], inverse: bool) -> tuple[Tensor, Tensor]:
+    """The rational-quadratic map of ``v`` within its bin (or its inverse) and the log-det of that direction."""
+    x_k, x_k1, y_k, y_k1, d_k, d_k1 = ends
     w_k, h_k = x_k1 - x_k, y_k1 - y_k
     delta = h_k / w_k
     curvature = d_k + d_k1 - 2 * delta
@@ -126,30 +140,27 @@ def rational_quadratic_spline(
         c = -delta * dy
         disc = (b * b - 4 * a * c).clamp(min=0)
         theta = ((2 * c) / (-b - torch.sqrt(disc))).clamp(0, 1)
-        out = theta * w_k + x_k
     else:
         theta = ((v - x_k) / w_k).clamp(0, 1)
-        tt = theta * (1 - theta)
-        out = y_k + h_k * (delta * theta * theta + d_k * tt) / (delta + curvature * tt)
     tt = theta * (1 - theta)
     denominator = delta + curvature * tt
+    out = theta * w_k + x_k if inverse else y_k + h_k * (delta * theta * theta + d_k * tt) / denominator
     log_det = (
         2 * torch.log(delta)
         + torch.log(d_k1 * theta * theta + 2 * delta * tt + d_k * (1 - theta) ** 2)
         - 2 * torch.log(denominator)
     )
-    if inverse:
-        log_det = -log_det
-    if not linear_tails:
-        return torch.where(inside, out, inputs), torch.where(inside, log_det, torch.zeros_like(log_det))
+    return out, -log_det if inverse else log_det
+
+
+def _linear_tails(inputs: Tensor, derivatives: Tensor, bound: float, inverse: bool) -> tuple[Tensor, Tensor]:
+    """The linear map outside ``[-B, B]`` with the end slopes ``d_0`` (below) and ``d_K`` (above), and its log-det."""
     below = inputs < 0  # only read outside the interval, where it tells which tail
     slope = torch.where(below, derivatives[..., 0], derivatives[..., -1])
     edge = torch.where(below, -bound, bound)
     if inverse:
-        tail, tail_log_det = edge + (inputs - edge) / slope, -torch.log(slope)
-    else:
-        tail, tail_log_det = edge + (inputs - edge) * slope, torch.log(slope)
-    return torch.where(inside, out, tail), torch.where(inside, log_det, tail_log_det)
+        return edge + (inputs - edge) / slope, -torch.log(slope)
+    return edge + (inputs - edge) * slope, torch.log(slope)
 
 
 def spline_params(num_bins: int, tails: str = "identity") -> int:
