@@ -6,7 +6,6 @@ The flow is any conditional vector builder of the one registry, built with
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional, Sequence, Union
 
 import pyro.distributions as dist
@@ -17,8 +16,8 @@ from torch.distributions import AffineTransform
 from ..flow import Flow
 from ..flows import build, builders
 from ..nn import MLP
-from ..transforms.conditional import ConditionalMixtureCDFAutoregressive, ConditionalPlanar, ConditionalRadial
-from .autoguide import start_at_identity
+from ..transforms.conditional import ConditionalPlanar, ConditionalRadial
+from .autoguide import planar_identity_u, start_at_identity
 from .posterior import FlowPosterior
 
 __all__ = ["FlowEncoder", "ENCODER_DEFAULTS", "ENCODER_ALIASES", "encoder_flows", "start_encoder_at_identity"]
@@ -69,9 +68,9 @@ def start_encoder_at_identity(flow: Flow) -> Flow:
     """Sets every layer of a conditional flow to the identity map for every context.
 
     :func:`~pyro_flowzoo.infer.autoguide.start_at_identity` (MADE outputs zero, ActNorm marked
-    initialised) plus what only conditional layers need: mixture-CDF layers get components within
-    ``+-0.1`` of 0 (the identity for logistic mixtures, to about 0.01), planar and radial hypernetworks
-    a zero last layer whose bias gives ``\\hat u = 0`` and ``\\beta = 0``. Couplings start at the identity
+    initialised, mixture-CDF components within ``+-0.1`` of 0: the identity for logistic mixtures, to
+    about 0.01) plus what only conditional layers need: planar and radial hypernetworks get a zero last
+    layer whose bias gives ``\\hat u = 0`` and ``\\beta = 0``. Couplings start at the identity
     already (zero last layers). A fresh encoder is then exactly its Gaussian.
 
     Example:
@@ -82,15 +81,11 @@ def start_encoder_at_identity(flow: Flow) -> Flow:
     """
     start_at_identity(flow)
     for module in flow.modules():
-        if isinstance(module, ConditionalMixtureCDFAutoregressive):
-            k = module.num_components
-            module.made.output_bias[:, k : 2 * k] = torch.linspace(-0.1, 0.1, k) if k > 1 else 0.0
-        elif isinstance(module, ConditionalPlanar):
+        if isinstance(module, ConditionalPlanar):
             last = module.hypernet.net[-1]
             last.weight.zero_()
             u, w, _ = last.bias.split([module.dim, module.dim, 1])
-            # u = c w with softplus(c |w|^2) = 1 gives u_hat = 0 (as start_at_identity does for Planar).
-            u.copy_(w * (math.log(math.expm1(1.0)) / w.pow(2).sum().clamp(min=1e-12)))
+            u.copy_(planar_identity_u(w))
         elif isinstance(module, ConditionalRadial):
             last = module.hypernet.net[-1]
             last.weight.zero_()

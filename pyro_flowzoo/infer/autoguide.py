@@ -20,8 +20,10 @@ from torch.distributions import AffineTransform, Transform, biject_to
 
 from ..flow import Flow
 from ..flows.registry import FLOWS, builders
+from ..flows.vector import small_hidden
 from ..nn.made import MADE
 from ..transforms.base import _FlowTransformMixin
+from ..transforms.conditional import ConditionalMixtureCDFAutoregressive
 from ..transforms.elementwise_spline import ElementwiseSpline
 from ..transforms.mixture_cdf import MixtureCDFAutoregressive
 from ..transforms.normalization import ActNorm
@@ -94,8 +96,10 @@ def _is_real_vector(support: constraints.Constraint) -> bool:
     return support is constraints.real
 
 
-def _vi_hidden(dim: int) -> tuple[int, int]:
-    return (max(32, 2 * dim),) * 2
+def planar_identity_u(w: Tensor) -> Tensor:
+    """The planar ``u`` that makes ``\\hat u = 0`` (the identity) for a given ``w``: ``u = c w`` with
+    ``softplus(c |w|^2) = 1``, since ``\\hat u = u + (softplus(w^T u) - 1 - w^T u) w / |w|^2``."""
+    return w * (math.log(math.expm1(1.0)) / w.pow(2).sum(-1, keepdim=True).clamp(min=1e-12))
 
 
 @torch.no_grad()
@@ -123,7 +127,7 @@ def start_at_identity(flow: Flow) -> Flow:
                     layer.bias.zero_()
         elif isinstance(module, Planar):
             # u_hat = u + (softplus(w.u) - 1 - w.u) w / |w|^2 vanishes for u = c w with softplus(c |w|^2) = 1.
-            module.u.copy_(module.w * (math.log(math.expm1(1.0)) / module.w.pow(2).sum().clamp(min=1e-12)))
+            module.u.copy_(planar_identity_u(module.w))
         elif isinstance(module, Radial):
             module.raw_beta.copy_(module.raw_alpha)  # beta = softplus(raw_beta) - softplus(raw_alpha) = 0
         elif isinstance(module, ActNorm):
@@ -131,7 +135,7 @@ def start_at_identity(flow: Flow) -> Flow:
             # guide's own affine layer does that job, so it starts (and stays marked) initialised at 0.
             module.set_identity()
     for module in flow.modules():
-        if isinstance(module, MixtureCDFAutoregressive):
+        if isinstance(module, (MixtureCDFAutoregressive, ConditionalMixtureCDFAutoregressive)):
             k = module.num_components
             module.made.output_bias[:, k : 2 * k] = torch.linspace(-0.1, 0.1, k) if k > 1 else 0.0
     return flow
@@ -446,7 +450,7 @@ class AutoFlowGuide(AutoContinuous):
                 defaults = {k: v(dim) if callable(v) else v for k, v in GUIDE_DEFAULTS.get(spec, {}).items()}
                 hparams = {**defaults, **self._builder_kwargs}
                 if "hidden_dims" not in hparams and spec not in ("planar", "radial"):
-                    hparams["hidden_dims"] = _vi_hidden(dim)
+                    hparams["hidden_dims"] = small_hidden(dim)
                 flow = FLOWS[spec]((dim,), **hparams)
             else:
                 flow = spec((dim,))
