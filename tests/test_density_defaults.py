@@ -8,7 +8,16 @@ import torch
 from registry import FlowCase, TransformCase
 
 import pyro_flowzoo as fz
-from pyro_flowzoo.transforms import ElementwiseSpline, NeuralSplineAutoregressive, NeuralSplineCoupling, half_mask
+from pyro_flowzoo.transforms import (
+    AdditiveCoupling,
+    AffineCoupling,
+    ElementwiseSpline,
+    MaskedAffineAutoregressive,
+    MixtureCDFAutoregressive,
+    NeuralSplineAutoregressive,
+    NeuralSplineCoupling,
+    half_mask,
+)
 from pyro_flowzoo.transforms.spline import rational_quadratic_spline, spline_params
 
 
@@ -159,13 +168,6 @@ def _layers(flow, cls):
 
 
 def test_two_d_builders_keep_the_toy_sizes():
-    from pyro_flowzoo.transforms import (
-        AdditiveCoupling,
-        AffineCoupling,
-        MaskedAffineAutoregressive,
-        MixtureCDFAutoregressive,
-    )
-
     mafs = _layers(fz.build("maf", (2,)), MaskedAffineAutoregressive)
     assert len(mafs) == 24 and mafs[0].made.hidden_dims == (64, 64)
     couplings = _layers(fz.build("realnvp", (2,)), AffineCoupling)
@@ -182,13 +184,6 @@ def test_two_d_builders_keep_the_toy_sizes():
 
 
 def test_builders_above_two_d_are_smaller():
-    from pyro_flowzoo.transforms import (
-        AdditiveCoupling,
-        AffineCoupling,
-        MaskedAffineAutoregressive,
-        MixtureCDFAutoregressive,
-    )
-
     mafs = _layers(fz.build("maf", (6,)), MaskedAffineAutoregressive)
     assert len(mafs) == 5 and mafs[0].made.hidden_dims == (32, 32)
     couplings = _layers(fz.build("realnvp", (6,)), AffineCoupling)
