@@ -113,6 +113,30 @@ def test_path_derivative_score_is_the_log_density(affine_position):
     assert torch.allclose(q._score(x), log_q, atol=1e-4)
 
 
+def test_path_derivative_score_follows_the_parameters():
+    """The detached copy that scores the guide's draws sees every in-place update (an optimizer step) and is
+    rebuilt when the parameters are replaced (a dtype move), so it never scores with stale values."""
+    torch.manual_seed(0)
+    guide = AutoFlowGuide(partial(funnel_model, 4))
+    guide()
+    guide.get_posterior()  # builds the copy
+    for dtype in (torch.float32, torch.float64):
+        guide.to(dtype)
+        with torch.no_grad():
+            for p in guide.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+        q = guide.get_posterior()
+        x, log_q = FlowPosterior.rsample_and_log_prob(q, (6,))
+        assert x.dtype == dtype
+        assert torch.allclose(q._score(x), log_q, atol=1e-4)
+        # The copy shares the guide's storage: the score moves with the next in-place step, no rebuild.
+        with torch.no_grad():
+            for p in guide.flow.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+        x_new, log_q_new = FlowPosterior.rsample_and_log_prob(guide.get_posterior(), (6,))
+        assert torch.allclose(q._score(x_new), log_q_new, atol=1e-4)
+
+
 def test_funnel_start_is_not_the_laplace_approximation():
     """The funnel's mode sits in the neck (v = -9 (D - 1) / 2): the ELBO check must reject it."""
     guide = AutoFlowGuide(partial(funnel_model, 6), "realnvp", **TINY["realnvp"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from functools import partial
@@ -247,7 +248,7 @@ class _Chain(Transform):
 
 
 class _FlowInverse(nn.Module):
-    """The guide's layers run data to latent, for :func:`torch.func.functional_call` with detached parameters.
+    """The guide's layers run data to latent.
 
     ``part="flow"`` runs the flow's layers, ``part="marginals"`` the base-side splines.
     """
@@ -271,6 +272,40 @@ class _FlowInverse(nn.Module):
         return y, total
 
 
+class _DetachedTwin:
+    """A :class:`_FlowInverse` whose parameters are held constant: a structural copy of the guide's layers.
+
+    The copy's parameters are detached views of the guide's own (the same storage, so every optimizer step
+    shows through at no cost) and its buffers are the guide's. :meth:`current` rebuilds it when a parameter
+    or buffer has been replaced (a dtype or device move, a reloaded parameter store), so it never scores with
+    stale values. Cheaper than :func:`torch.func.functional_call`, which swaps every parameter in and out on
+    each call.
+    """
+
+    def __init__(self, layers: _FlowInverse) -> None:
+        self._layers = layers
+        # Where each parameter and buffer lives, read afresh on every check (a replaced tensor shows).
+        self._slots = [
+            (table, name)
+            for module in layers.modules()
+            for table in (module._parameters, module._buffers)
+            for name in table
+        ]
+        self._key: Optional[tuple] = None
+        self._twin: Optional[_FlowInverse] = None
+
+    def current(self) -> _FlowInverse:
+        """The copy, rebuilt first if any parameter or buffer of the guide's layers is no longer the one it views."""
+        tensors = [table[name] for table, name in self._slots]
+        key = tuple((t.data_ptr(), t.shape, t.dtype, t.device) for t in tensors if t is not None)
+        if key != self._key or self._twin is None:
+            memo: dict[int, Any] = {id(b): b for b in self._layers.buffers()}
+            memo.update({id(p): p.detach() for p in self._layers.parameters()})
+            self._twin = copy.deepcopy(self._layers, memo)
+            self._key = key
+        return self._twin
+
+
 class _PathDerivativePosterior(FlowPosterior):
     """A :class:`FlowPosterior` whose own samples are scored with the parameters held constant.
 
@@ -283,7 +318,7 @@ class _PathDerivativePosterior(FlowPosterior):
 
     def rsample_and_log_prob(self, sample_shape: Sequence[int] = ()) -> tuple[Tensor, Tensor]:
         x, log_q = super().rsample_and_log_prob(sample_shape)
-        # torch.func's stateless calls cannot be traced: under JitTrace_ELBO the full gradient is used.
+        # Not under JitTrace_ELBO: a trace would capture the detached views as constants (the full gradient is used).
         if torch.is_grad_enabled() and x.requires_grad and not torch.jit.is_tracing():
             log_q = self._score(x)
             self._memo = (x, log_q)
@@ -512,7 +547,8 @@ class AutoFlowGuide(AutoContinuous):
         use = cheap if self._path_derivative is None else self._path_derivative
         if use and self.invert:
             raise ValueError("path_derivative=True needs invert=False (the data-to-latent pass of the layers)")
-        self.__dict__["_inverse_net"] = None if not use or flow is None else _FlowInverse(flow, marginals)
+        twin = None if not use or flow is None else _DetachedTwin(_FlowInverse(flow, marginals))
+        self.__dict__["_inverse_twin"] = twin
         self.__dict__["_use_path_derivative"] = use
 
     # -- the initial Gaussian -----------------------------------------------------------------
@@ -633,17 +669,12 @@ class AutoFlowGuide(AutoContinuous):
             loc.detach(),
             scale.detach(),
             None if tril is None else tril.detach(),
-            {
-                f"{name}.{k}": v.detach()
-                for name, module in (("flow", flow), ("marginals", marginals))
-                if module is not None
-                for k, v in module.named_parameters()
-            },
+            None if self._inverse_twin is None else self._inverse_twin.current(),
         )
         return q
 
     def _score_detached(
-        self, loc: Tensor, scale: Tensor, tril: Optional[Tensor], params: Optional[dict], x: Tensor
+        self, loc: Tensor, scale: Tensor, tril: Optional[Tensor], layers: Optional[_FlowInverse], x: Tensor
     ) -> Tensor:
         """``log q(x)`` with every guide parameter held constant (gradients reach only ``x``)."""
 
@@ -655,9 +686,9 @@ class AutoFlowGuide(AutoContinuous):
             return y, tril.diagonal().log().sum()
 
         def layers_inverse(y: Tensor, part: str) -> tuple[Tensor, Tensor]:
-            if not params:
+            if layers is None:
                 return y, y.new_zeros(())
-            return torch.func.functional_call(self._inverse_net, params, (y,), {"part": part})
+            return layers(y, part)
 
         first, second = (affine_inverse, partial(layers_inverse, part="flow"))
         if self.affine_position == "latent":
