@@ -162,6 +162,21 @@ def test_wrong_derivative_count_and_unknown_tails_are_refused():
         fz.build("nsf_ar", (2,), tails="quadratic")
 
 
+def test_elementwise_spline_is_one_parameter_tensor():
+    """Widths, heights and derivatives are views of one tensor (one optimizer state, not three)."""
+    for tails in ("identity", "linear"):
+        t = ElementwiseSpline(3, num_bins=4, bound=2.0, tails=tails)
+        assert [name for name, _ in t.named_parameters()] == ["raw"]
+        assert t.raw.shape == (3, spline_params(4, tails))
+        with torch.no_grad():
+            t.raw.normal_()
+        parts = torch.cat([t.widths, t.heights, t.derivatives], -1)
+        assert torch.equal(parts, t.raw) and t.derivatives.shape == (3, spline_params(4, tails) - 8)
+        x = 3 * torch.randn(10, 3)
+        y, log_det = rational_quadratic_spline(x, t.widths, t.heights, t.derivatives, bound=2.0)
+        assert torch.equal(t.inv(x), y)
+
+
 # -- builder defaults by dimension ----------------------------------------------------------------------
 def _layers(flow, cls):
     return [t for t in flow.transforms if isinstance(t, cls)]
