@@ -242,6 +242,42 @@ def test_non_finite_elbo_does_not_corrupt_parameters():
     assert not params_finite()
 
 
+def _guide_gradients(guide: AutoFlowGuide, upstream: list[float]) -> list[float]:
+    """The gradient norm reaching the guide's parameters when the sample receives gradients of the given norms."""
+    norms = []
+    for scale in upstream:
+        x = guide.get_posterior().rsample((8,))
+        direction = torch.ones_like(x) / math.sqrt(x.numel())
+        grads = torch.autograd.grad((x * direction).sum() * scale, [guide.loc])
+        norms.append(grads[0].norm().item())
+    return norms
+
+
+def test_spike_guard_scales_down_a_rare_large_gradient():
+    """After steady steps, a step with 50 times the usual gradient at the sample reaches the parameters at
+    3 times the running mean (the default factor); without the guard it passes whole, and steady steps
+    are never changed."""
+    model = partial(funnel_model, 3)
+    upstream = [1.0] * 10 + [50.0, 1.0]
+    guarded = AutoFlowGuide(model, flow=None, init_scale=1.0)
+    guarded()
+    pyro.clear_param_store()
+    plain = AutoFlowGuide(model, flow=None, init_scale=1.0, spike_guard=None)
+    plain()
+    with_guard, without = _guide_gradients(guarded, upstream), _guide_gradients(plain, upstream)
+    # loc receives the sample's gradient unchanged (d x / d loc = I), summed over the 8 draws.
+    assert without[10] == pytest.approx(50 * without[0])
+    assert with_guard[:10] == pytest.approx(without[:10])
+    assert with_guard[10] == pytest.approx(3 * without[0], rel=1e-4)
+    assert with_guard[11] == pytest.approx(without[11])
+
+
+def test_spike_guard_is_checked():
+    for bad in (1.0, 0.5, -3.0, "3"):
+        with pytest.raises(ValueError, match="spike_guard"):
+            AutoFlowGuide(partial(funnel_model, 3), spike_guard=bad)
+
+
 # -- Pyro integration ------------------------------------------------------------------------------
 def test_neutra_nuts_on_a_funnel():
     model = partial(funnel_model, 3)
