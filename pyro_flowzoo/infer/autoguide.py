@@ -416,7 +416,7 @@ class AutoFlowGuide(AutoContinuous):
     - **gradient spikes** (``spike_guard=3.0``): a step whose gradient at the sample exceeds 3 times the
       running mean of the earlier steps' norms is scaled down to that. One rare draw then cannot throw the
       fit off for hundreds of steps. Fixed-step Adam, 10 seeds (worst / median): banana 0.086 / 0.016 without
-      the guard, 0.047 / 0.014 with it; 6-D funnel 0.129 / 0.055 without, 0.096 / 0.038 with it (RESULTS.md).
+      the guard, 0.047 / 0.013 with it; 6-D funnel 0.129 / 0.055 without, 0.076 / 0.033 with it (RESULTS.md).
 
     The guide's distribution is a :class:`~pyro_flowzoo.infer.FlowPosterior`: it scores its own
     samples from the forward pass, so ``Trace_ELBO`` never runs an inverse. ``median()`` and
