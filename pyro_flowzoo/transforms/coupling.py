@@ -212,15 +212,28 @@ class _Coupling:
         if affine:
             default = ((len(self.change_idx),) + (1,) * (mask.dim() - 1)) if split_channels else mask.shape
             shape = tuple(default if scale_shape is None else scale_shape)
-            self.scale = nn.Parameter(torch.full(shape, 1.0 if log_scale_bound is None else float(log_scale_bound)))
-            self.scale_shift = nn.Parameter(torch.zeros(shape))
+            c = 1.0 if log_scale_bound is None else float(log_scale_bound)
+            # ``scale`` and ``scale_shift`` side by side in one tensor: one optimizer state instead of two (Pyro's
+            # Adam steps each parameter tensor on its own).
+            self.log_scale_map = nn.Parameter(torch.stack([torch.full(shape, c), torch.zeros(shape)]))
+
+    @property
+    def scale(self) -> Tensor:
+        """The log-scale's amplitude (a view of ``log_scale_map``)."""
+        return self.log_scale_map[0]
+
+    @property
+    def scale_shift(self) -> Tensor:
+        """The log-scale's offset (a view of ``log_scale_map``)."""
+        return self.log_scale_map[1]
 
     def _log_scale(self, raw: Tensor) -> Tensor:
         # RealNVP's bounded log-scale: never explodes at initialisation or on outliers. With a bound c the
         # net's output is divided by c and ``scale`` starts at c: slope 1 at 0 and a range of +-c from the start.
+        scale, shift = self.log_scale_map.unbind(0)
         if self.log_scale_bound is None:
-            return self.scale * torch.tanh(raw) + self.scale_shift
-        return self.scale * torch.tanh(raw * (1.0 / self.log_scale_bound)) + self.scale_shift
+            return scale * torch.tanh(raw) + shift
+        return scale * torch.tanh(raw * (1.0 / self.log_scale_bound)) + shift
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         axis, n_keep = self._axis, self._n_keep
