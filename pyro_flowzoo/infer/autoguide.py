@@ -176,9 +176,10 @@ class _SpikeGuard:
         if self.mean is None:
             self.mean = norm.detach()
             return grad
-        limit = self.factor * self.mean.to(norm)
+        mean = self.mean.to(norm)
+        limit = self.factor * mean
         grad = grad * (limit / norm.clamp(min=torch.finfo(norm.dtype).tiny)).clamp(max=1.0)
-        self.mean = self.decay * self.mean.to(norm) + (1 - self.decay) * torch.minimum(norm, limit)
+        self.mean = self.decay * mean + (1 - self.decay) * torch.minimum(norm, limit)
         return grad
 
 

@@ -41,26 +41,11 @@ class ElementwiseSpline(FlowTransform):
     def __init__(self, dim: int, num_bins: int = 8, bound: float = 5.0, tails: str = "identity") -> None:
         super().__init__(event_dim=1)
         self.dim, self.num_bins, self.bound, self.tails = dim, num_bins, bound, tails
-        # One tensor, (D, 3K - 1) or (D, 3K + 1): widths, heights, derivatives side by side (one optimizer
-        # state instead of three: a guide's marginal splines are stepped every SVI step).
+        # One tensor, (D, 3K - 1) or (D, 3K + 1): widths, heights, derivatives side by side, split by ``_split``
+        # (one optimizer state instead of three: a guide's marginal splines are stepped every SVI step).
         self.raw = nn.Parameter(torch.zeros(dim, spline_params(num_bins, tails)))
 
     sign = 1  # increasing
-
-    @property
-    def widths(self) -> Tensor:
-        """Unnormalised bin widths ``(D, K)`` (a view of ``raw``)."""
-        return self.raw[:, : self.num_bins]
-
-    @property
-    def heights(self) -> Tensor:
-        """Unnormalised bin heights ``(D, K)`` (a view of ``raw``)."""
-        return self.raw[:, self.num_bins : 2 * self.num_bins]
-
-    @property
-    def derivatives(self) -> Tensor:
-        """Unnormalised knot derivatives ``(D, K - 1)`` or ``(D, K + 1)`` (a view of ``raw``)."""
-        return self.raw[:, 2 * self.num_bins :]
 
     def _spline(self, v: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         widths, heights, derivatives = _split(self.raw, self.num_bins)
