@@ -54,7 +54,7 @@ NFLOWS = {
     "realnvp": dict(num_layers=12, hidden=(64, 64)),
     "maf": dict(num_layers=24, hidden=(64, 64)),
     "nsf_ar": dict(num_layers=3, hidden=(64, 64)),
-    "nsf_coupling": dict(num_layers=4, hidden=(64, 64)),
+    "nsf_coupling": dict(num_layers=3, hidden=(64, 64)),
 }
 SETS = ["8gaussians", "rings", "pinwheel", "moons", "smiley", "sas6", "student_t4", "banana16"]
 MODELS = [f"ours:{a}" for a in OURS] + [f"zuko:{a}" for a in ZUKO] + [f"nflows:{a}" for a in NFLOWS]

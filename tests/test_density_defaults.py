@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import test_properties as battery  # module import: its tests are not collected twice
 import torch
@@ -18,7 +20,7 @@ from pyro_flowzoo.transforms import (
     NeuralSplineCoupling,
     half_mask,
 )
-from pyro_flowzoo.transforms.spline import rational_quadratic_spline, spline_params
+from pyro_flowzoo.transforms.spline import _knots, initial_bin_logits, rational_quadratic_spline, spline_params
 
 
 def _wide(event_shape, scale=3.0):
@@ -189,7 +191,7 @@ def test_two_d_builders_keep_the_toy_sizes():
     splines = _layers(fz.build("nsf_ar", (2,)), NeuralSplineAutoregressive)
     assert len(splines) == 3 and splines[0].made.hidden_dims == (64, 64)
     coupling_splines = _layers(fz.build("nsf_coupling", (2,)), NeuralSplineCoupling)
-    assert len(coupling_splines) == 4 and coupling_splines[0].num_bins == 8
+    assert len(coupling_splines) == 3 and coupling_splines[0].num_bins == 8
     assert [c.mask.tolist() for c in coupling_splines[:2]] == [[True, False], [False, True]]
     mixtures = _layers(fz.build("ar_flow", (2,)), MixtureCDFAutoregressive)
     assert len(mixtures) == 1 and mixtures[0].num_components == 8
@@ -215,3 +217,89 @@ def test_builders_above_two_d_are_smaller():
     # explicit sizes still win
     assert len(_layers(fz.build("maf", (6,), num_layers=24), MaskedAffineAutoregressive)) == 24
     assert _layers(fz.build("nsf_coupling", (6,), num_bins=8), NeuralSplineCoupling)[0].num_bins == 8
+
+
+# -- centered knots ----------------------------------------------------------------------------------------
+CENTERED_KNOT_TRANSFORMS = [
+    TransformCase(
+        "ElementwiseSpline-centered",
+        lambda: ElementwiseSpline(2, num_bins=6, bound=3.0, knots="centered"),
+        (2,),
+        sample_x=_wide((2,)),
+        perturb=0.5,
+    ),
+    TransformCase(
+        "NeuralSplineAutoregressive-centered",
+        lambda: NeuralSplineAutoregressive(3, num_bins=6, hidden_dims=(8,), bound=3.0, knots="centered"),
+        (3,),
+        sample_x=_wide((3,)),
+        autoregressive=True,
+        perturb=0.5,
+    ),
+    TransformCase(
+        "NeuralSplineCoupling-centered",
+        lambda: NeuralSplineCoupling(half_mask(3), 6, (8,), bound=3.0, knots="centered"),
+        (3,),
+        sample_x=_wide((3,)),
+        perturb=0.5,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CENTERED_KNOT_TRANSFORMS, ids=battery.tids(CENTERED_KNOT_TRANSFORMS))
+@pytest.mark.parametrize("check", TRANSFORM_CHECKS, ids=lambda f: f.__name__[5:])
+def test_centered_knots_pass_the_transform_battery(case, check):
+    check(case)
+
+
+def _mixture_cdf(x: float, bound: float) -> float:
+    """CDF of 0.5 U(-B, B) + 0.5 N(0, 1) truncated to [-B, B], written out with math.erf."""
+    phi = lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))  # noqa: E731
+    return 0.5 * (x + bound) / (2 * bound) + 0.5 * (phi(x) - phi(-bound)) / (phi(bound) - phi(-bound))
+
+
+@pytest.mark.parametrize("num_bins, bound", [(8, 5.0), (5, 3.0)])
+def test_centered_knots_are_equal_mass_bins_of_the_mixture(num_bins, bound):
+    logits = initial_bin_logits(num_bins, bound, "centered").double()
+    edges = _knots(logits, bound)
+    masses = [_mixture_cdf(e, bound) for e in edges.tolist()]
+    assert masses == pytest.approx([k / num_bins for k in range(num_bins + 1)], abs=1e-6)
+    assert torch.allclose(edges, -edges.flip(0), atol=1e-9)  # symmetric
+    widths = edges.diff()
+    assert widths[num_bins // 2 - 1] < 2 * bound / num_bins < widths[0]  # finer than uniform at 0, coarser at the ends
+    assert torch.equal(initial_bin_logits(num_bins, bound), torch.zeros(num_bins))
+
+
+def test_fresh_layers_with_centered_knots_are_the_identity_with_those_knots():
+    x = torch.linspace(-7, 7, 201).unsqueeze(-1).expand(-1, 2)
+    centered = _knots(initial_bin_logits(8, 5.0, "centered"), 5.0)
+    elementwise = ElementwiseSpline(2, num_bins=8, bound=5.0, knots="centered")
+    coupling = NeuralSplineCoupling(half_mask(2), 8, (8,), bound=5.0, knots="centered")
+    for t in (elementwise, coupling):
+        assert torch.allclose(t(x), x, atol=1e-5)
+    raw = coupling.net.net[-1].bias.view(1, -1)
+    assert torch.allclose(_knots(raw[:, :8], 5.0)[0], centered, atol=1e-5)
+    assert torch.allclose(_knots(raw[:, 8:16], 5.0)[0], centered, atol=1e-5)
+    autoregressive = NeuralSplineAutoregressive(2, 8, (8,), bound=5.0, knots="centered")
+    assert torch.allclose(_knots(autoregressive.made.output_bias[..., :8], 5.0), centered.expand(2, -1), atol=1e-5)
+
+
+def test_spline_builders_center_the_knots_for_two_d_only():
+    def kinds(name, shape, **kw):
+        flow = fz.build(name, shape, **kw)
+        return {t.knots for t in flow.transforms if hasattr(t, "knots")}
+
+    for name in ("nsf_ar", "nsf_coupling"):
+        assert kinds(name, (2,)) == {"centered"}
+        assert kinds(name, (1,)) == kinds(name, (6,)) == {"uniform"}
+        assert kinds(name, (2,), knots="uniform") == {"uniform"}
+    assert len(_layers(fz.build("nsf_coupling", (1,)), ElementwiseSpline)) == 4
+    for shape in ((1,), (2,)):
+        assert kinds("nsf_coupling", shape, knots="centered") == {"centered"}
+    for name in ("nsf_ar", "nsf_coupling"):
+        with pytest.raises(ValueError, match="knots must be one of"):
+            fz.build(name, (2,), knots="quantile")
+        with pytest.raises(ValueError, match="knots must be one of"):
+            fz.build(name, (2,), knots="quantile", context_shape=(3,))
+    with pytest.raises(ValueError, match="knots must be one of"):
+        ElementwiseSpline(1, knots="even")

@@ -66,9 +66,10 @@ GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
     # three inverted layers; nsf_ar 0.055 and 0.568 against 0.276 and 0.726 (RESULTS.md, issue 14). Sampling
     # then costs D conditioner passes (logistic regression, D = 31: maf 3.5x AutoIAFNormal's step time).
     "maf": {"num_layers": 1, "max_log_scale": 5.0, "input_bound": None},
-    "nsf_ar": {"num_layers": 1, "num_bins": 8, "input_bound": None},
+    # Uniform knots: the density builders' centered ones for D = 2 (issue 15) were not measured as guides.
+    "nsf_ar": {"num_layers": 1, "num_bins": 8, "input_bound": None, "knots": "uniform"},
     # Spline couplings as the realnvp guide: prefix masks, a triangular map in the model's order.
-    "nsf_coupling": {"num_layers": prefix_layers, "mask": "prefix", "num_bins": 8},
+    "nsf_coupling": {"num_layers": prefix_layers, "mask": "prefix", "num_bins": 8, "knots": "uniform"},
     "ar_flow": {"num_layers": 2, "num_components": 4, "family": "logistic", "to_real": True},
     "planar": {"num_layers": 8},
     "radial": {"num_layers": 8},

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import FlowTransform
-from .spline import _split, rational_quadratic_spline, spline_params
+from .spline import _place_knots, _split, rational_quadratic_spline, spline_params
 
 __all__ = ["ElementwiseSpline"]
 
@@ -27,6 +27,8 @@ class ElementwiseSpline(FlowTransform):
         num_bins: spline bins ``K``.
         bound: spline interval ``[-B, B]``.
         tails: ``"identity"`` or ``"linear"`` outside ``[-B, B]``.
+        knots: where the initial knots sit, ``"uniform"`` or ``"centered"``
+            (:func:`~pyro_flowzoo.transforms.spline.initial_bin_logits`); either way the start is the identity.
 
     References:
         Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", arXiv:1906.04032.
@@ -38,12 +40,15 @@ class ElementwiseSpline(FlowTransform):
         True
     """
 
-    def __init__(self, dim: int, num_bins: int = 8, bound: float = 5.0, tails: str = "identity") -> None:
+    def __init__(
+        self, dim: int, num_bins: int = 8, bound: float = 5.0, tails: str = "identity", knots: str = "uniform"
+    ) -> None:
         super().__init__(event_dim=1)
-        self.dim, self.num_bins, self.bound, self.tails = dim, num_bins, bound, tails
+        self.dim, self.num_bins, self.bound, self.tails, self.knots = dim, num_bins, bound, tails, knots
         # One tensor, (D, 3K - 1) or (D, 3K + 1): widths, heights, derivatives side by side, split by ``_split``
         # (one optimizer state instead of three: a guide's marginal splines are stepped every SVI step).
         self.raw = nn.Parameter(torch.zeros(dim, spline_params(num_bins, tails)))
+        _place_knots(self.raw, num_bins, bound, knots)
 
     sign = 1  # increasing
 
@@ -60,4 +65,5 @@ class ElementwiseSpline(FlowTransform):
         return self._spline(z, inverse=True)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, num_bins={self.num_bins}, bound={self.bound}, tails={self.tails}"
+        sizes = f"dim={self.dim}, num_bins={self.num_bins}, bound={self.bound}"
+        return f"{sizes}, tails={self.tails}, knots={self.knots}"
