@@ -20,6 +20,7 @@ from pyro_flowzoo.transforms import (
     NeuralSplineCoupling,
     half_mask,
 )
+from pyro_flowzoo.transforms.coupling import bound_input
 from pyro_flowzoo.transforms.spline import _knots, initial_bin_logits, rational_quadratic_spline, spline_params
 
 
@@ -303,3 +304,42 @@ def test_spline_builders_center_the_knots_for_two_d_only():
             fz.build(name, (2,), knots="quantile", context_shape=(3,))
     with pytest.raises(ValueError, match="knots must be one of"):
         ElementwiseSpline(1, knots="even")
+
+
+# -- maf's input squash ------------------------------------------------------------------------------------
+ASINH_MAF = [
+    TransformCase(
+        "MaskedAffineAutoregressive-asinh",
+        lambda: MaskedAffineAutoregressive(3, hidden_dims=(8,), input_bound=1.0, input_squash="asinh"),
+        (3,),
+        sample_x=_wide((3,)),
+        autoregressive=True,
+        perturb=0.5,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ASINH_MAF, ids=battery.tids(ASINH_MAF))
+@pytest.mark.parametrize("check", TRANSFORM_CHECKS, ids=lambda f: f.__name__[5:])
+def test_asinh_squash_passes_the_transform_battery(case, check):
+    check(case)
+
+
+def test_asinh_squash_keeps_growing_where_tanh_levels_off():
+    x = torch.tensor([0.5, 4.0, 40.0, 400.0], dtype=torch.float64)
+    tanh, asinh = bound_input(x, 2.0), bound_input(x, 2.0, "asinh")
+    assert torch.allclose(asinh, 2 * torch.asinh(x / 2)) and torch.allclose(tanh, 2 * torch.tanh(x / 2))
+    assert (tanh <= 2).all() and asinh[-1] > 10 > asinh[-2] > asinh[-3] > tanh[-1]
+
+
+def test_maf_squash_defaults_by_dimension():
+    def squashes(shape, **kw):
+        return {t.input_squash for t in _layers(fz.build("maf", shape, **kw), MaskedAffineAutoregressive)}
+
+    assert squashes((2,)) == {"tanh"}
+    assert squashes((3,)) == squashes((6,)) == {"asinh"}
+    assert squashes((6,), input_squash="tanh") == {"tanh"}
+    with pytest.raises(ValueError, match="input_squash must be one of"):
+        fz.build("maf", (6,), input_squash="atan")
+    with pytest.raises(ValueError, match="input_squash must be one of"):
+        MaskedAffineAutoregressive(3, input_squash="atan")

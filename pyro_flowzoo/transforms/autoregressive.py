@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..nn.made import MADE
 from .base import FlowTransform
-from .coupling import bound_input
+from .coupling import SQUASHES, bound_input
 
 __all__ = ["MaskedAffineAutoregressive"]
 
@@ -41,6 +41,8 @@ class MaskedAffineAutoregressive(FlowTransform):
         max_log_scale: bound on ``|s|``.
         reverse: condition each entry on the entries after it.
         input_bound: the bound ``c`` of the MADE's input (``None``: unbounded).
+        input_squash: ``"tanh"`` (bounded by ``c``) or ``"asinh"`` (logarithmic beyond ``c``); see
+            :func:`~pyro_flowzoo.transforms.coupling.bound_input`.
 
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation",
@@ -60,20 +62,23 @@ class MaskedAffineAutoregressive(FlowTransform):
         max_log_scale: float = 3.0,
         reverse: bool = False,
         input_bound: Optional[float] = None,
+        input_squash: str = "tanh",
     ) -> None:
         super().__init__(event_dim=1)
         if not max_log_scale > 0:
             raise ValueError(f"MaskedAffineAutoregressive needs max_log_scale > 0, got {max_log_scale}")
         if input_bound is not None and not input_bound > 0:
             raise ValueError(f"MaskedAffineAutoregressive needs input_bound > 0 (or None), got {input_bound}")
-        self.input_bound = input_bound
+        if input_squash not in SQUASHES:
+            raise ValueError(f"input_squash must be one of {SQUASHES}, got {input_squash!r}")
+        self.input_bound, self.input_squash = input_bound, input_squash
         self.dim = dim
         self.max_log_scale = max_log_scale
         self.reverse = reverse
         self.made = MADE(dim, 2, hidden_dims, reverse=reverse, params_first=True)
 
     def _shift_neg_log_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        shift, raw = self.made(bound_input(x, self.input_bound)).unbind(
+        shift, raw = self.made(bound_input(x, self.input_bound, self.input_squash)).unbind(
             -2
         )  # contiguous rows; one backward node (stack), no zero-filled selects
         # -s = s_max tanh(-raw / s_max); the scaling also makes raw contiguous before tanh (faster on CPU).
@@ -94,5 +99,5 @@ class MaskedAffineAutoregressive(FlowTransform):
         return x, log_det
 
     def extra_repr(self) -> str:
-        bounds = f"max_log_scale={self.max_log_scale}, input_bound={self.input_bound}"
+        bounds = f"max_log_scale={self.max_log_scale}, input_bound={self.input_bound}, input_squash={self.input_squash}"
         return f"dim={self.dim}, {bounds}, reverse={self.reverse}"

@@ -115,7 +115,11 @@ def channel_mask(event_shape: Sequence[int], first: bool = True) -> Tensor:
     return keep[:, None, None].expand(c, h, w).clone()
 
 
-def bound_input(x: Tensor, bound: Optional[float]) -> Tensor:
+#: How :func:`bound_input` squashes a conditioner's input.
+SQUASHES = ("tanh", "asinh")
+
+
+def bound_input(x: Tensor, bound: Optional[float], squash: str = "tanh") -> Tensor:
     r"""What a conditioner reads: :math:`c \tanh(x / c)` for ``bound = c`` (``None``: ``x`` itself).
 
     Close to the identity for ``|x| << c`` and bounded by ``c``, so a ReLU conditioner's outputs (shift and
@@ -124,12 +128,20 @@ def bound_input(x: Tensor, bound: Optional[float]) -> Tensor:
     at the data's edge, and a stack of them cannot compound slopes. The transformed entries themselves
     are not bounded, so the layer stays an exact bijection of ``R^D``.
 
+    ``squash="asinh"`` reads :math:`c\,\mathrm{asinh}(x / c)` instead: the same near 0, but it keeps growing
+    (logarithmically) beyond ``c``, so a conditioner can still tell apart points far out in a tail (a
+    banana's shift ``x_1^2`` keeps rising); a deep stack can compound it (RESULTS.md, issue 15).
+
     Example:
         >>> [round(v, 5) for v in bound_input(torch.tensor([0.1, 100.0]), 5.0).tolist()]
         [0.09999, 5.0]
+        >>> [round(v, 3) for v in bound_input(torch.tensor([0.1, 100.0]), 5.0, "asinh").tolist()]
+        [0.1, 18.448]
     """
     if bound is None:
         return x
+    if squash == "asinh":
+        return torch.asinh(x * (1.0 / bound)) * bound
     return torch.tanh(x * (1.0 / bound)) * bound
 
 
