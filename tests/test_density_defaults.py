@@ -29,38 +29,24 @@ def _wide(event_shape, scale=3.0):
     return lambda batch_shape: scale * torch.randn(batch_shape + event_shape, dtype=torch.float64)
 
 
-LINEAR_TAIL_TRANSFORMS = [
-    TransformCase(
-        "ElementwiseSpline-linear",
-        lambda: ElementwiseSpline(2, num_bins=4, bound=2.0, tails="linear"),
-        (2,),
-        sample_x=_wide((2,)),
-        perturb=0.5,
-    ),
-    TransformCase(
-        "NeuralSplineAutoregressive-linear",
-        lambda: NeuralSplineAutoregressive(3, num_bins=4, hidden_dims=(8,), bound=2.0, tails="linear"),
-        (3,),
-        sample_x=_wide((3,)),
-        autoregressive=True,
-        perturb=0.5,
-    ),
-    TransformCase(
-        "NeuralSplineAutoregressive-linear-reversed",
-        lambda: NeuralSplineAutoregressive(3, num_bins=4, hidden_dims=(8,), bound=2.0, reverse=True, tails="linear"),
-        (3,),
-        sample_x=_wide((3,)),
-        autoregressive="reversed",
-        perturb=0.5,
-    ),
-    TransformCase(
-        "NeuralSplineCoupling-linear",
-        lambda: NeuralSplineCoupling(half_mask(3), 4, (8,), bound=2.0, tails="linear"),
-        (3,),
-        sample_x=_wide((3,)),
-        perturb=0.5,
-    ),
-]
+def _spline_cases(tag: str, num_bins: int, bound: float, **option) -> list[TransformCase]:
+    """The three spline layers (the autoregressive one in both orders) with one option set, on wide draws."""
+
+    def case(name, make, dim, **kw):
+        return TransformCase(f"{name}-{tag}", make, (dim,), sample_x=_wide((dim,)), perturb=0.5, **kw)
+
+    def autoregressive(reverse):
+        return lambda: NeuralSplineAutoregressive(3, num_bins, (8,), bound, reverse=reverse, **option)
+
+    return [
+        case("ElementwiseSpline", lambda: ElementwiseSpline(2, num_bins, bound, **option), 2),
+        case("NeuralSplineAutoregressive", autoregressive(False), 3, autoregressive=True),
+        case("NeuralSplineAutoregressive-reversed", autoregressive(True), 3, autoregressive="reversed"),
+        case("NeuralSplineCoupling", lambda: NeuralSplineCoupling(half_mask(3), num_bins, (8,), bound, **option), 3),
+    ]
+
+
+LINEAR_TAIL_TRANSFORMS = _spline_cases("linear", 4, 2.0, tails="linear")
 
 TRANSFORM_CHECKS = [
     battery.test_round_trips,
@@ -221,30 +207,7 @@ def test_builders_above_two_d_are_smaller():
 
 
 # -- centered knots ----------------------------------------------------------------------------------------
-CENTERED_KNOT_TRANSFORMS = [
-    TransformCase(
-        "ElementwiseSpline-centered",
-        lambda: ElementwiseSpline(2, num_bins=6, bound=3.0, knots="centered"),
-        (2,),
-        sample_x=_wide((2,)),
-        perturb=0.5,
-    ),
-    TransformCase(
-        "NeuralSplineAutoregressive-centered",
-        lambda: NeuralSplineAutoregressive(3, num_bins=6, hidden_dims=(8,), bound=3.0, knots="centered"),
-        (3,),
-        sample_x=_wide((3,)),
-        autoregressive=True,
-        perturb=0.5,
-    ),
-    TransformCase(
-        "NeuralSplineCoupling-centered",
-        lambda: NeuralSplineCoupling(half_mask(3), 6, (8,), bound=3.0, knots="centered"),
-        (3,),
-        sample_x=_wide((3,)),
-        perturb=0.5,
-    ),
-]
+CENTERED_KNOT_TRANSFORMS = _spline_cases("centered", 6, 3.0, knots="centered")
 
 
 @pytest.mark.parametrize("case", CENTERED_KNOT_TRANSFORMS, ids=battery.tids(CENTERED_KNOT_TRANSFORMS))
