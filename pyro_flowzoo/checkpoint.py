@@ -4,6 +4,7 @@ A checkpoint is a plain dictionary of tensors and primitive containers (so that
 ``torch.load(weights_only=True)`` reads it without executing any pickled code)::
 
     {"format": "pyro_flowzoo/1", "builder": "realnvp", "hparams": {"event_shape": [2], ...},
+     "defaults": 2,               # the builders' defaults it was saved under (DEFAULTS_VERSION)
      "state_dict": {...},         # the weights to use (best on validation / EMA when on)
      "metrics": {...},            # per-epoch history and the best validation NLL
      "train_state": {...} | None, # raw weights, optimizer, scheduler, RNG states: exact resume
@@ -28,9 +29,15 @@ __all__ = [
     "load_checkpoint",
     "flow_from_checkpoint",
     "checkpoint_payload",
+    "DEFAULTS_VERSION",
+    "defaults_of_version",
 ]
 
 FORMAT = "pyro_flowzoo/1"
+
+#: The version of the builders' defaults a new checkpoint records. ``hparams`` holds only what the user
+#: passed, so a checkpoint saved under older defaults is rebuilt with those (:func:`defaults_of_version`).
+DEFAULTS_VERSION = 2
 PathLike = Union[str, os.PathLike]
 
 _PRIMITIVES = (str, int, float, bool, type(None))
@@ -135,11 +142,39 @@ def checkpoint_payload(
         "format": FORMAT,
         "builder": getattr(flow, "builder", None),
         "hparams": dict(getattr(flow, "hparams", {}) or {}),
+        "defaults": DEFAULTS_VERSION,
         "state_dict": {k: v.detach().cpu().clone() for k, v in sd.items()},
         "metrics": metrics or {},
         "train_state": train_state,
         "extra": extra or {},
     }
+
+
+def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` plus the defaults of ``version`` that later versions changed (explicit values win).
+
+    Version 1 (checkpoints without a ``"defaults"`` entry): ``maf`` for ``D >= 3`` read its inputs through
+    ``tanh`` (now ``asinh``), 2-D ``nsf_ar`` and ``nsf_coupling`` had uniform knots (now centered; the knots
+    only set the initialisation), and 2-D ``nsf_coupling`` had 4 layers (now 3).
+
+    Example:
+        >>> defaults_of_version(1, "nsf_coupling", {"event_shape": [2]})["num_layers"]
+        4
+        >>> defaults_of_version(2, "nsf_coupling", {"event_shape": [2]})
+        {'event_shape': [2]}
+    """
+    if version >= 2:
+        return dict(hparams)
+    shape = list(hparams.get("event_shape") or [])
+    dim = shape[0] if len(shape) == 1 else None
+    old: dict[str, Any] = {}
+    if builder == "maf" and dim is not None and dim >= 3:
+        old["input_squash"] = "tanh"
+    if builder in ("nsf_ar", "nsf_coupling") and dim == 2:
+        old["knots"] = "uniform"
+    if builder == "nsf_coupling" and dim == 2:
+        old["num_layers"] = 4
+    return {**old, **hparams}
 
 
 def flow_from_checkpoint(
@@ -175,8 +210,8 @@ def flow_from_checkpoint(
         flow_info(name)
     except ValueError as e:
         raise CheckpointError(f"{where}: {e}") from None
-    hparams = dict(payload.get("hparams") or {})
     try:
+        hparams = defaults_of_version(int(payload.get("defaults", 1)), name, dict(payload.get("hparams") or {}))
         event_shape = hparams.pop("event_shape")
         flow = build(name, event_shape, **hparams)
         dtype = next((v.dtype for v in payload["state_dict"].values() if v.is_floating_point()), None)

@@ -306,3 +306,61 @@ def test_maf_squash_defaults_by_dimension():
         fz.build("maf", (6,), input_squash="atan")
     with pytest.raises(ValueError, match="input_squash must be one of"):
         MaskedAffineAutoregressive(3, input_squash="atan")
+
+
+# -- checkpoints saved under the former defaults ---------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, shape, former",
+    [
+        ("maf", (4,), {"input_squash": "tanh", "num_layers": 2}),
+        ("nsf_coupling", (2,), {"num_layers": 4, "knots": "uniform"}),
+        ("nsf_ar", (2,), {"knots": "uniform", "num_layers": 1}),
+    ],
+)
+def test_checkpoints_without_a_defaults_version_rebuild_with_the_former_defaults(name, shape, former, tmp_path):
+    """A checkpoint saved before DEFAULTS_VERSION 2 records only the user's hyper-parameters: it must come
+    back with the defaults of its time (same modules, same density), not today's."""
+    from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
+
+    flow = fz.build(name, shape, **former)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = 3 * torch.randn(16, *shape)
+    expected = flow.log_prob(x)
+    payload = checkpoint_payload(flow)
+    assert payload["defaults"] == 2
+    del payload["defaults"]
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "knots" and k != "input_squash"}
+    if name == "nsf_coupling":
+        del payload["hparams"]["num_layers"]  # the user never passed it: 4 was the 2-D default
+    save_checkpoint(tmp_path / "old.pt", payload)
+    again, _ = flow_from_checkpoint(tmp_path / "old.pt")
+    assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
+    # the same checkpoint read as today's would be another flow: a different layer count or another squash
+    payload["defaults"] = 2
+    if name == "maf":
+        today, _ = flow_from_checkpoint(payload)
+        assert not torch.allclose(today.log_prob(x), expected, atol=1e-3)
+    elif name == "nsf_coupling":
+        with pytest.raises(fz.checkpoint.CheckpointError, match="cannot rebuild"):
+            flow_from_checkpoint(payload)
+
+
+def test_guides_keep_the_knots_they_are_given():
+    import pyro
+
+    from pyro_flowzoo.infer import AutoFlowGuide
+
+    def model():
+        pyro.sample("z", pyro.distributions.Normal(torch.zeros(2), 1.0).to_event(1))
+
+    centered = initial_bin_logits(8, 5.0, "centered")
+    for knots, logits in (("centered", centered), ("uniform", torch.zeros(8))):
+        guide = AutoFlowGuide(model, flow="nsf_ar", knots=knots)
+        guide()
+        (layer,) = [m for m in guide.flow.modules() if isinstance(m, NeuralSplineAutoregressive)]
+        bias = layer.made.output_bias
+        assert torch.allclose(bias[..., :8], logits.expand(2, -1), atol=1e-6)
+        assert torch.allclose(bias[..., 8:16], logits.expand(2, -1), atol=1e-6)
+        assert (bias[..., 16:] == 0).all() and (layer.made.arn.layers[-1].weight == 0).all()

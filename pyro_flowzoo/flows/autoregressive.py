@@ -191,8 +191,9 @@ def maf(
     (``sas6``, lr 3e-3: +0.126 against +0.034 with 32 units). The price of 32 units: thin ridges
     (``banana4`` +0.071 against +0.039) and lr 3e-4 on ``sas6`` (+0.044 against +0.025).
 
-    ``input_bound=2.0``: every MADE reads ``2 tanh(x / 2)`` of its (standardized) inputs, so shifts and
-    log-scales level off beyond the data instead of growing linearly; without it, test points of a
+    ``input_bound=2.0``: every MADE reads ``2 tanh(x / 2)`` of its (standardized) inputs (``2 asinh(x / 2)``
+    for ``D >= 3``, below), so shifts and log-scales level off beyond the data instead of growing linearly
+    with it; without it, test points of a
     heavy-tailed set beyond the training range got log-densities of -1e22 (RESULTS.md, issue 15).
     ``None`` reads ``x`` itself.
 
@@ -307,7 +308,8 @@ def nsf_coupling(
     """Coupling neural spline flow for vectors ``(D,)``, ``D >= 2``, with alternating masks.
 
     Sizes by dimension (:func:`~pyro_flowzoo.flows.vector.by_dimension`): for ``D = 2``, 3 layers of
-    ``(64, 64)``, 8 bins and centered knots; for ``D = 1``, 4 elementwise splines of 8 bins; for ``D >= 3``,
+    ``(64, 64)``, 8 bins and centered knots (4 layers when conditional, as measured for neural posterior
+    estimation); for ``D = 1``, 4 elementwise splines of 8 bins; for ``D >= 3``,
     2 layers of :func:`~pyro_flowzoo.flows.vector.small_hidden` and 4 bins (``sas6``, plain loop, worst of 3
     seeds: +0.029 against +0.186, which overfit). ``mask="even_odd"``
     as in :func:`~pyro_flowzoo.flows.vector.realnvp` (the same as ``"half"`` for ``D = 2``).
@@ -329,7 +331,9 @@ def nsf_coupling(
         torch.Size([4])
     """
     dim = vector_dim("nsf_coupling", event_shape, min_dim=1)
-    num_layers = {1: 4, 2: 3}.get(dim, 2) if num_layers is None else num_layers
+    # 3 layers for 2-D densities (with centered knots, below); conditional 2-D flows (NPE) keep the 4 measured.
+    if num_layers is None:
+        num_layers = 3 if dim == 2 and context_shape is None else by_dimension(dim, 4, 2)
     hidden_dims = by_dimension(dim, (64, 64), small_hidden(dim)) if hidden_dims is None else hidden_dims
     num_bins = by_dimension(dim, 8, 4) if num_bins is None else num_bins
     knots = _check_knots(("centered" if dim == 2 else "uniform") if knots is None else knots)

@@ -29,6 +29,7 @@ from ..transforms.elementwise_spline import ElementwiseSpline
 from ..transforms.mixture_cdf import MixtureCDFAutoregressive
 from ..transforms.normalization import ActNorm
 from ..transforms.planar_radial import Planar, Radial
+from ..transforms.spline import NeuralSplineAutoregressive, _place_knots
 from .posterior import FlowPosterior
 
 __all__ = ["AutoFlowGuide", "VECTOR_BUILDERS", "GUIDE_DEFAULTS", "INVERTED_BY_DEFAULT", "prefix_layers"]
@@ -108,11 +109,12 @@ def planar_identity_u(w: Tensor) -> Tensor:
 def start_at_identity(flow: Flow) -> Flow:
     """Sets every layer of ``flow`` to the identity map (mixture-CDF layers: within about 0.01 of it).
 
-    MADE conditioners get a zero output layer (MAF: zero shift and log-scale; splines: uniform bins and
-    unit derivatives; mixture CDFs: equal weights, unit scales and locations spread by +-0.1 only, which
-    keeps the components apart so their gradients differ); planar layers get ``\\hat u = 0``; radial
-    layers ``\\beta = 0``; a data-side ``ActNorm`` is marked initialised at the identity (the guide's
-    affine layer standardises instead). Couplings built on a zero-initialised MLP are the identity already.
+    MADE conditioners get a zero output layer (MAF: zero shift and log-scale; splines: equal widths and
+    heights at the layer's ``knots`` and unit derivatives; mixture CDFs: equal weights, unit scales and
+    locations spread by +-0.1 only, which keeps the components apart so their gradients differ); planar
+    layers get ``\\hat u = 0``; radial layers ``\\beta = 0``; a data-side ``ActNorm`` is marked initialised at
+    the identity (the guide's affine layer standardises instead). Couplings built on a zero-initialised MLP
+    are the identity already.
 
     Example:
         >>> from pyro_flowzoo import FLOWS
@@ -140,6 +142,8 @@ def start_at_identity(flow: Flow) -> Flow:
         if isinstance(module, (MixtureCDFAutoregressive, ConditionalMixtureCDFAutoregressive)):
             k = module.num_components
             module.made.output_bias[:, k : 2 * k] = torch.linspace(-0.1, 0.1, k) if k > 1 else 0.0
+        elif isinstance(module, NeuralSplineAutoregressive):  # its knots, which the zeroed bias held
+            _place_knots(module.made.output_bias, module.num_bins, module.bound, module.knots)
     return flow
 
 

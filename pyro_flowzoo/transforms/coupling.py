@@ -142,6 +142,8 @@ def bound_input(x: Tensor, bound: Optional[float], squash: str = "tanh") -> Tens
         return x
     if squash == "asinh":
         return torch.asinh(x * (1.0 / bound)) * bound
+    if squash != "tanh":
+        raise ValueError(f"squash must be one of {SQUASHES}, got {squash!r}")
     return torch.tanh(x * (1.0 / bound)) * bound
 
 

@@ -105,7 +105,10 @@ def initial_bin_logits(num_bins: int, bound: float, knots: str = "uniform") -> T
         a, b = torch.where(below, mid, a), torch.where(below, b, mid)
     edges = torch.cat([targets.new_tensor([-bound]), (a + b) / 2, targets.new_tensor([bound])])
     fractions = (edges[1:] - edges[:-1]) / (2 * bound)
-    return ((fractions - MIN_BIN) / (1 - num_bins * MIN_BIN)).log().to(torch.get_default_dtype())
+    # softmax(r) = (fraction - MIN_BIN) / (1 - K MIN_BIN); an outer bin narrower than 2 MIN_BIN (many bins on a
+    # wide interval) is widened to 2 MIN_BIN and the rest renormalised, so the logits stay finite.
+    shares = (fractions - MIN_BIN).clamp_min(MIN_BIN)
+    return (shares / shares.sum()).log().to(torch.get_default_dtype())
 
 
 def _place_knots(bias: Tensor, num_bins: int, bound: float, knots: str) -> None:
