@@ -29,6 +29,7 @@ from ..transforms import (
     Radial,
     alternating_masks,
 )
+from ..transforms.base import one_of
 from ..transforms.coupling import SQUASHES
 from ..transforms.elementwise_spline import ElementwiseSpline
 from ..transforms.mixture_cdf import MixtureCDF
@@ -60,13 +61,6 @@ def _elementwise_splines(
     """The spline flows of ``(1,)`` data: ``num_layers`` free elementwise splines (no conditioner)."""
     _no_context_in_1d(name, context_features)
     return [ElementwiseSpline(1, num_bins, bound, tails, knots) for _ in range(num_layers)]
-
-
-def _check_knots(knots: str) -> str:
-    """Refuses an unknown knot placement here, where conditional layers (which do not take one) would drop it."""
-    if knots not in KNOTS:
-        raise ValueError(f"knots must be one of {KNOTS}, got {knots!r}")
-    return knots
 
 
 @register("ar_flow", min_dim=1)
@@ -217,8 +211,7 @@ def maf(
     num_layers = by_dimension(dim, 24, 5) if num_layers is None else num_layers
     hidden_dims = by_dimension(dim, None, small_hidden(dim)) if hidden_dims is None else hidden_dims
     input_squash = by_dimension(dim, "tanh", "asinh") if input_squash is None else input_squash
-    if input_squash not in SQUASHES:
-        raise ValueError(f"input_squash must be one of {SQUASHES}, got {input_squash!r}")
+    one_of("input_squash", input_squash, SQUASHES)  # here too: conditional layers do not take it
     k = context_features(context_shape)
     layers = [
         MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, r, input_bound, input_squash)
@@ -274,7 +267,7 @@ def nsf_ar(
     dim = vector_dim("nsf_ar", event_shape, min_dim=1)
     num_layers = by_dimension(dim, 3, 2) if num_layers is None else num_layers
     hidden_dims = by_dimension(dim, None, small_hidden(dim)) if hidden_dims is None else hidden_dims
-    knots = _check_knots(("centered" if dim == 2 else "uniform") if knots is None else knots)
+    knots = one_of("knots", ("centered" if dim == 2 else "uniform") if knots is None else knots, KNOTS)
     k = context_features(context_shape)
     layers = (
         [
@@ -336,7 +329,7 @@ def nsf_coupling(
         num_layers = 3 if dim == 2 and context_shape is None else by_dimension(dim, 4, 2)
     hidden_dims = by_dimension(dim, (64, 64), small_hidden(dim)) if hidden_dims is None else hidden_dims
     num_bins = by_dimension(dim, 8, 4) if num_bins is None else num_bins
-    knots = _check_knots(("centered" if dim == 2 else "uniform") if knots is None else knots)
+    knots = one_of("knots", ("centered" if dim == 2 else "uniform") if knots is None else knots, KNOTS)
     k = context_features(context_shape)
     layers = (
         [

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..nn.made import MADE
-from .base import FlowTransform
+from .base import FlowTransform, one_of
 from .coupling import SQUASHES, bound_input
 
 __all__ = ["MaskedAffineAutoregressive"]
@@ -69,9 +69,7 @@ class MaskedAffineAutoregressive(FlowTransform):
             raise ValueError(f"MaskedAffineAutoregressive needs max_log_scale > 0, got {max_log_scale}")
         if input_bound is not None and not input_bound > 0:
             raise ValueError(f"MaskedAffineAutoregressive needs input_bound > 0 (or None), got {input_bound}")
-        if input_squash not in SQUASHES:
-            raise ValueError(f"input_squash must be one of {SQUASHES}, got {input_squash!r}")
-        self.input_bound, self.input_squash = input_bound, input_squash
+        self.input_bound, self.input_squash = input_bound, one_of("input_squash", input_squash, SQUASHES)
         self.dim = dim
         self.max_log_scale = max_log_scale
         self.reverse = reverse

@@ -16,7 +16,19 @@ from pyro.distributions.torch_transform import TransformModule
 from torch import Tensor
 from torch.distributions import Transform, constraints
 
-__all__ = ["FlowTransform", "ConditionalFlowTransform", "ConditionedTransform", "sum_rightmost"]
+__all__ = ["FlowTransform", "ConditionalFlowTransform", "ConditionedTransform", "sum_rightmost", "one_of"]
+
+
+def one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Returns ``value`` if it is one of ``allowed``, else raises a one-line ValueError naming ``name``.
+
+    Example:
+        >>> one_of("tails", "linear", ("identity", "linear"))
+        'linear'
+    """
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
 
 
 def sum_rightmost(value: Tensor, dim: int) -> Tensor:

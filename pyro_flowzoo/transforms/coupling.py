@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import ConditionalFlowTransform, FlowTransform, sum_rightmost
+from .base import ConditionalFlowTransform, FlowTransform, one_of, sum_rightmost
 
 __all__ = [
     "AdditiveCoupling",
@@ -142,8 +142,7 @@ def bound_input(x: Tensor, bound: Optional[float], squash: str = "tanh") -> Tens
         return x
     if squash == "asinh":
         return torch.asinh(x * (1.0 / bound)) * bound
-    if squash != "tanh":
-        raise ValueError(f"squash must be one of {SQUASHES}, got {squash!r}")
+    one_of("squash", squash, SQUASHES)
     return torch.tanh(x * (1.0 / bound)) * bound
 
 

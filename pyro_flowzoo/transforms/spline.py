@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..nn.made import MADE
 from ..nn.mlp import MLP
-from .base import FlowTransform
+from .base import FlowTransform, one_of
 from .coupling import bound_input
 
 __all__ = [
@@ -85,9 +85,7 @@ def initial_bin_logits(num_bins: int, bound: float, knots: str = "uniform") -> T
         >>> bool(w[3] < w[2] < w[1] < w[0]), round(float(w.sum()), 6)
         (True, 1.0)
     """
-    if knots not in KNOTS:
-        raise ValueError(f"knots must be one of {KNOTS}, got {knots!r}")
-    if knots == "uniform":
+    if one_of("knots", knots, KNOTS) == "uniform":
         return torch.zeros(num_bins)
     normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0)
     lo = normal.cdf(torch.tensor(-bound, dtype=torch.float64))
@@ -240,8 +238,7 @@ def spline_params(num_bins: int, tails: str = "identity") -> int:
         >>> spline_params(8), spline_params(8, "linear")
         (23, 25)
     """
-    if tails not in TAILS:
-        raise ValueError(f"tails must be one of {TAILS}, got {tails!r}")
+    one_of("tails", tails, TAILS)
     return 3 * num_bins + (1 if tails == "linear" else -1)
 
 
