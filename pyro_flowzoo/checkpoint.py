@@ -4,7 +4,7 @@ A checkpoint is a plain dictionary of tensors and primitive containers (so that
 ``torch.load(weights_only=True)`` reads it without executing any pickled code)::
 
     {"format": "pyro_flowzoo/1", "builder": "realnvp", "hparams": {"event_shape": [2], ...},
-     "defaults": 2,               # the builders' defaults it was saved under (DEFAULTS_VERSION)
+     "defaults": 3,               # the builders' defaults it was saved under (DEFAULTS_VERSION)
      "state_dict": {...},         # the weights to use (best on validation / EMA when on)
      "metrics": {...},            # per-epoch history and the best validation NLL
      "train_state": {...} | None, # raw weights, optimizer, scheduler, RNG states: exact resume
@@ -37,7 +37,7 @@ FORMAT = "pyro_flowzoo/1"
 
 #: The version of the builders' defaults a new checkpoint records. ``hparams`` holds only what the user
 #: passed, so a checkpoint saved under older defaults is rebuilt with those (:func:`defaults_of_version`).
-DEFAULTS_VERSION = 2
+DEFAULTS_VERSION = 3
 PathLike = Union[str, os.PathLike]
 
 _PRIMITIVES = (str, int, float, bool, type(None))
@@ -114,7 +114,9 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device, None]
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError/ValueError for bad files
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        lines = [line.strip() for line in str(e).strip().splitlines()] or [type(e).__name__]
+        # load_state_dict's message starts "Error(s) in loading state_dict for Flow:": name the first error
+        first = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
         raise CheckpointError(
             f"checkpoint {path}: cannot be read (truncated or corrupt?): {type(e).__name__}: {first[:160]}"
         ) from None
@@ -157,23 +159,40 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
     ``tanh`` (now ``asinh``), 2-D ``nsf_ar`` and ``nsf_coupling`` had uniform knots (now centered; the knots
     only set the initialisation), and 2-D ``nsf_coupling`` had 4 layers (now 3).
 
+    Versions 1 and 2: alternating coupling masks were anchored at the latent side (the first layer kept the
+    even entries), so a vector ``nice``, ``realnvp`` or ``nsf_coupling`` with an even number of layers kept
+    the odd entries in its data-side layer: ``mask="even_odd"`` then is now ``"odd_even"``. An explicit
+    ``mask="half"`` with an even number of layers has no equivalent; its checkpoint is refused on loading.
+
     Example:
         >>> defaults_of_version(1, "nsf_coupling", {"event_shape": [2]})["num_layers"]
         4
-        >>> defaults_of_version(2, "nsf_coupling", {"event_shape": [2]})
+        >>> defaults_of_version(2, "realnvp", {"event_shape": [6]})
+        {'event_shape': [6], 'mask': 'odd_even'}
+        >>> defaults_of_version(3, "nsf_coupling", {"event_shape": [2]})
         {'event_shape': [2]}
     """
-    if version >= 2:
+    if version >= DEFAULTS_VERSION:
         return dict(hparams)
     shape = list(hparams.get("event_shape") or [])
     dim = shape[0] if len(shape) == 1 else None
     old: dict[str, Any] = {}
-    if builder == "maf" and dim is not None and dim >= 3:
-        old["input_squash"] = "tanh"
-    if builder in ("nsf_ar", "nsf_coupling") and dim == 2:
-        old["knots"] = "uniform"
-    if builder == "nsf_coupling" and dim == 2:
-        old["num_layers"] = 4
+    if version < 2:
+        if builder == "maf" and dim is not None and dim >= 3:
+            old["input_squash"] = "tanh"
+        if builder in ("nsf_ar", "nsf_coupling") and dim == 2:
+            old["knots"] = "uniform"
+        if builder == "nsf_coupling" and dim == 2:
+            old["num_layers"] = 4
+    if builder in ("nice", "realnvp", "nsf_coupling") and dim is not None and dim >= 2:
+        # the layer counts these builders chose by default under versions 1 and 2
+        conditional = hparams.get("context_shape") is not None
+        default = {"nice": 8, "realnvp": 12 if dim == 2 else 4}.get(builder)
+        if builder == "nsf_coupling":
+            default = 2 if dim > 2 else (4 if conditional or version < 2 else 3)
+        layers = hparams.get("num_layers", old.get("num_layers", default))
+        if hparams.get("mask", "even_odd") == "even_odd" and int(layers) % 2 == 0:
+            return {**old, **hparams, "mask": "odd_even"}  # the saved "even_odd" (or default) meant this
     return {**old, **hparams}
 
 
@@ -219,7 +238,9 @@ def flow_from_checkpoint(
             flow.to(dtype)  # a flow trained in float64 comes back in float64
         flow.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        lines = [line.strip() for line in str(e).strip().splitlines()] or [type(e).__name__]
+        # load_state_dict's message starts "Error(s) in loading state_dict for Flow:": name the first error
+        first = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
         raise CheckpointError(f"{where}: cannot rebuild flow {name!r}: {first[:200]}") from None
     flow.to(map_location if map_location is not None else "cpu")
     flow.eval()

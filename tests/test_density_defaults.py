@@ -190,13 +190,14 @@ def test_builders_above_two_d_are_smaller():
     mafs = _layers(fz.build("maf", (6,)), MaskedAffineAutoregressive)
     assert len(mafs) == 5 and mafs[0].made.hidden_dims == (32, 32)
     couplings = _layers(fz.build("realnvp", (6,)), AffineCoupling)
-    assert len(couplings) == 4 and [c.mask.tolist() for c in couplings[:2]] == [[True, False] * 3, [False, True] * 3]
+    # the data-side coupling (the last) keeps the even entries: later entries given earlier ones
+    assert len(couplings) == 4 and [c.mask.tolist() for c in couplings[-2:]] == [[False, True] * 3, [True, False] * 3]
     assert max(p.shape[0] for p in couplings[0].parameters() if p.dim() == 2) == 32
     splines = _layers(fz.build("nsf_ar", (6,)), NeuralSplineAutoregressive)
     assert len(splines) == 2 and splines[0].made.hidden_dims == (32, 32) and splines[0].input_bound == 2.0
     coupling_splines = _layers(fz.build("nsf_coupling", (6,)), NeuralSplineCoupling)
     assert len(coupling_splines) == 2 and coupling_splines[0].num_bins == 4
-    assert coupling_splines[0].mask.tolist() == [True, False] * 3
+    assert coupling_splines[-1].mask.tolist() == [True, False] * 3
     mixtures = _layers(fz.build("ar_flow", (6,)), MixtureCDFAutoregressive)
     assert len(mixtures) == 2 and mixtures[0].num_components == 4
     nice_net = _layers(fz.build("nice", (6,)), AdditiveCoupling)[0].net
@@ -313,7 +314,7 @@ def test_maf_squash_defaults_by_dimension():
     "name, shape, former",
     [
         ("maf", (4,), {"input_squash": "tanh", "num_layers": 2}),
-        ("nsf_coupling", (2,), {"num_layers": 4, "knots": "uniform"}),
+        ("nsf_coupling", (2,), {"num_layers": 4, "knots": "uniform", "mask": "odd_even"}),
         ("nsf_ar", (2,), {"knots": "uniform", "num_layers": 1}),
     ],
 )
@@ -329,16 +330,16 @@ def test_checkpoints_without_a_defaults_version_rebuild_with_the_former_defaults
     x = 3 * torch.randn(16, *shape)
     expected = flow.log_prob(x)
     payload = checkpoint_payload(flow)
-    assert payload["defaults"] == 2
+    assert payload["defaults"] == fz.checkpoint.DEFAULTS_VERSION
     del payload["defaults"]
-    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "knots" and k != "input_squash"}
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in ("knots", "input_squash", "mask")}
     if name == "nsf_coupling":
         del payload["hparams"]["num_layers"]  # the user never passed it: 4 was the 2-D default
     save_checkpoint(tmp_path / "old.pt", payload)
     again, _ = flow_from_checkpoint(tmp_path / "old.pt")
     assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
     # the same checkpoint read as today's would be another flow: a different layer count or another squash
-    payload["defaults"] = 2
+    payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
     if name == "maf":
         today, _ = flow_from_checkpoint(payload)
         assert not torch.allclose(today.log_prob(x), expected, atol=1e-3)
@@ -364,3 +365,85 @@ def test_guides_keep_the_knots_they_are_given():
         assert torch.allclose(bias[..., :8], logits.expand(2, -1), atol=1e-6)
         assert torch.allclose(bias[..., 8:16], logits.expand(2, -1), atol=1e-6)
         assert (bias[..., 16:] == 0).all() and (layer.made.arn.layers[-1].weight == 0).all()
+
+
+# -- coupling masks anchored at the data side (defaults version 3) ----------------------------------------
+def test_alternating_masks_are_anchored_at_the_data_side():
+    from pyro_flowzoo.transforms import alternating_masks
+
+    for n in (1, 2, 3, 4, 5):
+        for dim in (2, 5, 6):
+            even, odd, half = (alternating_masks(dim, n, kind) for kind in ("even_odd", "odd_even", "half"))
+            assert even[-1].tolist() == [i % 2 == 0 for i in range(dim)]  # the data-side layer keeps the even entries
+            assert odd[-1].tolist() == [i % 2 == 1 for i in range(dim)]
+            assert half[-1].tolist() == [i < dim // 2 for i in range(dim)]
+            for masks in (even, odd, half):  # alternating: every entry is changed by every other layer
+                assert all(bool((a ^ b).all()) for a, b in zip(masks[:-1], masks[1:]))
+    with pytest.raises(ValueError, match="mask kind must be one of"):
+        alternating_masks(4, 2, "checkerboard")
+    with pytest.raises(ValueError, match="mask kind must be one of"):
+        fz.build("realnvp", (4,), mask="odd")
+
+
+@pytest.mark.parametrize(
+    "name, shape, former",
+    [
+        ("realnvp", (3,), {"hidden_dims": (8,)}),  # 4 layers for D >= 3
+        ("realnvp", (2,), {"hidden_dims": (8,)}),  # 12 layers for D = 2
+        ("nice", (5,), {"hidden_dims": (8,)}),  # 8 layers
+        ("nsf_coupling", (5,), {"hidden_dims": (8,)}),  # 2 layers for D >= 3
+        ("realnvp", (3,), {"hidden_dims": (8,), "num_layers": 2}),
+    ],
+)
+def test_version_2_checkpoints_keep_their_latent_anchored_masks(name, shape, former, tmp_path):
+    """Under defaults version 2 the first (latent-side) layer kept the even entries: with an even layer count
+    that is today's ``mask="odd_even"``. Such a checkpoint comes back with the same masks and density; read as
+    today's it is refused where today's masks differ, never loaded into the wrong layout."""
+    from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
+
+    flow = fz.build(name, shape, mask="odd_even", **former)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(16, *shape)
+    expected = flow.log_prob(x)
+    payload = checkpoint_payload(flow)
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "mask"}
+    payload["defaults"] = 2
+    save_checkpoint(tmp_path / "v2.pt", payload)
+    again, _ = flow_from_checkpoint(tmp_path / "v2.pt")
+    assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
+    payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
+    if name == "realnvp" and shape == (2,):  # the 2-D default is "odd_even" today too: the same flow
+        today, _ = flow_from_checkpoint(payload)
+        assert torch.allclose(today.log_prob(x), expected, atol=1e-5)
+        return
+    with pytest.raises(fz.checkpoint.CheckpointError, match="mask: the saved layer keeps other entries"):
+        flow_from_checkpoint(payload)
+
+
+def test_an_odd_layer_count_kept_its_masks():
+    """With an odd layer count both anchorings give the same masks: nothing to translate."""
+    from pyro_flowzoo.checkpoint import defaults_of_version
+
+    assert defaults_of_version(2, "realnvp", {"event_shape": [4], "num_layers": 3}) == {
+        "event_shape": [4],
+        "num_layers": 3,
+    }
+    assert defaults_of_version(2, "nsf_coupling", {"event_shape": [2]}) == {"event_shape": [2]}  # 3 layers
+    assert defaults_of_version(2, "realnvp", {"event_shape": [4], "mask": "prefix"}) == {
+        "event_shape": [4],
+        "mask": "prefix",
+    }
+
+
+def test_data_side_coupling_masks_by_builder_and_dimension():
+    def last(flow, cls):
+        return _layers(flow, cls)[-1].mask.tolist()
+
+    assert last(fz.build("realnvp", (5,)), AffineCoupling) == [True, False, True, False, True]
+    assert last(fz.build("realnvp", (2,)), AffineCoupling) == [False, True]  # 2-D keeps the former masks
+    assert last(fz.build("realnvp", (2,), mask="even_odd"), AffineCoupling) == [True, False]
+    assert last(fz.build("nice", (2,)), AdditiveCoupling) == [True, False]
+    assert last(fz.build("nsf_coupling", (5,)), NeuralSplineCoupling) == [True, False, True, False, True]
+    assert last(fz.build("nsf_coupling", (6,), mask="half"), NeuralSplineCoupling) == [True] * 3 + [False] * 3

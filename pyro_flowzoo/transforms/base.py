@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from pyro.distributions.conditional import ConditionalTransformModule
 from pyro.distributions.torch_transform import TransformModule
 from torch import Tensor
@@ -29,6 +30,25 @@ def one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value
+
+
+class FixedMask:
+    """Mixin for coupling layers whose ``mask`` buffer fixes their layout: a state dict with another mask is refused.
+
+    The layer derives from its mask which entries its net reads and where they go (index buffers, slices
+    chosen once), so weights saved with another mask would load without complaint and compute something
+    else. ``load_state_dict`` raises instead (a checkpoint turns it into a ``CheckpointError``).
+    """
+
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        saved, mask = state_dict.get(prefix + "mask"), getattr(self, "mask", None)
+        if isinstance(saved, Tensor) and isinstance(mask, Tensor) and saved.shape == mask.shape:
+            if not torch.equal(saved.bool(), mask.bool()):
+                args[-1].append(  # error_msgs
+                    f"{prefix}mask: the saved layer keeps other entries than this one (saved under other masks or "
+                    "older defaults; build the flow with the masks it was saved with)"
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 def sum_rightmost(value: Tensor, dim: int) -> Tensor:

@@ -27,7 +27,7 @@ from torch.distributions import constraints
 
 from ..nn.made import MADE
 from ..nn.mlp import MLP
-from .base import ConditionalFlowTransform, ConditionedTransform
+from .base import ConditionalFlowTransform, ConditionedTransform, FixedMask
 from .mixture_cdf import _check_family, _latent_from_data, _params, mixture_ar_sample
 from .planar_radial import planar_u_hat, solve_planar
 from .spline import _split, rational_quadratic_spline, spline_ar_sample
@@ -241,7 +241,7 @@ class ConditionalMixtureCDFAutoregressive(ConditionalFlowTransform):
         )
 
 
-class ConditionalNeuralSplineCoupling(ConditionalFlowTransform):
+class ConditionalNeuralSplineCoupling(FixedMask, ConditionalFlowTransform):
     r"""Conditional coupling spline flow: the kept entries and the context parametrise the other entries' splines.
 
     .. math:: z_m = x_m, \qquad z_{\bar m} = \mathrm{RQS}(x_{\bar m};\ \theta(x_m, c))

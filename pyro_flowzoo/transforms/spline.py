@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..nn.made import MADE
 from ..nn.mlp import MLP
-from .base import FlowTransform, one_of
+from .base import FixedMask, FlowTransform, one_of
 from .coupling import bound_input
 
 __all__ = [
@@ -335,7 +335,7 @@ def spline_ar_sample(
     return x, log_det
 
 
-class NeuralSplineCoupling(FlowTransform):
+class NeuralSplineCoupling(FixedMask, FlowTransform):
     r"""Coupling rational-quadratic spline flow (NSF-C): masked entries condition splines on the others.
 
     .. math:: z_m = x_m, \qquad z_{\bar m} = \mathrm{RQS}(x_{\bar m};\ \theta(x_m))
