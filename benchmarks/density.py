@@ -10,7 +10,8 @@ error is printed). Every model is a library's *default* for the family, built as
   (zuko has no mixture-CDF flow: ``ar_flow`` has no zuko row; zuko's ``NICE`` uses affine couplings by
   default, so ``zuko:nice`` is three RealNVP-style couplings, not additive ones);
 * nflows: the same architecture as ours (``benchmarks/peers.py``: layers, hidden sizes, bins, bound)
-  for realnvp, maf, nsf_ar, nsf_coupling (nflows ships no defaults for these).
+  for realnvp, maf, nsf_ar, nsf_coupling, by dimension as ours (:func:`nflows_sizes`; nflows ships no
+  defaults for these). Its masks and input handling are its own: no input bound, no standardization.
 
 Loops:
 
@@ -50,12 +51,18 @@ import torch
 
 OURS = ["realnvp", "maf", "nsf_ar", "nsf_coupling", "ar_flow", "nice"]
 ZUKO = {"realnvp": "RealNVP", "maf": "MAF", "nsf_ar": "NSF", "nsf_coupling": "NSF2", "nice": "NICE"}
-NFLOWS = {
-    "realnvp": dict(num_layers=12, hidden=(64, 64)),
-    "maf": dict(num_layers=24, hidden=(64, 64)),
-    "nsf_ar": dict(num_layers=3, hidden=(64, 64)),
-    "nsf_coupling": dict(num_layers=3, hidden=(64, 64)),
-}
+NFLOWS = ("realnvp", "maf", "nsf_ar", "nsf_coupling")
+
+
+def nflows_sizes(arch: str, dim: int) -> dict:
+    """Our builders' default sizes for ``dim``, for nflows (which ships no defaults for these families)."""
+    from pyro_flowzoo.flows.vector import small_hidden
+
+    if dim <= 2:
+        layers = {"realnvp": 12, "maf": 24, "nsf_ar": 3, "nsf_coupling": 3}
+        return {"num_layers": layers[arch], "hidden": (64, 64), "bins": 8}
+    layers = {"realnvp": 4, "maf": 5, "nsf_ar": 2, "nsf_coupling": 2}
+    return {"num_layers": layers[arch], "hidden": small_hidden(dim), "bins": 4 if arch == "nsf_coupling" else 8}
 SETS = ["8gaussians", "rings", "pinwheel", "moons", "smiley", "sas6", "student_t4", "banana16"]
 MODELS = [f"ours:{a}" for a in OURS] + [f"zuko:{a}" for a in ZUKO] + [f"nflows:{a}" for a in NFLOWS]
 
@@ -79,7 +86,7 @@ def make(model: str, dim: int, hparams: dict):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from peers import build
 
-        m = build("nflows", arch, dim, **{"bins": 8, "bound": 5.0, **NFLOWS[arch]})
+        m = build("nflows", arch, dim, bound=5.0, **nflows_sizes(arch, dim))
         return m.module, m.log_prob
     raise ValueError(model)
 

@@ -64,7 +64,9 @@ class Model:
 
 
 def half_masks(dim: int, num_layers: int) -> list[Tensor]:
-    """``True`` = conditioning entries; layer 0 conditions on the first half (as ours does)."""
+    """``True`` = conditioning entries; layer 0 conditions on the first half (as ours with ``mask="half",
+    mask_anchor="latent"``, the 2-D realnvp default; ours at ``D >= 3`` use even/odd masks anchored at the data
+    side)."""
     first = torch.arange(dim) < dim // 2
     return [first if i % 2 == 0 else ~first for i in range(num_layers)]
 

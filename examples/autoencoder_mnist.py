@@ -27,7 +27,7 @@ from pyro_flowzoo.transforms import AffineCoupling, BatchNorm, Permute, alternat
 def code_flow(dim: int, num_layers: int, hidden: tuple[int, ...]) -> Flow:
     """RealNVP on vectors with batch norm and random permutations between couplings (latent -> data order)."""
     layers: list[nn.Module] = []
-    for mask in alternating_masks(dim, num_layers, "half"):
+    for mask in alternating_masks(dim, num_layers, "half", anchor="latent"):
         layers += [AffineCoupling(mask, MLP(dim, 2 * dim, hidden)), BatchNorm(dim, event_dim=1), Permute(dim=dim)]
     return Flow(StandardNormal((dim,)), layers)
 

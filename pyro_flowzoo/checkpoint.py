@@ -159,16 +159,14 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
     ``tanh`` (now ``asinh``), 2-D ``nsf_ar`` and ``nsf_coupling`` had uniform knots (now centered; the knots
     only set the initialisation), and 2-D ``nsf_coupling`` had 4 layers (now 3).
 
-    Versions 1 and 2: alternating coupling masks were anchored at the latent side (the first layer kept the
-    even entries), so a vector ``nice``, ``realnvp`` or ``nsf_coupling`` with an even number of layers kept
-    the odd entries in its data-side layer: ``mask="even_odd"`` then is now ``"odd_even"``. An explicit
-    ``mask="half"`` with an even number of layers has no equivalent; its checkpoint is refused on loading.
+    Versions 1 and 2: the alternating masks of vector ``nice``, ``realnvp`` and ``nsf_coupling`` were anchored
+    at the latent side (``mask_anchor="latent"``; now at the data side, except 2-D ``realnvp``).
 
     Example:
         >>> defaults_of_version(1, "nsf_coupling", {"event_shape": [2]})["num_layers"]
         4
-        >>> defaults_of_version(2, "realnvp", {"event_shape": [6]})
-        {'event_shape': [6], 'mask': 'odd_even'}
+        >>> defaults_of_version(2, "realnvp", {"event_shape": [6], "num_layers": 4})
+        {'mask_anchor': 'latent', 'event_shape': [6], 'num_layers': 4}
         >>> defaults_of_version(3, "nsf_coupling", {"event_shape": [2]})
         {'event_shape': [2]}
     """
@@ -185,15 +183,9 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
         if builder == "nsf_coupling" and dim == 2:
             old["num_layers"] = 4
     if builder in ("nice", "realnvp", "nsf_coupling") and dim is not None and dim >= 2:
-        # the layer counts these builders chose by default under versions 1 and 2
-        conditional = hparams.get("context_shape") is not None
-        default = {"nice": 8, "realnvp": 12 if dim == 2 else 4}.get(builder)
-        if builder == "nsf_coupling":
-            default = 2 if dim > 2 else (4 if conditional or version < 2 else 3)
-        layers = hparams.get("num_layers", old.get("num_layers", default))
-        if hparams.get("mask", "even_odd") == "even_odd" and int(layers) % 2 == 0:
-            return {**old, **hparams, "mask": "odd_even"}  # the saved "even_odd" (or default) meant this
-    return {**old, **hparams}
+        old["mask_anchor"] = "latent"
+    # an explicit None is the builder's default, which is what the version's defaults replace
+    return {**old, **{k: v for k, v in hparams.items() if not (v is None and k in old)}}
 
 
 def flow_from_checkpoint(

@@ -314,7 +314,7 @@ def test_maf_squash_defaults_by_dimension():
     "name, shape, former",
     [
         ("maf", (4,), {"input_squash": "tanh", "num_layers": 2}),
-        ("nsf_coupling", (2,), {"num_layers": 4, "knots": "uniform", "mask": "odd_even"}),
+        ("nsf_coupling", (2,), {"num_layers": 4, "knots": "uniform", "mask_anchor": "latent"}),
         ("nsf_ar", (2,), {"knots": "uniform", "num_layers": 1}),
     ],
 )
@@ -332,7 +332,9 @@ def test_checkpoints_without_a_defaults_version_rebuild_with_the_former_defaults
     payload = checkpoint_payload(flow)
     assert payload["defaults"] == fz.checkpoint.DEFAULTS_VERSION
     del payload["defaults"]
-    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in ("knots", "input_squash", "mask")}
+    payload["hparams"] = {
+        k: v for k, v in payload["hparams"].items() if k not in ("knots", "input_squash", "mask_anchor")
+    }
     if name == "nsf_coupling":
         del payload["hparams"]["num_layers"]  # the user never passed it: 4 was the 2-D default
     save_checkpoint(tmp_path / "old.pt", payload)
@@ -373,68 +375,97 @@ def test_alternating_masks_are_anchored_at_the_data_side():
 
     for n in (1, 2, 3, 4, 5):
         for dim in (2, 5, 6):
-            even, odd, half = (alternating_masks(dim, n, kind) for kind in ("even_odd", "odd_even", "half"))
+            even, half = alternating_masks(dim, n, "even_odd"), alternating_masks(dim, n, "half")
             assert even[-1].tolist() == [i % 2 == 0 for i in range(dim)]  # the data-side layer keeps the even entries
-            assert odd[-1].tolist() == [i % 2 == 1 for i in range(dim)]
             assert half[-1].tolist() == [i < dim // 2 for i in range(dim)]
-            for masks in (even, odd, half):  # alternating: every entry is changed by every other layer
+            latent = alternating_masks(dim, n, "even_odd", anchor="latent")
+            assert latent[0].tolist() == [i % 2 == 0 for i in range(dim)]
+            assert [m.tolist() for m in latent] == [m.tolist() for m in (even if n % 2 else [~m for m in even])]
+            for masks in (even, half, latent):  # alternating: every entry is changed by every other layer
                 assert all(bool((a ^ b).all()) for a, b in zip(masks[:-1], masks[1:]))
+    # the masks of defaults version 2, as its doctest printed them
+    assert [m.int().tolist() for m in alternating_masks(3, 2, "even_odd", anchor="latent")] == [[1, 0, 1], [0, 1, 0]]
     with pytest.raises(ValueError, match="mask kind must be one of"):
         alternating_masks(4, 2, "checkerboard")
-    with pytest.raises(ValueError, match="mask kind must be one of"):
-        fz.build("realnvp", (4,), mask="odd")
+    with pytest.raises(ValueError, match="mask_anchor must be one of"):
+        fz.build("realnvp", (4,), mask_anchor="middle")
+
+
+def _masks(flow):
+    return [m.mask.tolist() for m in flow.modules() if isinstance(getattr(m, "mask", None), torch.Tensor)]
 
 
 @pytest.mark.parametrize(
     "name, shape, former",
     [
         ("realnvp", (3,), {"hidden_dims": (8,)}),  # 4 layers for D >= 3
+        ("realnvp", (6,), {"hidden_dims": (8,), "num_layers": None, "mask": None}),  # explicit defaults
         ("realnvp", (2,), {"hidden_dims": (8,)}),  # 12 layers for D = 2
+        ("realnvp", (2,), {"hidden_dims": (8,), "num_layers": 3}),
+        ("realnvp", (4,), {"hidden_dims": (8,), "mask": "half"}),
+        ("realnvp", (2,), {"hidden_dims": (8,), "mask": "half", "num_layers": 2}),
         ("nice", (5,), {"hidden_dims": (8,)}),  # 8 layers
         ("nsf_coupling", (5,), {"hidden_dims": (8,)}),  # 2 layers for D >= 3
-        ("realnvp", (3,), {"hidden_dims": (8,), "num_layers": 2}),
+        ("nsf_coupling", (2,), {"hidden_dims": (8,), "context_shape": (3,)}),  # 4 layers, conditional 2-D
     ],
 )
 def test_version_2_checkpoints_keep_their_latent_anchored_masks(name, shape, former, tmp_path):
-    """Under defaults version 2 the first (latent-side) layer kept the even entries: with an even layer count
-    that is today's ``mask="odd_even"``. Such a checkpoint comes back with the same masks and density; read as
-    today's it is refused where today's masks differ, never loaded into the wrong layout."""
+    """Under defaults version 2 the first (latent-side) layer kept the even entries / the first half, today's
+    ``mask_anchor="latent"``. Such a checkpoint comes back with the same masks and density; read as today's
+    it is refused where today's masks differ, never loaded into the wrong layout."""
     from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
 
-    flow = fz.build(name, shape, mask="odd_even", **former)
+    flow = fz.build(name, shape, mask_anchor="latent", **former)
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.1 * torch.randn_like(p))
     x = torch.randn(16, *shape)
-    expected = flow.log_prob(x)
+    kw = {"context": torch.randn(16, 3)} if "context_shape" in former else {}
+    expected = flow.log_prob(x, **kw)
     payload = checkpoint_payload(flow)
-    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "mask"}
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "mask_anchor"}
     payload["defaults"] = 2
     save_checkpoint(tmp_path / "v2.pt", payload)
     again, _ = flow_from_checkpoint(tmp_path / "v2.pt")
-    assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
+    assert _masks(again) == _masks(flow)
+    assert torch.allclose(again.log_prob(x, **kw), expected, atol=1e-5)
     payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
-    if name == "realnvp" and shape == (2,):  # the 2-D default is "odd_even" today too: the same flow
+    hparams = {k: v for k, v in payload["hparams"].items() if k != "event_shape"}
+    if _masks(fz.build(name, shape, **hparams)) == _masks(flow):  # 2-D realnvp, odd counts: the same masks today
         today, _ = flow_from_checkpoint(payload)
-        assert torch.allclose(today.log_prob(x), expected, atol=1e-5)
-        return
-    with pytest.raises(fz.checkpoint.CheckpointError, match="mask: the saved layer keeps other entries"):
-        flow_from_checkpoint(payload)
+        assert torch.allclose(today.log_prob(x, **kw), expected, atol=1e-5)
+    else:
+        with pytest.raises(fz.checkpoint.CheckpointError, match="mask: the saved layer keeps other entries"):
+            flow_from_checkpoint(payload)
 
 
-def test_an_odd_layer_count_kept_its_masks():
-    """With an odd layer count both anchorings give the same masks: nothing to translate."""
-    from pyro_flowzoo.checkpoint import defaults_of_version
+def test_a_refused_mask_is_refused_again():
+    """A load refused for its masks leaves the layer's mask as it was: a second try cannot slip through."""
+    saved = fz.build("realnvp", (2,), num_layers=2, hidden_dims=(8,), mask_anchor="latent")
+    other = fz.build("realnvp", (2,), num_layers=2, hidden_dims=(8,), mask_anchor="data")
+    before = _masks(other)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="mask: the saved layer keeps other entries"):
+            other.load_state_dict(saved.state_dict())
+        assert _masks(other) == before
 
-    assert defaults_of_version(2, "realnvp", {"event_shape": [4], "num_layers": 3}) == {
-        "event_shape": [4],
-        "num_layers": 3,
-    }
-    assert defaults_of_version(2, "nsf_coupling", {"event_shape": [2]}) == {"event_shape": [2]}  # 3 layers
-    assert defaults_of_version(2, "realnvp", {"event_shape": [4], "mask": "prefix"}) == {
-        "event_shape": [4],
-        "mask": "prefix",
-    }
+
+def test_resuming_a_version_2_run_names_the_former_defaults(tmp_path):
+    from pyro_flowzoo.checkpoint import load_checkpoint, save_checkpoint
+    from pyro_flowzoo.train import fit
+
+    data = torch.randn(64, 4)
+    kw = dict(steps=2, batch_size=32, seed=0, progress=False)
+    flow = fz.build("realnvp", (4,), hidden_dims=(8,), mask_anchor="latent")
+    fit(flow, data, checkpoint=tmp_path / "run.pt", **kw)
+    payload = load_checkpoint(tmp_path / "run.pt")
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "mask_anchor"}
+    payload["defaults"] = 2
+    save_checkpoint(tmp_path / "old.pt", payload)
+    with pytest.raises(fz.checkpoint.CheckpointError, match="mask_anchor='latent' to resume"):
+        fit(fz.build("realnvp", (4,), hidden_dims=(8,)), data, resume=tmp_path / "old.pt", **{**kw, "steps": 4})
+    resumed = fz.build("realnvp", (4,), hidden_dims=(8,), mask_anchor="latent")
+    assert fit(resumed, data, resume=tmp_path / "old.pt", **{**kw, "steps": 4}).steps == 4
 
 
 def test_data_side_coupling_masks_by_builder_and_dimension():
@@ -443,7 +474,8 @@ def test_data_side_coupling_masks_by_builder_and_dimension():
 
     assert last(fz.build("realnvp", (5,)), AffineCoupling) == [True, False, True, False, True]
     assert last(fz.build("realnvp", (2,)), AffineCoupling) == [False, True]  # 2-D keeps the former masks
-    assert last(fz.build("realnvp", (2,), mask="even_odd"), AffineCoupling) == [True, False]
+    assert last(fz.build("realnvp", (2,), num_layers=3), AffineCoupling) == [True, False]
+    assert last(fz.build("realnvp", (2,), mask_anchor="data"), AffineCoupling) == [True, False]
     assert last(fz.build("nice", (2,)), AdditiveCoupling) == [True, False]
     assert last(fz.build("nsf_coupling", (5,)), NeuralSplineCoupling) == [True, False, True, False, True]
     assert last(fz.build("nsf_coupling", (6,), mask="half"), NeuralSplineCoupling) == [True] * 3 + [False] * 3

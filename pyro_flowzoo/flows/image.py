@@ -38,9 +38,9 @@ from ..transforms import (
     Reshape,
     Scaling,
     Squeeze,
+    alternating_masks,
     channel_mask,
     checkerboard_mask,
-    even_odd_mask,
 )
 from .registry import register, register_alias
 from .vector import context_features
@@ -341,7 +341,7 @@ def nice_image(
         AdditiveCoupling(m, MLP(dim, dim, (hidden_dim,) * num_hidden_layers))
         if not k
         else ConditionalAdditiveCoupling(m, MLP(dim, dim, (hidden_dim,) * num_hidden_layers, context_features=k), (k,))
-        for m in (even_odd_mask(dim, i % 2 == 0) for i in range(num_layers))  # anchored at the latent side
+        for m in alternating_masks(dim, num_layers, "even_odd", anchor="latent")  # its masks from before the anchoring
     ]
     dl: list[nn.Module] = [Reshape((dim,), shape), Scaling((dim,)), *reversed(couplings)]
     return _flow(dl, StandardLogistic((dim,)), logit_alpha, context_shape=context_shape)

@@ -82,6 +82,7 @@ def nice(
     mask: Optional[str] = None,
     context_shape: Optional[tuple[int, ...]] = None,
     support: Support = None,
+    mask_anchor: Optional[str] = None,
     **image_hparams,
 ) -> Flow:
     """NICE: additive couplings with alternating masks, a final diagonal scaling, a logistic base.
@@ -92,8 +93,9 @@ def nice(
     +0.097 with 16; ``sas6`` +0.035 against +0.040 with 4); networks (:func:`by_dimension`) of ``(256, 256)``
     for ``D = 2``, of :func:`small_hidden` for ``D >= 3`` (``sas6``, 4 couplings: +0.040 against +0.120 with
     ``(256, 256)``, which overfit). Images keep the paper's 4 couplings (``flows.image.nice_image``).
-    ``mask`` as for :func:`realnvp` (the data-side coupling keeps the even entries: ``banana16`` +0.268 against
-    +0.309 with the odd ones).
+    ``mask="even_odd"`` and ``mask_anchor="data"`` (:func:`~pyro_flowzoo.transforms.alternating_masks`): the
+    data-side coupling keeps the even entries, also for ``D = 2`` (``banana16`` +0.268 against +0.309 with
+    ``"latent"``; 2-D sets equal or better).
     What NICE can reach: its Jacobian determinant is constant, so the law of
     ``log q(X)`` is the base's up to a shift, and no such flow with a logistic base gets closer than 0.042
     nats/dim to 8gaussians (a rearrangement bound; benchmarks/RESULTS.md, issue 15).
@@ -109,7 +111,7 @@ def nice(
     if len(event_shape) == 3:
         from .image import nice_image
 
-        _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask, support=support)
+        _reject_vector_hparams("nice", hidden_dims=hidden_dims, mask=mask, support=support, mask_anchor=mask_anchor)
         if num_layers is not None:
             image_hparams["num_layers"] = num_layers
         return nice_image(event_shape, context_shape=context_shape, **image_hparams)
@@ -127,7 +129,7 @@ def nice(
         else ConditionalAdditiveCoupling(
             m, MLP(int(m.sum()), dim - int(m.sum()), hidden_dims, context_features=k), (k,), split_channels=True
         )
-        for m in alternating_masks(dim, num_layers, mask)
+        for m in alternating_masks(dim, num_layers, mask, "data" if mask_anchor is None else mask_anchor)
     ]
     transforms.append(Scaling((dim,)))  # data side: the paper's scaling follows the couplings
     return Flow(StandardLogistic((dim,)), transforms + data_side((dim,), support), context_shape=context_shape)
@@ -143,6 +145,7 @@ def realnvp(
     support: Support = None,
     input_bound: Optional[float] = 2.0,
     log_scale_bound: Optional[float] = None,
+    mask_anchor: Optional[str] = None,
     **image_hparams,
 ) -> Flow:
     """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
@@ -154,15 +157,15 @@ def realnvp(
     ``D >= 3``, 4 couplings of :func:`small_hidden` (``sas6``: +0.024 worst of 3 seeds under the plain loop,
     12 couplings of (64, 64) +0.110).
 
-    Masks alternate and are anchored at the data side (:func:`~pyro_flowzoo.transforms.alternating_masks`).
-    ``D >= 3``: ``mask="even_odd"``, zuko's choice too: entries that neighbour each other (chains, series,
+    ``mask="even_odd"`` by default, zuko's choice too: entries that neighbour each other (chains, series,
     pairs) land on opposite sides, so each is transformed given its neighbours (``"half"``, which never splits
-    neighbours: ``sas6``, 4 couplings, +0.034 against +0.024); and the last coupling keeps the even entries and
-    changes the others given them, for any number of layers, as the autoregressive builders read the data in
-    its natural order (``banana16``, plain loop, worst of 3 seeds: +0.230 against +0.329 keeping the odd
-    entries there, ``"odd_even"``). ``D = 2``: ``"odd_even"``, the last coupling changing the first entry (the
-    masks of before the anchoring): the sets split (smiley under ``fit``, seeds 0-3, +0.045 worst against
-    +0.057 with ``"even_odd"``; moons +0.034 against +0.049 the other way; RESULTS.md, issue 15).
+    neighbours: ``sas6``, 4 couplings, +0.034 against +0.024). ``mask_anchor``
+    (:func:`~pyro_flowzoo.transforms.alternating_masks`): ``"data"`` for ``D >= 3``, the last coupling keeping
+    the even entries and changing the others given them, for any number of layers, as the autoregressive
+    builders read the data in its natural order (``banana16``, plain loop, worst of 3 seeds: +0.230 against
+    +0.329 with ``"latent"``, where 4 couplings keep the odd entries there); ``"latent"`` for ``D = 2``, its
+    masks from before the anchoring, where the sets split (smiley under ``fit``, seeds 0-3, +0.045 worst
+    against +0.057 with ``"data"``; moons +0.034 against +0.049 the other way; RESULTS.md, issue 15).
 
     ``input_bound=2.0`` (vectors, unconditional): every coupling network reads ``2 tanh(x_m / 2)`` of its
     (standardized) inputs, so shifts and log-scales level off beyond the data instead of growing linearly
@@ -192,6 +195,7 @@ def realnvp(
             mask=mask,
             support=support,
             log_scale_bound=log_scale_bound,
+            mask_anchor=mask_anchor,
         )
         return realnvp_image(event_shape, context_shape=context_shape, **image_hparams)
     if image_hparams:
@@ -199,7 +203,8 @@ def realnvp(
     dim = vector_dim("realnvp", event_shape, images=True)
     num_layers = by_dimension(dim, 12, 4) if num_layers is None else num_layers
     hidden_dims = by_dimension(dim, (64, 64), small_hidden(dim)) if hidden_dims is None else hidden_dims
-    mask = by_dimension(dim, "odd_even", "even_odd") if mask is None else mask
+    mask = "even_odd" if mask is None else mask
+    mask_anchor = by_dimension(dim, "latent", "data") if mask_anchor is None else mask_anchor
     k = context_features(context_shape)
     transforms = [
         AffineCoupling(
@@ -217,6 +222,6 @@ def realnvp(
             split_channels=True,
             log_scale_bound=log_scale_bound,
         )
-        for m in alternating_masks(dim, num_layers, mask)
+        for m in alternating_masks(dim, num_layers, mask, mask_anchor)
     ]
     return Flow(StandardNormal((dim,)), transforms + data_side((dim,), support), context_shape=context_shape)

@@ -56,7 +56,8 @@ def prefix_layers(dim: int) -> int:
 #: identical standard logistics is the identity on the logit scale). ``hidden_dims``, where a builder takes
 #: it, defaults to two layers of ``max(32, 2 D)`` units. A callable value is called with ``D``.
 GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "nice": {"num_layers": 4},
+    # mask_anchor="latent": the alternating masks these guides were measured with (issue 14)
+    "nice": {"num_layers": 4, "mask_anchor": "latent"},
     # A triangular map in the model's order (prefix masks: global latents, which a model samples first,
     # scale and shift the local ones after them), log-scales with a range of +-5 from the start (a funnel's
     # scale spans e^{+-4.5}); input_bound=None: a bound would stop a banana's shift x_1^2 from growing in the

@@ -10,7 +10,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import DEFAULTS_VERSION, CheckpointError, defaults_of_version, load_checkpoint
 from ..flow import Flow
 
 __all__ = ["open_resume", "rng_state", "restore_rng", "write_csv"]
@@ -25,6 +25,16 @@ def open_resume(flow: Flow, resume: Union[PathLike, dict[str, Any]], device: tor
         raise CheckpointError("checkpoint has no training state to resume from (saved without fit?)")
     if flow.builder is not None and ckpt.get("builder") not in (None, flow.builder):
         raise CheckpointError(f"checkpoint is for flow {ckpt.get('builder')!r}, not {flow.builder!r}")
+    version, saved = int(ckpt.get("defaults", 1)), dict(ckpt.get("hparams") or {})
+    if flow.builder is not None and version < DEFAULTS_VERSION:
+        # built today with the saved hyper-parameters, the flow would have today's defaults, not the checkpoint's
+        former = defaults_of_version(version, flow.builder, saved)
+        missing = {k: v for k, v in former.items() if k not in saved and flow.hparams.get(k) != v}
+        if missing:
+            args = ", ".join(f"{k}={v!r}" for k, v in missing.items())
+            raise CheckpointError(
+                f"checkpoint was saved under the defaults of version {version}: build the flow with {args} to resume"
+            )
     return ckpt
 
 

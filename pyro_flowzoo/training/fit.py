@@ -171,7 +171,11 @@ class Trainer:
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         ts = ckpt["train_state"]
-        self.flow.load_state_dict(ts["model"])
+        try:
+            self.flow.load_state_dict(ts["model"])
+        except RuntimeError as e:  # another architecture: one line, as flow_from_checkpoint says it
+            lines = [line.strip() for line in str(e).strip().splitlines()]
+            raise CheckpointError(f"cannot resume into this flow: {(lines[1:] or lines)[0][:200]}") from None
         self.updater.load_state_dict({"optimizer": ts["optimizer"], "scheduler": ts["scheduler"]})
         if self.ema is not None:
             if ts.get("ema") is None:

@@ -35,19 +35,26 @@ def one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
 class FixedMask:
     """Mixin for coupling layers whose ``mask`` buffer fixes their layout: a state dict with another mask is refused.
 
-    The layer derives from its mask which entries its net reads and where they go (index buffers, slices
-    chosen once), so weights saved with another mask would load without complaint and compute something
-    else. ``load_state_dict`` raises instead (a checkpoint turns it into a ``CheckpointError``).
+    The layer derives from its mask which entries its net reads and where they go, and for contiguous masks
+    it chooses slices once, at construction: weights saved with another mask would load without complaint
+    and compute something else. ``load_state_dict`` raises instead (a checkpoint turns it into a
+    ``CheckpointError``); the mask is left as it was, so a second try is refused too.
     """
 
     def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
         saved, mask = state_dict.get(prefix + "mask"), getattr(self, "mask", None)
-        if isinstance(saved, Tensor) and isinstance(mask, Tensor) and saved.shape == mask.shape:
-            if not torch.equal(saved.bool(), mask.bool()):
-                args[-1].append(  # error_msgs
-                    f"{prefix}mask: the saved layer keeps other entries than this one (saved under other masks or "
-                    "older defaults; build the flow with the masks it was saved with)"
-                )
+        if (
+            isinstance(saved, Tensor)
+            and isinstance(mask, Tensor)
+            and saved.shape == mask.shape
+            and not (saved.is_meta or mask.is_meta)
+            and not torch.equal(saved.detach().to("cpu", torch.bool), mask.detach().to("cpu", torch.bool))
+        ):
+            args[-1].append(  # error_msgs; this layer's own tensors are left as they are
+                f"{prefix}mask: the saved layer keeps other entries than this one (built with other masks; flows "
+                'saved under defaults version 2 or before: mask_anchor="latent")'
+            )
+            return
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "prefix_mask",
     "alternating_masks",
     "MASKS",
+    "ANCHORS",
     "checkerboard_mask",
     "channel_mask",
     "bound_input",
@@ -59,42 +60,47 @@ def prefix_mask(dim: int, size: int) -> Tensor:
 
 
 #: The vector mask kinds of :func:`alternating_masks` (the builders' ``mask=``).
-MASKS = ("even_odd", "odd_even", "half", "prefix")
+MASKS = ("even_odd", "half", "prefix")
+#: Which end of a stack fixes the alternation (the builders' ``mask_anchor=``).
+ANCHORS = ("data", "latent")
 
 
-def alternating_masks(dim: int, num_layers: int, kind: str = "half") -> list[Tensor]:
-    """``num_layers`` vector masks: alternating (``"even_odd"``, ``"odd_even"``, ``"half"``) or prefixes (``"prefix"``).
+def alternating_masks(dim: int, num_layers: int, kind: str = "half", anchor: str = "data") -> list[Tensor]:
+    """``num_layers`` vector masks (latent to data order): alternating (``"even_odd"``, ``"half"``) or prefixes.
 
-    Alternating masks transform every entry and are anchored at the data side: the last layer (latent to
-    data order), the first to read the data, keeps the even entries (``"even_odd"``; ``"odd_even"``: the odd
-    ones) or the first ``D // 2`` (``"half"``) and changes the others, whatever the number of layers. So it
-    conditions later entries on earlier ones, as the autoregressive builders' data-side layer reads the
-    data in its natural order: data made in order (each entry a function of the ones before it) is met
-    where the flow starts reading it. ``banana16``, plain loop, worst of 3 seeds: realnvp +0.230 against
-    +0.329 with the data side keeping the odd entries (RESULTS.md, issue 15).
+    Alternating masks transform every entry. ``anchor="data"``: the last layer, the first to read the data,
+    keeps the even entries (``"even_odd"``) or the first ``D // 2`` (``"half"``) and changes the others,
+    whatever the number of layers; it conditions later entries on earlier ones, as the autoregressive
+    builders' data-side layer reads the data in its natural order, so data made in order (each entry a
+    function of the ones before it) is met where the flow starts reading it (``banana16``, plain loop, worst
+    of 3 seeds: realnvp +0.230 against +0.329; RESULTS.md, issue 15). ``anchor="latent"``: the first layer
+    keeps them (the masks of defaults version 2 and before), so with an even number of layers the data side
+    keeps the odd entries / the second half.
 
-    ``"prefix"`` masks keep the first ``k_i`` entries in layer ``i`` (latent to data order), ``k_0 = 1`` and
+    ``"prefix"`` masks keep the first ``k_i`` entries in layer ``i``, ``k_0 = 1`` and
     ``k_i = min(D - 1, ceil(i D / L))``: every entry but the first is changed, always given entries before it,
     so the stack is a triangular map in the natural order (for a guide: the model's order, where global
     latents precede the local ones they scale). The first entry is never changed: pair the stack with an
-    elementwise layer for its marginal.
+    elementwise layer for its marginal. The anchor does not apply.
 
     Example:
         >>> [m.int().tolist() for m in alternating_masks(3, 2, "even_odd")]
         [[0, 1, 0], [1, 0, 1]]
-        >>> [m.int().tolist() for m in alternating_masks(3, 3, "even_odd")]
-        [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+        >>> [m.int().tolist() for m in alternating_masks(3, 2, "even_odd", anchor="latent")]
+        [[1, 0, 1], [0, 1, 0]]
         >>> [m.int().tolist() for m in alternating_masks(6, 2, "prefix")]
         [[1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]]
     """
     one_of("mask kind", kind, MASKS)
+    one_of("mask_anchor", anchor, ANCHORS)
     if kind == "prefix":
         if dim < 2:
             raise ValueError(f"prefix masks need dim >= 2, got {dim}")
         return [prefix_mask(dim, min(dim - 1, max(1, -(-i * dim // num_layers)))) for i in range(num_layers)]
     make = half_mask if kind == "half" else even_odd_mask
-    data_side = kind != "odd_even"  # what the data-side layer keeps: the even entries / the first half
-    return [make(dim, ((num_layers - 1 - i) % 2 == 0) == data_side) for i in range(num_layers)]
+    if anchor == "latent":
+        return [make(dim, i % 2 == 0) for i in range(num_layers)]
+    return [make(dim, (num_layers - 1 - i) % 2 == 0) for i in range(num_layers)]
 
 
 def checkerboard_mask(event_shape: Sequence[int], parity: int = 0) -> Tensor:
