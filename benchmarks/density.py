@@ -63,6 +63,8 @@ def nflows_sizes(arch: str, dim: int) -> dict:
         return {"num_layers": layers[arch], "hidden": (64, 64), "bins": 8}
     layers = {"realnvp": 4, "maf": 5, "nsf_ar": 2, "nsf_coupling": 2}
     return {"num_layers": layers[arch], "hidden": small_hidden(dim), "bins": 4 if arch == "nsf_coupling" else 8}
+
+
 SETS = ["8gaussians", "rings", "pinwheel", "moons", "smiley", "sas6", "student_t4", "banana16"]
 MODELS = [f"ours:{a}" for a in OURS] + [f"zuko:{a}" for a in ZUKO] + [f"nflows:{a}" for a in NFLOWS]
 

@@ -160,13 +160,14 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
     only set the initialisation), and 2-D ``nsf_coupling`` had 4 layers (now 3).
 
     Versions 1 and 2: the alternating masks of vector ``nice``, ``realnvp`` and ``nsf_coupling`` were anchored
-    at the latent side (``mask_anchor="latent"``; now at the data side, except 2-D ``realnvp``).
+    at the latent side (``mask_anchor="latent"``; now at the data side, except 2-D ``realnvp``), and ``realnvp``
+    for ``D >= 3`` read its inputs through ``tanh`` (now ``asinh``).
 
     Example:
         >>> defaults_of_version(1, "nsf_coupling", {"event_shape": [2]})["num_layers"]
         4
         >>> defaults_of_version(2, "realnvp", {"event_shape": [6], "num_layers": 4})
-        {'mask_anchor': 'latent', 'event_shape': [6], 'num_layers': 4}
+        {'mask_anchor': 'latent', 'input_squash': 'tanh', 'event_shape': [6], 'num_layers': 4}
         >>> defaults_of_version(3, "nsf_coupling", {"event_shape": [2]})
         {'event_shape': [2]}
     """
@@ -184,6 +185,8 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
             old["num_layers"] = 4
     if builder in ("nice", "realnvp", "nsf_coupling") and dim is not None and dim >= 2:
         old["mask_anchor"] = "latent"
+    if builder == "realnvp" and dim is not None and dim >= 3:
+        old["input_squash"] = "tanh"
     # an explicit None is the builder's default, which is what the version's defaults replace
     return {**old, **{k: v for k, v in hparams.items() if not (v is None and k in old)}}
 

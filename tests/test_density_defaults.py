@@ -10,6 +10,7 @@ import torch
 from registry import FlowCase, TransformCase
 
 import pyro_flowzoo as fz
+from pyro_flowzoo.nn import MLP
 from pyro_flowzoo.transforms import (
     AdditiveCoupling,
     AffineCoupling,
@@ -273,6 +274,19 @@ def test_spline_builders_center_the_knots_for_two_d_only():
 # -- maf's input squash ------------------------------------------------------------------------------------
 ASINH_MAF = [
     TransformCase(
+        "AffineCoupling-asinh",
+        lambda: AffineCoupling(
+            torch.tensor([True, False, True]),
+            MLP(2, 2, (8,)),
+            split_channels=True,
+            input_bound=1.0,
+            input_squash="asinh",
+        ),
+        (3,),
+        sample_x=_wide((3,)),
+        perturb=0.5,
+    ),
+    TransformCase(
         "MaskedAffineAutoregressive-asinh",
         lambda: MaskedAffineAutoregressive(3, hidden_dims=(8,), input_bound=1.0, input_squash="asinh"),
         (3,),
@@ -294,6 +308,19 @@ def test_asinh_squash_keeps_growing_where_tanh_levels_off():
     tanh, asinh = bound_input(x, 2.0), bound_input(x, 2.0, "asinh")
     assert torch.allclose(asinh, 2 * torch.asinh(x / 2)) and torch.allclose(tanh, 2 * torch.tanh(x / 2))
     assert (tanh <= 2).all() and asinh[-1] > 10 > asinh[-2] > asinh[-3] > tanh[-1]
+
+
+def test_realnvp_squash_defaults_by_dimension():
+    def squashes(shape, **kw):
+        return {t.input_squash for t in _layers(fz.build("realnvp", shape, **kw), AffineCoupling)}
+
+    assert squashes((2,)) == {"tanh"}
+    assert squashes((3,)) == squashes((6,)) == {"asinh"}
+    assert squashes((6,), input_squash="tanh") == {"tanh"}
+    with pytest.raises(ValueError, match="input_squash must be one of"):
+        fz.build("realnvp", (6,), input_squash="atan")
+    with pytest.raises(TypeError, match="does not take"):
+        fz.build("realnvp", (1, 4, 4), input_squash="asinh")
 
 
 def test_maf_squash_defaults_by_dimension():
@@ -398,11 +425,11 @@ def _masks(flow):
 @pytest.mark.parametrize(
     "name, shape, former",
     [
-        ("realnvp", (3,), {"hidden_dims": (8,)}),  # 4 layers for D >= 3
-        ("realnvp", (6,), {"hidden_dims": (8,), "num_layers": None, "mask": None}),  # explicit defaults
+        ("realnvp", (3,), {"hidden_dims": (8,), "input_squash": "tanh"}),  # 4 layers for D >= 3
+        ("realnvp", (6,), {"hidden_dims": (8,), "num_layers": None, "mask": None, "input_squash": "tanh"}),
         ("realnvp", (2,), {"hidden_dims": (8,)}),  # 12 layers for D = 2
         ("realnvp", (2,), {"hidden_dims": (8,), "num_layers": 3}),
-        ("realnvp", (4,), {"hidden_dims": (8,), "mask": "half"}),
+        ("realnvp", (4,), {"hidden_dims": (8,), "mask": "half", "input_squash": "tanh"}),
         ("realnvp", (2,), {"hidden_dims": (8,), "mask": "half", "num_layers": 2}),
         ("nice", (5,), {"hidden_dims": (8,)}),  # 8 layers
         ("nsf_coupling", (5,), {"hidden_dims": (8,)}),  # 2 layers for D >= 3
@@ -423,12 +450,15 @@ def test_version_2_checkpoints_keep_their_latent_anchored_masks(name, shape, for
     kw = {"context": torch.randn(16, 3)} if "context_shape" in former else {}
     expected = flow.log_prob(x, **kw)
     payload = checkpoint_payload(flow)
-    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "mask_anchor"}
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in ("mask_anchor", "input_squash")}
     payload["defaults"] = 2
     save_checkpoint(tmp_path / "v2.pt", payload)
     again, _ = flow_from_checkpoint(tmp_path / "v2.pt")
     assert _masks(again) == _masks(flow)
     assert torch.allclose(again.log_prob(x, **kw), expected, atol=1e-5)
+    assert {getattr(m, "input_squash", None) for m in again.modules()} == {
+        getattr(m, "input_squash", None) for m in flow.modules()
+    }
     payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
     hparams = {k: v for k, v in payload["hparams"].items() if k != "event_shape"}
     if _masks(fz.build(name, shape, **hparams)) == _masks(flow):  # 2-D realnvp, odd counts: the same masks today
@@ -456,15 +486,15 @@ def test_resuming_a_version_2_run_names_the_former_defaults(tmp_path):
 
     data = torch.randn(64, 4)
     kw = dict(steps=2, batch_size=32, seed=0, progress=False)
-    flow = fz.build("realnvp", (4,), hidden_dims=(8,), mask_anchor="latent")
+    flow = fz.build("realnvp", (4,), hidden_dims=(8,), mask_anchor="latent", input_squash="tanh")
     fit(flow, data, checkpoint=tmp_path / "run.pt", **kw)
     payload = load_checkpoint(tmp_path / "run.pt")
-    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "mask_anchor"}
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in ("mask_anchor", "input_squash")}
     payload["defaults"] = 2
     save_checkpoint(tmp_path / "old.pt", payload)
-    with pytest.raises(fz.checkpoint.CheckpointError, match="mask_anchor='latent' to resume"):
+    with pytest.raises(fz.checkpoint.CheckpointError, match="mask_anchor='latent', input_squash='tanh' to resume"):
         fit(fz.build("realnvp", (4,), hidden_dims=(8,)), data, resume=tmp_path / "old.pt", **{**kw, "steps": 4})
-    resumed = fz.build("realnvp", (4,), hidden_dims=(8,), mask_anchor="latent")
+    resumed = fz.build("realnvp", (4,), hidden_dims=(8,), mask_anchor="latent", input_squash="tanh")
     assert fit(resumed, data, resume=tmp_path / "old.pt", **{**kw, "steps": 4}).steps == 4
 
 

@@ -73,9 +73,9 @@ def alternating_masks(dim: int, num_layers: int, kind: str = "half", anchor: str
     whatever the number of layers; it conditions later entries on earlier ones, as the autoregressive
     builders' data-side layer reads the data in its natural order, so data made in order (each entry a
     function of the ones before it) is met where the flow starts reading it (``banana16``, plain loop, worst
-    of 3 seeds: realnvp +0.230 against +0.329; RESULTS.md, issue 15). ``anchor="latent"``: the first layer
-    keeps them (the masks of defaults version 2 and before), so with an even number of layers the data side
-    keeps the odd entries / the second half.
+    of 3 seeds: realnvp with a tanh input bound +0.230 against +0.329; RESULTS.md, issue 15).
+    ``anchor="latent"``: the first layer keeps them (the masks of defaults version 2 and before), so with an
+    even number of layers the data side keeps the odd entries / the second half.
 
     ``"prefix"`` masks keep the first ``k_i`` entries in layer ``i``, ``k_0 = 1`` and
     ``k_i = min(D - 1, ceil(i D / L))``: every entry but the first is changed, always given entries before it,
@@ -204,9 +204,11 @@ class _Coupling(FixedMask):
         split_channels: bool = False,
         input_bound: Optional[float] = None,
         log_scale_bound: Optional[float] = None,
+        input_squash: str = "tanh",
     ) -> None:
         if input_bound is not None and not input_bound > 0:
             raise ValueError(f"input_bound must be > 0 (or None), got {input_bound}")
+        self.input_squash = one_of("input_squash", input_squash, SQUASHES)
         if log_scale_bound is not None and not (affine and log_scale_bound > 0):
             raise ValueError(f"log_scale_bound must be > 0 (or None), for affine couplings only; got {log_scale_bound}")
         self.log_scale_bound = log_scale_bound
@@ -292,7 +294,7 @@ class _Coupling(FixedMask):
     def _split_pass(self, x: Tensor, context: Optional[Tensor], inverse: bool) -> tuple[Tensor, Tensor]:
         kept, change = self._split(x)
         event_dim = -self._axis
-        net_in = bound_input(kept, self.input_bound)
+        net_in = bound_input(kept, self.input_bound, self.input_squash)
         h = run_net(self.net, net_in, event_dim, context, len(getattr(self, "context_shape", ())) or 1).to(x.dtype)
         if not self.affine:
             out = change - h if inverse else change + h
@@ -306,7 +308,7 @@ class _Coupling(FixedMask):
         keep = self.mask
         h = run_net(
             self.net,
-            bound_input(torch.where(keep, x, 0.0), self.input_bound),
+            bound_input(torch.where(keep, x, 0.0), self.input_bound, self.input_squash),
             self.event_dim,
             context,
             len(getattr(self, "context_shape", ())) or 1,
@@ -362,6 +364,8 @@ class AffineCoupling(_Coupling, FlowTransform):
             of the masked layout; ``scale_shape`` defaults to ``(C_change, 1, 1)`` (``(D_change,)``).
         input_bound: the net reads :func:`bound_input` of the kept entries, ``c tanh(x_m / c)`` (``None``:
             ``x_m``): shift and log-scale level off far from the data (see :func:`bound_input`).
+        input_squash: ``"tanh"`` as above, or ``"asinh"``: ``c asinh(x_m / c)``, which keeps growing
+            (logarithmically) beyond the data.
         log_scale_bound: ``c`` above (``None``: 1). A larger ``c`` gives the log-scale a range of ``+-c``
             from the start with the same slope 1 at 0 (a funnel's scale varies by ``e^{+-4.5}``; with
             ``c = 1`` the range has to be learned through ``scale``).
@@ -385,9 +389,10 @@ class AffineCoupling(_Coupling, FlowTransform):
         split_channels: bool = False,
         input_bound: Optional[float] = None,
         log_scale_bound: Optional[float] = None,
+        input_squash: str = "tanh",
     ) -> None:
         super().__init__(event_dim=mask.dim())
-        self._init_coupling(mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound)
+        self._init_coupling(mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound, input_squash)
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x)
