@@ -310,30 +310,25 @@ def test_asinh_squash_keeps_growing_where_tanh_levels_off():
     assert (tanh <= 2).all() and asinh[-1] > 10 > asinh[-2] > asinh[-3] > tanh[-1]
 
 
-def test_realnvp_squash_defaults_by_dimension():
+@pytest.mark.parametrize("name, layer", [("maf", MaskedAffineAutoregressive), ("realnvp", AffineCoupling)])
+def test_squash_defaults_by_dimension(name, layer):
     def squashes(shape, **kw):
-        return {t.input_squash for t in _layers(fz.build("realnvp", shape, **kw), AffineCoupling)}
+        return {t.input_squash for t in _layers(fz.build(name, shape, **kw), layer)}
 
     assert squashes((2,)) == {"tanh"}
     assert squashes((3,)) == squashes((6,)) == {"asinh"}
     assert squashes((6,), input_squash="tanh") == {"tanh"}
     with pytest.raises(ValueError, match="input_squash must be one of"):
-        fz.build("realnvp", (6,), input_squash="atan")
-    with pytest.raises(TypeError, match="does not take"):
-        fz.build("realnvp", (1, 4, 4), input_squash="asinh")
+        fz.build(name, (6,), input_squash="atan")
 
 
-def test_maf_squash_defaults_by_dimension():
-    def squashes(shape, **kw):
-        return {t.input_squash for t in _layers(fz.build("maf", shape, **kw), MaskedAffineAutoregressive)}
-
-    assert squashes((2,)) == {"tanh"}
-    assert squashes((3,)) == squashes((6,)) == {"asinh"}
-    assert squashes((6,), input_squash="tanh") == {"tanh"}
-    with pytest.raises(ValueError, match="input_squash must be one of"):
-        fz.build("maf", (6,), input_squash="atan")
+def test_unknown_or_misplaced_squash_is_refused():
     with pytest.raises(ValueError, match="input_squash must be one of"):
         MaskedAffineAutoregressive(3, input_squash="atan")
+    with pytest.raises(ValueError, match="input_squash must be one of"):
+        AffineCoupling(torch.tensor([True, False]), MLP(1, 2, (4,)), split_channels=True, input_squash="atan")
+    with pytest.raises(TypeError, match="does not take"):
+        fz.build("realnvp", (1, 4, 4), input_squash="asinh")
 
 
 # -- checkpoints saved under the former defaults ---------------------------------------------------------
