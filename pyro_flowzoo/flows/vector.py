@@ -172,8 +172,9 @@ def realnvp(
     against +0.057 with ``"data"``; moons +0.034 against +0.049 the other way; RESULTS.md, issue 15).
 
     ``input_bound=2.0`` (vectors, unconditional): every coupling network reads ``2 tanh(x_m / 2)`` of its
-    (standardized) inputs, so shifts and log-scales level off beyond the data instead of growing linearly
-    (a heavy-tailed test set scored +1.25 nats/dim over the entropy without it; RESULTS.md, issue 15).
+    (standardized) inputs (``2 asinh(x_m / 2)`` for ``D >= 3``, below), so shifts and log-scales level off (or
+    grow slowly) beyond the data instead of growing linearly (a heavy-tailed test set scored +1.25 nats/dim over
+    the entropy without it; RESULTS.md, issue 15).
     ``None`` reads ``x_m`` itself; conditional couplings read ``x_m`` unbounded (not measured).
     ``input_squash``: ``"tanh"`` for ``D = 2``, ``"asinh"`` for ``D >= 3`` (``2 asinh(x_m / 2)``, growing
     logarithmically beyond the data, as in :func:`~pyro_flowzoo.flows.autoregressive.maf`). Plain loop, worst
