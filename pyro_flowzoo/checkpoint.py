@@ -43,6 +43,17 @@ PathLike = Union[str, os.PathLike]
 _PRIMITIVES = (str, int, float, bool, type(None))
 
 
+def error_line(e: BaseException) -> str:
+    """The first line of an exception's message; for ``load_state_dict``'s, the first error under its header.
+
+    Example:
+        >>> error_line(RuntimeError("Error(s) in loading state_dict for Flow:\\n\\tsize mismatch for w."))
+        'size mismatch for w.'
+    """
+    lines = [line.strip() for line in str(e).strip().splitlines()] or [type(e).__name__]
+    return lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupt, or not a pyro_flowzoo checkpoint."""
 
@@ -114,9 +125,7 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device, None]
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError/ValueError for bad files
-        lines = [line.strip() for line in str(e).strip().splitlines()] or [type(e).__name__]
-        # load_state_dict's message starts "Error(s) in loading state_dict for Flow:": name the first error
-        first = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+        first = error_line(e)
         raise CheckpointError(
             f"checkpoint {path}: cannot be read (truncated or corrupt?): {type(e).__name__}: {first[:160]}"
         ) from None
@@ -233,9 +242,7 @@ def flow_from_checkpoint(
             flow.to(dtype)  # a flow trained in float64 comes back in float64
         flow.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        lines = [line.strip() for line in str(e).strip().splitlines()] or [type(e).__name__]
-        # load_state_dict's message starts "Error(s) in loading state_dict for Flow:": name the first error
-        first = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+        first = error_line(e)
         raise CheckpointError(f"{where}: cannot rebuild flow {name!r}: {first[:200]}") from None
     flow.to(map_location if map_location is not None else "cpu")
     flow.eval()

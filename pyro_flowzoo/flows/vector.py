@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, TypeVar
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..flow import Flow, StandardLogistic, StandardNormal
 from ..nn import MLP
@@ -137,6 +137,27 @@ def nice(
     return Flow(StandardLogistic((dim,)), transforms + data_side((dim,), support), context_shape=context_shape)
 
 
+def _affine_couplings(
+    masks: list[Tensor],
+    hidden_dims: Sequence[int],
+    k: int,
+    input_bound: Optional[float],
+    log_scale_bound: Optional[float],
+    input_squash: str,
+) -> list[nn.Module]:
+    """realnvp's vector couplings, one per mask; conditional ones (``k`` context features) read ``x_m`` unbounded."""
+    layers: list[nn.Module] = []
+    for m in masks:
+        kept, changed = int(m.sum()), len(m) - int(m.sum())
+        if not k:
+            net = MLP(kept, 2 * changed, hidden_dims)
+            layers.append(AffineCoupling(m, net, None, True, input_bound, log_scale_bound, input_squash))
+        else:
+            net = MLP(kept, 2 * changed, hidden_dims, context_features=k)
+            layers.append(ConditionalAffineCoupling(m, net, (k,), split_channels=True, log_scale_bound=log_scale_bound))
+    return layers
+
+
 @register("realnvp", shapes=("vector", "image"))
 def realnvp(
     event_shape: tuple[int, ...],
@@ -159,7 +180,6 @@ def realnvp(
     Vector defaults (:func:`by_dimension`): for ``D = 2``, 12 couplings of ``(64, 64)`` (smiley, issue 8); for
     ``D >= 3``, 4 couplings of :func:`small_hidden` (``sas6``: +0.024 worst of 3 seeds under the plain loop,
     12 couplings of (64, 64) +0.110).
-
     ``mask="even_odd"`` by default, zuko's choice too: entries that neighbour each other (chains, series,
     pairs) land on opposite sides, so each is transformed given its neighbours (``"half"``, which never splits
     neighbours: ``sas6``, 4 couplings, +0.034 against +0.024). ``mask_anchor``
@@ -167,21 +187,17 @@ def realnvp(
     the even entries and changing the others given them, for any number of layers, as the autoregressive
     builders read the data in its natural order (``banana16``, plain loop, worst of 3 seeds, tanh squash:
     +0.230 against +0.329 with ``"latent"``, where 4 couplings keep the odd entries there); ``"latent"`` for
-    ``D = 2``, its
-    masks from before the anchoring, where the sets split (smiley under ``fit``, seeds 0-3, +0.045 worst
-    against +0.057 with ``"data"``; moons +0.034 against +0.049 the other way; RESULTS.md, issue 15).
-
+    ``D = 2``, its masks from before the anchoring, where the sets split (smiley under ``fit``, seeds 0-3,
+    +0.045 worst against +0.057 with ``"data"``; moons +0.034 against +0.049 the other way; RESULTS.md).
     ``input_bound=2.0`` (vectors, unconditional): every coupling network reads ``2 tanh(x_m / 2)`` of its
     (standardized) inputs (``2 asinh(x_m / 2)`` for ``D >= 3``, below), so shifts and log-scales level off (or
     grow slowly) beyond the data instead of growing linearly (a heavy-tailed test set scored +1.25 nats/dim over
     the entropy without it; RESULTS.md, issue 15).
-    ``None`` reads ``x_m`` itself; conditional couplings read ``x_m`` unbounded (not measured).
-    ``input_squash``: ``"tanh"`` for ``D = 2``, ``"asinh"`` for ``D >= 3`` (``2 asinh(x_m / 2)``, growing
-    logarithmically beyond the data, as in :func:`~pyro_flowzoo.flows.autoregressive.maf`). Plain loop, worst
-    of 3 seeds, asinh against tanh: ``banana4`` +0.028 against +0.038, ``banana16`` +0.218 against +0.230,
-    ``sas6`` +0.026 against +0.027, ``student_t4`` +0.031 against +0.032; at lr 3e-3 the heavy tails lose
-    (``sas6`` +0.056 against +0.048, 2 seeds; RESULTS.md, issue 15). ``input_bound=None`` fits the ridges
-    better still and the heavy tails worse (``sas6`` +0.082 at lr 3e-3).
+    ``None`` reads ``x_m``; conditional couplings read ``x_m`` unbounded (not measured).
+    ``input_squash``: ``"tanh"`` for ``D = 2``, ``"asinh"`` for ``D >= 3`` (growing logarithmically beyond the
+    data, as in :func:`~pyro_flowzoo.flows.autoregressive.maf`; plain loop, worst of 3 seeds, against tanh:
+    ``banana4`` +0.028 / +0.038, ``banana16`` +0.218 / +0.230, ``sas6`` +0.026 / +0.027; at lr 3e-3 ``sas6``
+    +0.056 / +0.048, and +0.082 with ``input_bound=None``; RESULTS.md, issue 15).
 
     ``log_scale_bound=c`` (vectors): each coupling's log-scale is ``scale tanh(raw / c) + shift`` with
     ``scale`` starting at ``c``, a range of ``+-c`` from the start (``None``: ``c = 1``, the range grows only
@@ -219,24 +235,7 @@ def realnvp(
     mask_anchor = by_dimension(dim, "latent", "data") if mask_anchor is None else mask_anchor
     input_squash = by_dimension(dim, "tanh", "asinh") if input_squash is None else input_squash
     one_of("input_squash", input_squash, SQUASHES)  # here too: conditional couplings do not take it
+    masks = alternating_masks(dim, num_layers, mask, mask_anchor)
     k = context_features(context_shape)
-    transforms = [
-        AffineCoupling(
-            m,
-            MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims),
-            split_channels=True,
-            input_bound=input_bound,
-            log_scale_bound=log_scale_bound,
-            input_squash=input_squash,
-        )
-        if not k
-        else ConditionalAffineCoupling(
-            m,
-            MLP(int(m.sum()), 2 * (dim - int(m.sum())), hidden_dims, context_features=k),
-            (k,),
-            split_channels=True,
-            log_scale_bound=log_scale_bound,
-        )
-        for m in alternating_masks(dim, num_layers, mask, mask_anchor)
-    ]
+    transforms = _affine_couplings(masks, hidden_dims, k, input_bound, log_scale_bound, input_squash)
     return Flow(StandardNormal((dim,)), transforms + data_side((dim,), support), context_shape=context_shape)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from ..checkpoint import CheckpointError, checkpoint_payload, save_checkpoint
+from ..checkpoint import CheckpointError, checkpoint_payload, error_line, save_checkpoint
 from ..flow import Flow
 from ..metrics import nats_to_bits
 from .checkpointing import open_resume, restore_rng, rng_state, write_csv
@@ -174,8 +174,7 @@ class Trainer:
         try:
             self.flow.load_state_dict(ts["model"])
         except RuntimeError as e:  # another architecture: one line, as flow_from_checkpoint says it
-            lines = [line.strip() for line in str(e).strip().splitlines()]
-            raise CheckpointError(f"cannot resume into this flow: {(lines[1:] or lines)[0][:200]}") from None
+            raise CheckpointError(f"cannot resume into this flow: {error_line(e)[:200]}") from None
         self.updater.load_state_dict({"optimizer": ts["optimizer"], "scheduler": ts["scheduler"]})
         if self.ema is not None:
             if ts.get("ema") is None:
