@@ -14,6 +14,8 @@ from pyro_flowzoo.nn import MLP
 from pyro_flowzoo.transforms import (
     AdditiveCoupling,
     AffineCoupling,
+    ConditionalAffineCoupling,
+    ConditionalMaskedAffineAutoregressive,
     ElementwiseSpline,
     MaskedAffineAutoregressive,
     MixtureCDFAutoregressive,
@@ -188,8 +190,9 @@ def test_two_d_builders_keep_the_toy_sizes():
 
 
 def test_builders_above_two_d_are_smaller():
-    mafs = _layers(fz.build("maf", (6,)), MaskedAffineAutoregressive)
-    assert len(mafs) == 5 and mafs[0].made.hidden_dims == (32, 32)
+    mafs = _layers(fz.build("maf", (6,)), MaskedAffineAutoregressive)  # fewer layers, zuko's width
+    assert len(mafs) == 3 and mafs[0].made.hidden_dims == (64, 64)
+    assert _layers(fz.build("maf", (40,)), MaskedAffineAutoregressive)[0].made.hidden_dims == (80, 80)
     couplings = _layers(fz.build("realnvp", (6,)), AffineCoupling)
     # the data-side coupling (the last) keeps the even entries: later entries given earlier ones
     assert len(couplings) == 4 and [c.mask.tolist() for c in couplings[-2:]] == [[False, True] * 3, [True, False] * 3]
@@ -332,10 +335,14 @@ def test_unknown_or_misplaced_squash_is_refused():
 
 
 # -- checkpoints saved under the former defaults ---------------------------------------------------------
+_DATA = {"shift_side": "data"}  # the shift side of every version before 4
+_FORMER = ("mask_anchor", "input_squash", "shift_side")  # hyper-parameters whose defaults changed since version 2
+
+
 @pytest.mark.parametrize(
     "name, shape, former",
     [
-        ("maf", (4,), {"input_squash": "tanh", "num_layers": 2}),
+        ("maf", (4,), {"input_squash": "tanh", "num_layers": 2, "shift_side": "data", "hidden_dims": (32, 32)}),
         ("nsf_coupling", (2,), {"num_layers": 4, "knots": "uniform", "mask_anchor": "latent"}),
         ("nsf_ar", (2,), {"knots": "uniform", "num_layers": 1}),
     ],
@@ -354,20 +361,17 @@ def test_checkpoints_without_a_defaults_version_rebuild_with_the_former_defaults
     payload = checkpoint_payload(flow)
     assert payload["defaults"] == fz.checkpoint.DEFAULTS_VERSION
     del payload["defaults"]
-    payload["hparams"] = {
-        k: v for k, v in payload["hparams"].items() if k not in ("knots", "input_squash", "mask_anchor")
-    }
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in ("knots",) + _FORMER}
     if name == "nsf_coupling":
         del payload["hparams"]["num_layers"]  # the user never passed it: 4 was the 2-D default
+    if name == "maf":
+        del payload["hparams"]["hidden_dims"]  # the user never passed it: (32, 32) was the default for D = 4
     save_checkpoint(tmp_path / "old.pt", payload)
     again, _ = flow_from_checkpoint(tmp_path / "old.pt")
     assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
-    # the same checkpoint read as today's would be another flow: a different layer count or another squash
+    # the same checkpoint read as today's would be another flow: a different layer count or another shift side
     payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
-    if name == "maf":
-        today, _ = flow_from_checkpoint(payload)
-        assert not torch.allclose(today.log_prob(x), expected, atol=1e-3)
-    elif name == "nsf_coupling":
+    if name in ("maf", "nsf_coupling"):
         with pytest.raises(fz.checkpoint.CheckpointError, match="cannot rebuild"):
             flow_from_checkpoint(payload)
 
@@ -420,11 +424,11 @@ def _masks(flow):
 @pytest.mark.parametrize(
     "name, shape, former",
     [
-        ("realnvp", (3,), {"hidden_dims": (8,), "input_squash": "tanh"}),  # 4 layers for D >= 3
-        ("realnvp", (6,), {"hidden_dims": (8,), "num_layers": None, "mask": None, "input_squash": "tanh"}),
+        ("realnvp", (3,), {"hidden_dims": (8,), "input_squash": "tanh", "shift_side": "data"}),  # 4 layers, D >= 3
+        ("realnvp", (6,), {"hidden_dims": (8,), "num_layers": None, "mask": None, "input_squash": "tanh"} | _DATA),
         ("realnvp", (2,), {"hidden_dims": (8,)}),  # 12 layers for D = 2
         ("realnvp", (2,), {"hidden_dims": (8,), "num_layers": 3}),
-        ("realnvp", (4,), {"hidden_dims": (8,), "mask": "half", "input_squash": "tanh"}),
+        ("realnvp", (4,), {"hidden_dims": (8,), "mask": "half", "input_squash": "tanh", "shift_side": "data"}),
         ("realnvp", (2,), {"hidden_dims": (8,), "mask": "half", "num_layers": 2}),
         ("nice", (5,), {"hidden_dims": (8,)}),  # 8 layers
         ("nsf_coupling", (5,), {"hidden_dims": (8,)}),  # 2 layers for D >= 3
@@ -445,7 +449,7 @@ def test_version_2_checkpoints_keep_their_latent_anchored_masks(name, shape, for
     kw = {"context": torch.randn(16, 3)} if "context_shape" in former else {}
     expected = flow.log_prob(x, **kw)
     payload = checkpoint_payload(flow)
-    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in ("mask_anchor", "input_squash")}
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in _FORMER}
     payload["defaults"] = 2
     save_checkpoint(tmp_path / "v2.pt", payload)
     again, _ = flow_from_checkpoint(tmp_path / "v2.pt")
@@ -481,15 +485,18 @@ def test_resuming_a_version_2_run_names_the_former_defaults(tmp_path):
 
     data = torch.randn(64, 4)
     kw = dict(steps=2, batch_size=32, seed=0, progress=False)
-    flow = fz.build("realnvp", (4,), hidden_dims=(8,), mask_anchor="latent", input_squash="tanh")
+    former = dict(mask_anchor="latent", input_squash="tanh", shift_side="data")
+    flow = fz.build("realnvp", (4,), hidden_dims=(8,), **former)
     fit(flow, data, checkpoint=tmp_path / "run.pt", **kw)
     payload = load_checkpoint(tmp_path / "run.pt")
-    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in ("mask_anchor", "input_squash")}
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in _FORMER}
     payload["defaults"] = 2
     save_checkpoint(tmp_path / "old.pt", payload)
-    with pytest.raises(fz.checkpoint.CheckpointError, match="mask_anchor='latent', input_squash='tanh' to resume"):
+    with pytest.raises(
+        fz.checkpoint.CheckpointError, match="mask_anchor='latent', input_squash='tanh', shift_side='data' to resume"
+    ):
         fit(fz.build("realnvp", (4,), hidden_dims=(8,)), data, resume=tmp_path / "old.pt", **{**kw, "steps": 4})
-    resumed = fz.build("realnvp", (4,), hidden_dims=(8,), mask_anchor="latent", input_squash="tanh")
+    resumed = fz.build("realnvp", (4,), hidden_dims=(8,), **former)
     assert fit(resumed, data, resume=tmp_path / "old.pt", **{**kw, "steps": 4}).steps == 4
 
 
@@ -504,3 +511,142 @@ def test_data_side_coupling_masks_by_builder_and_dimension():
     assert last(fz.build("nice", (2,)), AdditiveCoupling) == [True, False]
     assert last(fz.build("nsf_coupling", (5,)), NeuralSplineCoupling) == [True, False, True, False, True]
     assert last(fz.build("nsf_coupling", (6,), mask="half"), NeuralSplineCoupling) == [True] * 3 + [False] * 3
+
+
+# -- the shift side of the affine layers (defaults version 4) ---------------------------------------------
+def _latent_case(name, make, dim, **kw):
+    return TransformCase(f"{name}-latent-shift", make, (dim,), perturb=0.5, **kw)
+
+
+LATENT_SHIFT = [
+    _latent_case(
+        "MaskedAffineAutoregressive",
+        lambda: MaskedAffineAutoregressive(3, (8,), input_bound=2.0, input_squash="asinh", shift_side="latent"),
+        3,
+        autoregressive=True,
+    ),
+    _latent_case(
+        "MaskedAffineAutoregressive-reversed",
+        lambda: MaskedAffineAutoregressive(4, (8,), reverse=True, shift_side="latent"),
+        4,
+        autoregressive="reversed",
+    ),
+    _latent_case("AffineCoupling", lambda: AffineCoupling(half_mask(4), MLP(4, 8, (8,)), shift_side="latent"), 4),
+    _latent_case(
+        "AffineCoupling-split",
+        lambda: AffineCoupling(half_mask(5, False), MLP(3, 4, (8,)), split_channels=True, shift_side="latent"),
+        5,
+    ),
+    _latent_case(
+        "ConditionalAffineCoupling",
+        lambda: ConditionalAffineCoupling(half_mask(3), MLP(3, 6, (8,), context_features=2), (2,), shift_side="latent"),
+        3,
+        context_shape=(2,),
+    ),
+    _latent_case(
+        "ConditionalMaskedAffineAutoregressive",
+        lambda: ConditionalMaskedAffineAutoregressive(3, 2, (8,), shift_side="latent"),
+        3,
+        context_shape=(2,),
+        autoregressive=True,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", LATENT_SHIFT, ids=battery.tids(LATENT_SHIFT))
+@pytest.mark.parametrize("check", TRANSFORM_CHECKS, ids=lambda f: f.__name__[5:])
+def test_latent_shift_passes_the_transform_battery(case, check):
+    check(case)
+
+
+def test_latent_shift_is_added_after_the_scale_in_the_density_direction():
+    torch.manual_seed(0)
+    maf = MaskedAffineAutoregressive(3, (8,), shift_side="latent").double()
+    coupling = AffineCoupling(half_mask(4), MLP(2, 4, (8,)), split_channels=True, shift_side="latent").double()
+    for p in list(maf.parameters()) + list(coupling.parameters()):
+        p.data.add_(0.5 * torch.randn_like(p))
+    x = torch.randn(5, 3, dtype=torch.float64)
+    shift, neg_log_scale = maf._shift_neg_log_scale(x)
+    assert torch.allclose(maf.inv(x), x * neg_log_scale.exp() - shift)
+    y = torch.randn(5, 4, dtype=torch.float64)
+    shift, raw = coupling.net(y[:, :2]).chunk(2, -1)
+    log_scale = coupling._log_scale(raw)
+    assert torch.allclose(coupling.inv(y), torch.cat([y[:, :2], y[:, 2:] * (-log_scale).exp() - shift], -1))
+
+
+def test_shift_side_defaults_by_builder_and_dimension():
+    from pyro_flowzoo.infer.amortized import ENCODER_DEFAULTS
+    from pyro_flowzoo.infer.autoguide import GUIDE_DEFAULTS
+
+    def sides(name, shape, **kw):
+        return {t.shift_side for t in fz.build(name, shape, **kw).transforms if hasattr(t, "shift_side")}
+
+    for name in ("maf", "realnvp"):
+        assert sides(name, (2,)) == {"data"}
+        assert sides(name, (3,)) == sides(name, (6,)) == {"latent"}
+        assert sides(name, (6,), shift_side="data") == sides(name, (4,), context_shape=(2,)) == {"data"}
+        assert sides(name, (4,), context_shape=(2,), shift_side="latent") == {"latent"}
+        assert GUIDE_DEFAULTS[name]["shift_side"] == ENCODER_DEFAULTS[name]["shift_side"] == "data"
+        with pytest.raises(ValueError, match="shift_side must be one of"):
+            fz.build(name, (4,), shift_side="middle")
+    assert sides("realnvp", (1, 4, 4), num_scales=1, num_blocks=1, hidden_channels=4) == {"data"}
+    with pytest.raises(TypeError, match="does not take"):
+        fz.build("realnvp", (1, 4, 4), shift_side="latent")
+
+
+@pytest.mark.parametrize(
+    "name, shape, context",
+    [("maf", (4,), None), ("realnvp", (5,), None), ("maf", (3,), (2,)), ("realnvp", (3,), (2,))],
+)
+def test_version_3_checkpoints_keep_the_data_side_shift(name, shape, context, tmp_path):
+    """Up to defaults version 3 the affine layers shifted on the data side: such a checkpoint comes back so, with
+    the same density. Read as today's, an unconditional one (today: latent side) is refused, twice, never loaded
+    into the other form; a conditional one (still the data side) loads."""
+    from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
+
+    extra = {} if context is None else {"context_shape": context}
+    flow = fz.build(name, shape, hidden_dims=(8,), num_layers=2, shift_side="data", **extra)
+    x = 2 * torch.randn(16, *shape)
+    kw = {} if context is None else {"context": torch.randn(16, *context)}
+    flow.log_prob(x, **kw)  # the first batch sets the standardization
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    expected = flow.log_prob(x, **kw)
+    payload = checkpoint_payload(flow)
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "shift_side"}
+    payload["defaults"] = 3
+    save_checkpoint(tmp_path / "v3.pt", payload)
+    again, _ = flow_from_checkpoint(tmp_path / "v3.pt")
+    assert torch.allclose(again.log_prob(x, **kw), expected, atol=1e-5)
+    payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
+    if context is not None:
+        today, _ = flow_from_checkpoint(payload)
+        assert torch.allclose(today.log_prob(x, **kw), expected, atol=1e-5)
+    else:
+        with pytest.raises(fz.checkpoint.CheckpointError, match="adds its shift on the data side, this one on the"):
+            flow_from_checkpoint(payload)
+    latent = fz.build(name, shape, hidden_dims=(8,), num_layers=2, shift_side="latent", **extra)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="latent_shift: the saved layer adds its shift on the data side"):
+            latent.load_state_dict(flow.state_dict())
+    with pytest.raises(RuntimeError, match="adds its shift on the latent side, this one on the data side"):
+        flow.load_state_dict(latent.state_dict())
+
+
+def test_resuming_a_version_3_run_names_the_shift_side(tmp_path):
+    from pyro_flowzoo.checkpoint import load_checkpoint, save_checkpoint
+    from pyro_flowzoo.train import fit
+
+    data = torch.randn(64, 4)
+    kw = dict(steps=2, batch_size=32, seed=0, progress=False)
+    former = dict(shift_side="data", num_layers=5)  # version 3's defaults for maf at D >= 3
+    fit(fz.build("maf", (4,), hidden_dims=(8,), **former), data, checkpoint=tmp_path / "run.pt", **kw)
+    payload = load_checkpoint(tmp_path / "run.pt")
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in former}
+    payload["defaults"] = 3
+    save_checkpoint(tmp_path / "old.pt", payload)
+    with pytest.raises(fz.checkpoint.CheckpointError, match="with shift_side='data', num_layers=5 to resume"):
+        fit(fz.build("maf", (4,), hidden_dims=(8,)), data, resume=tmp_path / "old.pt", **{**kw, "steps": 4})
+    resumed = fz.build("maf", (4,), hidden_dims=(8,), **former)
+    assert fit(resumed, data, resume=tmp_path / "old.pt", **{**kw, "steps": 4}).steps == 4

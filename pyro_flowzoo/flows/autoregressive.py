@@ -36,7 +36,7 @@ from ..transforms.mixture_cdf import MixtureCDF
 from ..transforms.spline import KNOTS
 from .data_side import Support, data_side
 from .registry import register
-from .vector import by_dimension, context_features, small_hidden, vector_dim
+from .vector import by_dimension, context_features, default_shift_side, small_hidden, vector_dim
 
 __all__ = ["ar_flow", "pixelcnn_flow", "maf", "nsf_ar", "nsf_coupling", "planar", "radial"]
 
@@ -170,6 +170,7 @@ def maf(
     support: Support = None,
     input_bound: Optional[float] = 2.0,
     input_squash: Optional[str] = None,
+    shift_side: Optional[str] = None,
 ) -> Flow:
     """Masked autoregressive flow for vectors ``(D,)``, ``D >= 2``: MAF layers in alternating orders.
 
@@ -179,11 +180,24 @@ def maf(
     Sizes by dimension (:func:`~pyro_flowzoo.flows.vector.by_dimension`). ``D = 2``: 24 layers with MADEs of
     ``max(64, 2 D)`` units: on smiley, 5 layers missed the entropy by 0.07-0.08 nats/dim and 16 by 0.055 on
     one seed; 24 stay within 0.045 on moons and smiley, two seeds each (benchmarks/RESULTS.md). ``D >= 3``:
-    5 layers of :func:`~pyro_flowzoo.flows.vector.small_hidden`: with 2,000 points, 24 layers overfit there
-    (plain loop, worst of 3 seeds, 64 units: ``sas6`` +0.114 against +0.027 with 5, ``student_t4`` +0.062
-    against +0.029, ``banana4`` +0.050 against +0.039), and 64 units overfit once the loop trains harder
-    (``sas6``, lr 3e-3: +0.126 against +0.034 with 32 units). The price of 32 units: thin ridges
-    (``banana4`` +0.071 against +0.039) and lr 3e-4 on ``sas6`` (+0.044 against +0.025).
+    3 layers of ``max(64, 2 D)`` units (zuko's size), with the shift on the latent side (below); 24 layers
+    overfit 2,000 points there. Plain loop, worst of 3 seeds, against the former 5 layers of ``max(32, 2 D)``
+    (both with the latent shift, measured through a scratch patch whose shift had the opposite sign):
+    ``banana4`` +0.021 against +0.028, ``banana16`` +0.161 against +0.258, ``sas6`` +0.024 against +0.023,
+    ``student_t4`` +0.027 against +0.022 (as built: +0.019, +0.176, +0.022, +0.028); over the lr and batch
+    sweeps (2 seeds)
+    lower in 11 of 16 cells, equal in 2, higher in 3, all heavy tails (lr 3e-3: ``sas6`` +0.044 against +0.038,
+    ``student_t4`` +0.051 against +0.032; batch 1024: ``student_t4`` +0.038 against +0.028).
+
+    ``shift_side`` (:func:`~pyro_flowzoo.flows.vector.default_shift_side`): ``"latent"`` for unconditional
+    ``D >= 3``, else ``"data"`` (:class:`MaskedAffineAutoregressive`:
+    ``z = x e^{-s} - m`` rather than ``(x - m) e^{-s}``; the same family of maps, trained better). 5 layers of
+    32 units, plain loop, worst of 3 seeds, latent (the scratch patch above) against data: ``banana4`` +0.028 against +0.046,
+    ``banana16`` +0.258 against +0.306, ``sas6`` +0.023 against +0.025, ``student_t4`` +0.022 against +0.024,
+    and lower or equal in every cell of the lr 3e-3 / 3e-4 sweeps. On the 2-D sets (24 layers) it split:
+    ``rings`` +1.308 against +0.739, ``2spirals`` +0.445 against +0.695. Conditional, in neural posterior
+    estimation on SLCP (seeds 0-1), it was worse: 1.300 and 1.310 nats/dim against 1.241 and 1.296 (RESULTS.md,
+    issue 15).
 
     ``input_bound=2.0``: every MADE reads ``2 tanh(x / 2)`` of its (standardized) inputs (``2 asinh(x / 2)``
     for ``D >= 3``, below), so shifts and log-scales level off beyond the data instead of growing linearly
@@ -208,15 +222,15 @@ def maf(
         torch.Size([4])
     """
     dim = vector_dim("maf", event_shape)
-    num_layers = by_dimension(dim, 24, 5) if num_layers is None else num_layers
-    hidden_dims = by_dimension(dim, None, small_hidden(dim)) if hidden_dims is None else hidden_dims
+    num_layers = by_dimension(dim, 24, 3) if num_layers is None else num_layers
     input_squash = by_dimension(dim, "tanh", "asinh") if input_squash is None else input_squash
     one_of("input_squash", input_squash, SQUASHES)  # here too: conditional layers do not take it
     k = context_features(context_shape)
+    shift_side = default_shift_side(dim, k) if shift_side is None else shift_side
     layers = [
-        MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, r, input_bound, input_squash)
+        MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, r, input_bound, input_squash, shift_side)
         if not k
-        else ConditionalMaskedAffineAutoregressive(dim, k, hidden_dims, max_log_scale, reverse=r)
+        else ConditionalMaskedAffineAutoregressive(dim, k, hidden_dims, max_log_scale, r, shift_side=shift_side)
         for r in _reversed(num_layers)
     ]
     return Flow(StandardNormal((dim,)), layers + data_side((dim,), support), context_shape=context_shape)

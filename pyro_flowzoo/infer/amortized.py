@@ -41,11 +41,13 @@ def _hidden(latent_dim: int) -> tuple[int]:
 #: in ``benchmarks/vae.py`` (RESULTS.md, issue 14 item 5): 150 epochs, 5 seeds, no failure or NaN for any
 #: family; median test-ELBO gain over the Gaussian encoder of the same seed from 0.04 (nice) to 0.43 (nsf_ar)
 #: nats/image, at 1.6x (iaf) to 5.9x (ar_flow) its time per step. The couplings keep the masks measured
-#: there (``mask_anchor="latent"``; the builders anchor at the data side since, and a VAE's latents have no order).
+#: there (``mask_anchor="latent"``; the builders anchor at the data side since, and a VAE's latents have no order),
+#: and realnvp and maf their shift on the data side (``shift_side="data"``; the builders' ``D >= 3`` default
+#: is ``"latent"`` since, not measured here).
 ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "realnvp": {"num_layers": 4, "hidden_dims": _hidden, "mask": "half", "mask_anchor": "latent"},
+    "realnvp": {"num_layers": 4, "hidden_dims": _hidden, "mask": "half", "mask_anchor": "latent", "shift_side": "data"},
     "nice": {"num_layers": 4, "hidden_dims": _hidden, "mask": "even_odd", "mask_anchor": "latent"},
-    "maf": {"num_layers": 2, "hidden_dims": _hidden, "max_log_scale": 3.0},
+    "maf": {"num_layers": 2, "hidden_dims": _hidden, "max_log_scale": 3.0, "shift_side": "data"},
     "nsf_ar": {"num_layers": 2, "hidden_dims": _hidden, "num_bins": 8, "bound": 5.0},
     "nsf_coupling": {
         "num_layers": 4,

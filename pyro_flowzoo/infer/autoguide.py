@@ -61,13 +61,20 @@ GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
     # A triangular map in the model's order (prefix masks: global latents, which a model samples first,
     # scale and shift the local ones after them), log-scales with a range of +-5 from the start (a funnel's
     # scale spans e^{+-4.5}); input_bound=None: a bound would stop a banana's shift x_1^2 from growing in the
-    # tails. Measured against the alternating 4-coupling guide in RESULTS.md (issue 14).
-    "realnvp": {"num_layers": prefix_layers, "mask": "prefix", "input_bound": None, "log_scale_bound": 5.0},
+    # tails. Measured against the alternating 4-coupling guide in RESULTS.md (issue 14). shift_side="data" (and
+    # maf's): the guides were measured so; the density builders' "latent" shift (D >= 3) was not tried as a guide.
+    "realnvp": {
+        "num_layers": prefix_layers,
+        "mask": "prefix",
+        "input_bound": None,
+        "log_scale_bound": 5.0,
+        "shift_side": "data",
+    },
     # One autoregressive layer in the model's order, used forward (not as an IAF) so that the path-derivative
     # score applies: banana 0.020 and funnel6 0.145 (worst of 5 seeds) against 0.262 and 0.313 (3 seeds) with
     # three inverted layers; nsf_ar 0.055 and 0.568 against 0.276 and 0.726 (RESULTS.md, issue 14). Sampling
     # then costs D conditioner passes (logistic regression, D = 31: maf 3.5x AutoIAFNormal's step time).
-    "maf": {"num_layers": 1, "max_log_scale": 5.0, "input_bound": None},
+    "maf": {"num_layers": 1, "max_log_scale": 5.0, "input_bound": None, "shift_side": "data"},
     # Uniform knots: the density builders' centered ones for D = 2 (issue 15) were not measured as guides.
     "nsf_ar": {"num_layers": 1, "num_bins": 8, "input_bound": None, "knots": "uniform"},
     # Spline couplings as the realnvp guide: prefix masks, a triangular map in the model's order.

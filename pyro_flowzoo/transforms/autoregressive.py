@@ -8,19 +8,45 @@ every tensor follows the input's dtype and device.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from ..nn.made import MADE
-from .base import FlowTransform, one_of
+from .base import FlowTransform, ShiftSide, one_of
 from .coupling import SQUASHES, bound_input
 
 __all__ = ["MaskedAffineAutoregressive"]
 
 
-class MaskedAffineAutoregressive(FlowTransform):
+def maf_to_latent(x: Tensor, shift: Tensor, neg_log_scale: Tensor, shift_side: str) -> Tensor:
+    """A MAF layer's density direction, given its MADE's shift and ``-s``."""
+    if shift_side == "data":
+        return (x - shift) * torch.exp(neg_log_scale)
+    return x * torch.exp(neg_log_scale) - shift
+
+
+def maf_sample(
+    z: Tensor, order: Sequence[int], shift_neg_log_scale: Callable[[Tensor], tuple[Tensor, Tensor]], shift_side: str
+) -> tuple[Tensor, Tensor]:
+    """A MAF layer's sampling direction: one MADE pass per entry, in ``order``; returns ``(x, log_det)``."""
+    x = torch.zeros_like(z)
+    log_det = z.new_zeros(z.shape[:-1])
+    for d in order:
+        shift, neg_log_scale = shift_neg_log_scale(x)
+        m, nls = shift[..., d : d + 1], neg_log_scale[..., d : d + 1]
+        column = (
+            z[..., d : d + 1] * torch.exp(-nls) + m
+            if shift_side == "data"
+            else (z[..., d : d + 1] + m) * torch.exp(-nls)
+        )
+        x = torch.cat([x[..., :d], column, x[..., d + 1 :]], -1)
+        log_det = log_det - neg_log_scale[..., d]
+    return x, log_det
+
+
+class MaskedAffineAutoregressive(ShiftSide, FlowTransform):
     r"""MAF layer: ``x_d = z_d \exp(s_d(x_{<d})) + m_d(x_{<d})`` with a MADE conditioner.
 
     .. math::
@@ -43,6 +69,9 @@ class MaskedAffineAutoregressive(FlowTransform):
         input_bound: the bound ``c`` of the MADE's input (``None``: unbounded).
         input_squash: ``"tanh"`` (bounded by ``c``) or ``"asinh"`` (logarithmic beyond ``c``); see
             :func:`~pyro_flowzoo.transforms.coupling.bound_input`.
+        shift_side: ``"data"`` as above, or ``"latent"``: ``z_d = x_d e^{-s_d} - m_d`` (the shift in latent
+            units, zuko's form; sampling ``x_d = (z_d + m_d) e^{s_d}``). The same family of maps, trained
+            differently (``maf``'s default for ``D >= 3``: benchmarks/RESULTS.md).
 
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation",
@@ -63,8 +92,10 @@ class MaskedAffineAutoregressive(FlowTransform):
         reverse: bool = False,
         input_bound: Optional[float] = None,
         input_squash: str = "tanh",
+        shift_side: str = "data",
     ) -> None:
         super().__init__(event_dim=1)
+        self._init_shift_side(shift_side)
         if not max_log_scale > 0:
             raise ValueError(f"MaskedAffineAutoregressive needs max_log_scale > 0, got {max_log_scale}")
         if input_bound is not None and not input_bound > 0:
@@ -84,18 +115,11 @@ class MaskedAffineAutoregressive(FlowTransform):
 
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         shift, neg_log_scale = self._shift_neg_log_scale(x)
-        return (x - shift) * torch.exp(neg_log_scale), -neg_log_scale.sum(-1)
+        return maf_to_latent(x, shift, neg_log_scale, self.shift_side), -neg_log_scale.sum(-1)
 
     def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.zeros_like(z)
-        log_det = z.new_zeros(z.shape[:-1])
-        for d in self.made.order:
-            shift, neg_log_scale = self._shift_neg_log_scale(x)
-            column = z[..., d : d + 1] * torch.exp(-neg_log_scale[..., d : d + 1]) + shift[..., d : d + 1]
-            x = torch.cat([x[..., :d], column, x[..., d + 1 :]], -1)
-            log_det = log_det - neg_log_scale[..., d]
-        return x, log_det
+        return maf_sample(z, self.made.order, self._shift_neg_log_scale, self.shift_side)
 
     def extra_repr(self) -> str:
         bounds = f"max_log_scale={self.max_log_scale}, input_bound={self.input_bound}, input_squash={self.input_squash}"
-        return f"dim={self.dim}, {bounds}, reverse={self.reverse}"
+        return f"dim={self.dim}, {bounds}, reverse={self.reverse}, shift_side={self.shift_side}"

@@ -17,7 +17,14 @@ from pyro.distributions.torch_transform import TransformModule
 from torch import Tensor
 from torch.distributions import Transform, constraints
 
-__all__ = ["FlowTransform", "ConditionalFlowTransform", "ConditionedTransform", "sum_rightmost", "one_of"]
+__all__ = [
+    "FlowTransform",
+    "ConditionalFlowTransform",
+    "ConditionedTransform",
+    "sum_rightmost",
+    "one_of",
+    "SHIFT_SIDES",
+]
 
 
 def one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -56,6 +63,38 @@ class FixedMask:
             )
             return
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+#: Where an affine layer adds its shift, seen in the density direction (data ``y`` -> latent ``x``): ``"data"``,
+#: ``x = (y - t) e^{-s}`` (RealNVP's and MAF's papers), or ``"latent"``, ``x = y e^{-s} - t`` (zuko's).
+SHIFT_SIDES = ("data", "latent")
+
+
+class ShiftSide:
+    """Mixin for affine layers with a ``shift_side`` (:data:`SHIFT_SIDES`): a state dict of the other side is refused.
+
+    Both sides give the same family of maps, but the same weights compute another density on the other side.
+    A ``"latent"`` layer keeps a marker buffer ``latent_shift``; a state dict without it (any saved before the
+    option existed) is a ``"data"`` layer's. ``load_state_dict`` raises on a mismatch (a checkpoint turns it
+    into a ``CheckpointError``) and leaves this layer's own tensors as they were.
+    """
+
+    shift_side = "data"
+
+    def _init_shift_side(self, shift_side: str) -> None:
+        self.shift_side = one_of("shift_side", shift_side, SHIFT_SIDES)
+        if shift_side == "latent":
+            self.register_buffer("latent_shift", torch.ones(()))  # type: ignore[attr-defined]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        saved = "latent" if prefix + "latent_shift" in state_dict else "data"
+        if saved != self.shift_side:
+            args[-1].append(  # error_msgs
+                f"{prefix}latent_shift: the saved layer adds its shift on the {saved} side, this one on the "
+                f'{self.shift_side} side (flows saved under defaults version 3 or before: shift_side="data")'
+            )
+            return
+        super()._load_from_state_dict(state_dict, prefix, *args)  # type: ignore[misc]
 
 
 def sum_rightmost(value: Tensor, dim: int) -> Tensor:

@@ -27,7 +27,8 @@ from torch.distributions import constraints
 
 from ..nn.made import MADE
 from ..nn.mlp import MLP
-from .base import ConditionalFlowTransform, ConditionedTransform, FixedMask
+from .autoregressive import maf_sample, maf_to_latent
+from .base import ConditionalFlowTransform, ConditionedTransform, FixedMask, ShiftSide
 from .mixture_cdf import _check_family, _latent_from_data, _params, mixture_ar_sample
 from .planar_radial import planar_u_hat, solve_planar
 from .spline import _split, rational_quadratic_spline, spline_ar_sample
@@ -53,7 +54,7 @@ def _check_features(name: str, context_features: int) -> None:
         raise ValueError(f"{name} needs context_features >= 1, got {context_features}")
 
 
-class ConditionalMaskedAffineAutoregressive(ConditionalFlowTransform):
+class ConditionalMaskedAffineAutoregressive(ShiftSide, ConditionalFlowTransform):
     r"""Conditional MAF layer: ``x_d = z_d \exp(s_d(x_{<d}, c)) + m_d(x_{<d}, c)``.
 
     .. math::
@@ -69,6 +70,7 @@ class ConditionalMaskedAffineAutoregressive(ConditionalFlowTransform):
         hidden_dims: MADE hidden sizes (each >= D).
         max_log_scale: bound on ``|s|``.
         reverse: condition each entry on the entries after it.
+        shift_side: ``"data"`` as above or ``"latent"`` (``z_d = x_d e^{-s_d} - m_d``), as in the unconditional layer.
 
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation", arXiv:1705.07057.
@@ -87,8 +89,10 @@ class ConditionalMaskedAffineAutoregressive(ConditionalFlowTransform):
         hidden_dims: Optional[Sequence[int]] = None,
         max_log_scale: float = 3.0,
         reverse: bool = False,
+        shift_side: str = "data",
     ) -> None:
         super().__init__(event_dim=1, context_shape=(context_features,))
+        self._init_shift_side(shift_side)
         _check_features("ConditionalMaskedAffineAutoregressive", context_features)
         if not max_log_scale > 0:
             raise ValueError(f"ConditionalMaskedAffineAutoregressive needs max_log_scale > 0, got {max_log_scale}")
@@ -101,21 +105,14 @@ class ConditionalMaskedAffineAutoregressive(ConditionalFlowTransform):
 
     def inverse_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         shift, neg_log_scale = self._shift_neg_log_scale(x, context)
-        return (x - shift) * torch.exp(neg_log_scale), -neg_log_scale.sum(-1)
+        return maf_to_latent(x, shift, neg_log_scale, self.shift_side), -neg_log_scale.sum(-1)
 
     def forward_and_log_det(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         z = _broadcast(z, context)
-        x = torch.zeros_like(z)
-        log_det = z.new_zeros(z.shape[:-1])
-        for d in self.made.order:
-            shift, neg_log_scale = self._shift_neg_log_scale(x, context)
-            column = z[..., d : d + 1] * torch.exp(-neg_log_scale[..., d : d + 1]) + shift[..., d : d + 1]
-            x = torch.cat([x[..., :d], column, x[..., d + 1 :]], -1)
-            log_det = log_det - neg_log_scale[..., d]
-        return x, log_det
+        return maf_sample(z, self.made.order, lambda x: self._shift_neg_log_scale(x, context), self.shift_side)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, context={self.context_shape}, reverse={self.reverse}"
+        return f"dim={self.dim}, context={self.context_shape}, reverse={self.reverse}, shift_side={self.shift_side}"
 
 
 class ConditionalNeuralSplineAutoregressive(ConditionalFlowTransform):

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import ConditionalFlowTransform, FixedMask, FlowTransform, one_of, sum_rightmost
+from .base import ConditionalFlowTransform, FixedMask, FlowTransform, ShiftSide, one_of, sum_rightmost
 
 __all__ = [
     "AdditiveCoupling",
@@ -187,7 +187,14 @@ def run_net(
     return out.reshape(batch + out.shape[1:])
 
 
-class _Coupling(FixedMask):
+def _affine(change: Tensor, shift: Tensor, log_scale: Tensor, inverse: bool, shift_side: str) -> Tensor:
+    """A coupling's affine map of the changed entries: to the data side (``inverse=False``) or back."""
+    if shift_side == "data":  # y = x e^s + t
+        return (change - shift) * torch.exp(-log_scale) if inverse else change * torch.exp(log_scale) + shift
+    return change * torch.exp(-log_scale) - shift if inverse else (change + shift) * torch.exp(log_scale)
+
+
+class _Coupling(FixedMask, ShiftSide):
     """Shared arithmetic of the additive and affine couplings (conditional or not)."""
 
     mask: Tensor
@@ -205,9 +212,11 @@ class _Coupling(FixedMask):
         input_bound: Optional[float] = None,
         log_scale_bound: Optional[float] = None,
         input_squash: str = "tanh",
+        shift_side: str = "data",
     ) -> None:
         if input_bound is not None and not input_bound > 0:
             raise ValueError(f"input_bound must be > 0 (or None), got {input_bound}")
+        self._init_shift_side(shift_side)
         self.input_squash = one_of("input_squash", input_squash, SQUASHES)
         if log_scale_bound is not None and not (affine and log_scale_bound > 0):
             raise ValueError(f"log_scale_bound must be > 0 (or None), for affine couplings only; got {log_scale_bound}")
@@ -301,7 +310,7 @@ class _Coupling(FixedMask):
             return self._merge(kept, out), x.new_zeros(h.shape[: h.dim() - event_dim])
         shift, raw = h.chunk(2, dim=self._axis)
         log_scale = self._log_scale(raw)
-        out = (change - shift) * torch.exp(-log_scale) if inverse else change * torch.exp(log_scale) + shift
+        out = _affine(change, shift, log_scale, inverse, self.shift_side)
         return self._merge(kept, out), sum_rightmost(log_scale, event_dim)
 
     def _shift_log_scale(self, x: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
@@ -326,7 +335,7 @@ class _Coupling(FixedMask):
         if log_scale is None:
             y = x + shift
             return y, y.new_zeros(y.shape[: y.dim() - self.event_dim])
-        y = x * torch.exp(log_scale) + shift
+        y = _affine(x, shift, log_scale, False, self.shift_side)
         return y, sum_rightmost(log_scale, self.event_dim)
 
     def _inverse_pair(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -337,7 +346,7 @@ class _Coupling(FixedMask):
         if log_scale is None:
             x = y - shift
             return x, x.new_zeros(x.shape[: x.dim() - self.event_dim])
-        x = (y - shift) * torch.exp(-log_scale)
+        x = _affine(y, shift, log_scale, True, self.shift_side)
         return x, sum_rightmost(log_scale, self.event_dim)
 
 
@@ -369,6 +378,9 @@ class AffineCoupling(_Coupling, FlowTransform):
         log_scale_bound: ``c`` above (``None``: 1). A larger ``c`` gives the log-scale a range of ``+-c``
             from the start with the same slope 1 at 0 (a funnel's scale varies by ``e^{+-4.5}``; with
             ``c = 1`` the range has to be learned through ``scale``).
+        shift_side: ``"data"`` as above, or ``"latent"``: ``y_{\bar m} = \exp(s) \odot (x_{\bar m} + t)``, so the
+            density direction reads ``x_{\bar m} = e^{-s} y_{\bar m} - t`` (the shift in latent units, zuko's form).
+            The same family of maps, trained differently (``realnvp`` in ``D >= 3``: benchmarks/RESULTS.md).
 
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
@@ -390,9 +402,12 @@ class AffineCoupling(_Coupling, FlowTransform):
         input_bound: Optional[float] = None,
         log_scale_bound: Optional[float] = None,
         input_squash: str = "tanh",
+        shift_side: str = "data",
     ) -> None:
         super().__init__(event_dim=mask.dim())
-        self._init_coupling(mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound, input_squash)
+        self._init_coupling(
+            mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound, input_squash, shift_side
+        )
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x)
@@ -441,6 +456,8 @@ class ConditionalAffineCoupling(_Coupling, ConditionalFlowTransform):
 
     .. math:: y_{\bar m} = \exp(s(x_m, c)) \odot x_{\bar m} + t(x_m, c)
 
+    ``shift_side="latent"`` adds the shift before the scale instead, as in :class:`AffineCoupling`.
+
     References:
         Dinh et al., arXiv:1605.08803; Winkler et al., "Learning Likelihoods with Conditional
         Normalizing Flows", arXiv:1912.00042.
@@ -461,9 +478,12 @@ class ConditionalAffineCoupling(_Coupling, ConditionalFlowTransform):
         split_channels: bool = False,
         input_bound: Optional[float] = None,
         log_scale_bound: Optional[float] = None,
+        shift_side: str = "data",
     ) -> None:
         super().__init__(event_dim=mask.dim(), context_shape=tuple(context_shape))
-        self._init_coupling(mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound)
+        self._init_coupling(
+            mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound, "tanh", shift_side
+        )
 
     def forward_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x, context)
