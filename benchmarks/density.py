@@ -57,12 +57,14 @@ NFLOWS = ("realnvp", "maf", "nsf_ar", "nsf_coupling")
 def nflows_sizes(arch: str, dim: int) -> dict:
     """Our builders' default sizes for ``dim``, for nflows (which ships no defaults for these families)."""
     from pyro_flowzoo.flows.vector import small_hidden
+    from pyro_flowzoo.nn.made import default_made_hidden
 
     if dim <= 2:
         layers = {"realnvp": 12, "maf": 24, "nsf_ar": 3, "nsf_coupling": 3}
         return {"num_layers": layers[arch], "hidden": (64, 64), "bins": 8}
-    layers = {"realnvp": 4, "maf": 5, "nsf_ar": 2, "nsf_coupling": 2}
-    return {"num_layers": layers[arch], "hidden": small_hidden(dim), "bins": 4 if arch == "nsf_coupling" else 8}
+    layers = {"realnvp": 4, "maf": 3, "nsf_ar": 2, "nsf_coupling": 2}
+    hidden = default_made_hidden(dim) if arch == "maf" else small_hidden(dim)
+    return {"num_layers": layers[arch], "hidden": hidden, "bins": 4 if arch == "nsf_coupling" else 8}
 
 
 SETS = ["8gaussians", "rings", "pinwheel", "moons", "smiley", "sas6", "student_t4", "banana16"]

@@ -173,8 +173,8 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
     for ``D >= 3`` read its inputs through ``tanh`` (now ``asinh``).
 
     Versions 1 to 3: unconditional vector ``maf`` and ``realnvp`` for ``D >= 3`` added their shift on the data
-    side (``shift_side="data"``; now ``"latent"``), and ``maf`` there had 5 layers of ``max(32, 2 D)`` units (now
-    3 of ``max(64, 2 D)``).
+    side (``shift_side="data"``; now ``"latent"``), and ``maf`` there, conditional or not, had 5 layers of
+    ``max(32, 2 D)`` units (now 3 of ``max(64, 2 D)``).
 
     Example:
         >>> defaults_of_version(1, "nsf_coupling", {"event_shape": [2]})["num_layers"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import test_properties as battery  # module import: its tests are not collected twice
@@ -600,8 +601,8 @@ def test_shift_side_defaults_by_builder_and_dimension():
 )
 def test_version_3_checkpoints_keep_the_data_side_shift(name, shape, context, tmp_path):
     """Up to defaults version 3 the affine layers shifted on the data side: such a checkpoint comes back so, with
-    the same density. Read as today's, an unconditional one (today: latent side) is refused, twice, never loaded
-    into the other form; a conditional one (still the data side) loads."""
+    the same density. Read as today's, an unconditional one (today: latent side) is refused, twice; a conditional
+    one (still the data side) loads."""
     from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
 
     extra = {} if context is None else {"context_shape": context}
@@ -650,3 +651,33 @@ def test_resuming_a_version_3_run_names_the_shift_side(tmp_path):
         fit(fz.build("maf", (4,), hidden_dims=(8,)), data, resume=tmp_path / "old.pt", **{**kw, "steps": 4})
     resumed = fz.build("maf", (4,), hidden_dims=(8,), **former)
     assert fit(resumed, data, resume=tmp_path / "old.pt", **{**kw, "steps": 4}).steps == 4
+
+
+def test_partial_state_dicts_load_into_latent_layers_without_strict():
+    """strict=False with some layers' keys only: the layers without keys are not judged to be of the data side."""
+    flow = fz.build("maf", (4,), num_layers=2, hidden_dims=(8,))
+    assert flow.load_state_dict({}, strict=False).missing_keys
+    part = {k: v for k, v in flow.state_dict().items() if k.startswith("transforms.1.")}
+    result = flow.load_state_dict(part, strict=False)
+    assert "transforms.0.latent_shift" in result.missing_keys and "transforms.1.latent_shift" not in result.missing_keys
+
+
+def test_resuming_takes_the_named_arguments_however_spelled(tmp_path):
+    """The advice names lists (as checkpoints store them); tuples are the same arguments. A run saved with
+    explicit None hyper-parameters had the former defaults: the advice names them too."""
+    from pyro_flowzoo.checkpoint import load_checkpoint, save_checkpoint
+    from pyro_flowzoo.train import fit
+
+    data = torch.randn(64, 4)
+    kw = dict(steps=2, batch_size=32, seed=0, progress=False)
+    former = dict(shift_side="data", num_layers=5, hidden_dims=(32, 32))
+    fit(fz.build("maf", (4,), **former), data, checkpoint=tmp_path / "run.pt", **kw)
+    payload = load_checkpoint(tmp_path / "run.pt")
+    payload["hparams"] = {**payload["hparams"], "num_layers": None, "hidden_dims": None}
+    del payload["hparams"]["shift_side"]
+    payload["defaults"] = 3
+    save_checkpoint(tmp_path / "old.pt", payload)
+    advice = "with shift_side='data', num_layers=5, hidden_dims=[32, 32] to resume"
+    with pytest.raises(fz.checkpoint.CheckpointError, match=re.escape(advice)):
+        fit(fz.build("maf", (4,), num_layers=None, hidden_dims=None), data, resume=tmp_path / "old.pt", **kw)
+    assert fit(fz.build("maf", (4,), **former), data, resume=tmp_path / "old.pt", **{**kw, "steps": 4}).steps == 4

@@ -190,14 +190,14 @@ def maf(
     ``student_t4`` +0.051 against +0.032; batch 1024: ``student_t4`` +0.038 against +0.028).
 
     ``shift_side`` (:func:`~pyro_flowzoo.flows.vector.default_shift_side`): ``"latent"`` for unconditional
-    ``D >= 3``, else ``"data"`` (:class:`MaskedAffineAutoregressive`:
-    ``z = x e^{-s} - m`` rather than ``(x - m) e^{-s}``; the same family of maps, trained better). 5 layers of
-    32 units, plain loop, worst of 3 seeds, latent (the scratch patch above) against data: ``banana4`` +0.028 against +0.046,
-    ``banana16`` +0.258 against +0.306, ``sas6`` +0.023 against +0.025, ``student_t4`` +0.022 against +0.024,
-    and lower or equal in every cell of the lr 3e-3 / 3e-4 sweeps. On the 2-D sets (24 layers) it split:
-    ``rings`` +1.308 against +0.739, ``2spirals`` +0.445 against +0.695. Conditional, in neural posterior
-    estimation on SLCP (seeds 0-1), it was worse: 1.300 and 1.310 nats/dim against 1.241 and 1.296 (RESULTS.md,
-    issue 15).
+    ``D >= 3``, else ``"data"`` (:class:`MaskedAffineAutoregressive`: ``z = x e^{-s} - m`` rather than
+    ``(x - m) e^{-s}``; the same family of maps, trained better). 5 layers of 32 units, plain loop, worst of 3
+    seeds, latent (the scratch patch above) against data: ``banana4`` +0.028 against +0.046, ``banana16``
+    +0.258 against +0.306, ``sas6`` +0.023 against +0.025, ``student_t4`` +0.022 against +0.024, and lower or
+    equal in every cell of the lr 3e-3 / 3e-4 sweeps. On the 2-D sets (24 layers) it split: ``rings`` +1.308
+    against +0.739, ``2spirals`` +0.445 against +0.695. Conditional, in neural posterior estimation on SLCP
+    (seeds 0-1, explicit sizes), it was worse: 1.300 and 1.310 nats/dim against 1.241 and 1.296. Conditional
+    flows take the ``D >= 3`` sizes above too (not measured there). RESULTS.md, issue 15.
 
     ``input_bound=2.0``: every MADE reads ``2 tanh(x / 2)`` of its (standardized) inputs (``2 asinh(x / 2)``
     for ``D >= 3``, below), so shifts and log-scales level off beyond the data instead of growing linearly

@@ -29,13 +29,18 @@ def open_resume(flow: Flow, resume: Union[PathLike, dict[str, Any]], device: tor
     if flow.builder is not None and version < DEFAULTS_VERSION:
         # built today with the saved hyper-parameters, the flow would have today's defaults, not the checkpoint's
         former = defaults_of_version(version, flow.builder, saved)
-        missing = {k: v for k, v in former.items() if k not in saved and flow.hparams.get(k) != v}
+        missing = {k: v for k, v in former.items() if saved.get(k) is None and _plain(flow.hparams.get(k)) != _plain(v)}
         if missing:
             args = ", ".join(f"{k}={v!r}" for k, v in missing.items())
             raise CheckpointError(
                 f"checkpoint was saved under the defaults of version {version}: build the flow with {args} to resume"
             )
     return ckpt
+
+
+def _plain(value: Any) -> Any:
+    """A hyper-parameter compared as a checkpoint stores it: tuples as lists."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def rng_state(device: torch.device) -> dict[str, Optional[torch.Tensor]]:

@@ -74,9 +74,10 @@ class ShiftSide:
     """Mixin for affine layers with a ``shift_side`` (:data:`SHIFT_SIDES`): a state dict of the other side is refused.
 
     Both sides give the same family of maps, but the same weights compute another density on the other side.
-    A ``"latent"`` layer keeps a marker buffer ``latent_shift``; a state dict without it (any saved before the
-    option existed) is a ``"data"`` layer's. ``load_state_dict`` raises on a mismatch (a checkpoint turns it
-    into a ``CheckpointError``) and leaves this layer's own tensors as they were.
+    A ``"latent"`` layer keeps a marker buffer ``latent_shift``; a state dict with keys of the layer but without
+    it (any saved before the option existed) is a ``"data"`` layer's. ``load_state_dict`` raises on a mismatch
+    (a checkpoint turns it into a ``CheckpointError``). As for any refused load in torch, the layer's
+    sub-modules (its network) may have been loaded before the error: reload or rebuild the flow after one.
     """
 
     shift_side = "data"
@@ -88,7 +89,8 @@ class ShiftSide:
 
     def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
         saved = "latent" if prefix + "latent_shift" in state_dict else "data"
-        if saved != self.shift_side:
+        # a partial state dict (strict=False) without this layer's keys says nothing about its side
+        if saved != self.shift_side and any(k.startswith(prefix) for k in state_dict):
             args[-1].append(  # error_msgs
                 f"{prefix}latent_shift: the saved layer adds its shift on the {saved} side, this one on the "
                 f'{self.shift_side} side (flows saved under defaults version 3 or before: shift_side="data")'

@@ -409,6 +409,9 @@ class AffineCoupling(_Coupling, FlowTransform):
             mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound, input_squash, shift_side
         )
 
+    def extra_repr(self) -> str:
+        return f"input_bound={self.input_bound}, input_squash={self.input_squash}, shift_side={self.shift_side}"
+
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x)
 
