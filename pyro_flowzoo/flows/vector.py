@@ -196,35 +196,23 @@ def realnvp(
     On images ``(C, H, W)`` this is the multi-scale architecture of the paper (see ``flows.image``).
     With ``context_shape=(K,)`` every coupling network also reads the context.
 
-    Vector defaults (:func:`by_dimension`): for ``D = 2``, 12 couplings of ``(64, 64)`` (smiley, issue 8); for
-    ``D >= 3``, 4 couplings of :func:`small_hidden` (``sas6``: +0.024 worst of 3 seeds under the plain loop,
-    12 couplings of (64, 64) +0.110).
-    ``mask="even_odd"`` by default, zuko's choice too: entries that neighbour each other (chains, series,
-    pairs) land on opposite sides, so each is transformed given its neighbours (``"half"``, which never splits
-    neighbours: ``sas6``, 4 couplings, +0.034 against +0.024). ``mask_anchor``
-    (:func:`~pyro_flowzoo.transforms.alternating_masks`): ``"data"`` for ``D >= 3``, the last coupling keeping
-    the even entries and changing the others given them, for any number of layers, as the autoregressive
-    builders read the data in its natural order (``banana16``, plain loop, worst of 3 seeds, tanh squash:
-    +0.230 against +0.329 with ``"latent"``, where 4 couplings keep the odd entries there); ``"latent"`` for
-    ``D = 2``, its masks from before the anchoring, where the sets split (smiley under ``fit``, seeds 0-3,
-    +0.045 worst against +0.057 with ``"data"``; moons +0.034 against +0.049 the other way; RESULTS.md).
-    ``input_bound=2.0`` (vectors, unconditional): every coupling network reads ``2 tanh(x_m / 2)`` of its
-    (standardized) inputs (``2 asinh(x_m / 2)`` for ``D >= 3``, below), so shifts and log-scales level off (or
-    grow slowly) beyond the data instead of growing linearly (a heavy-tailed test set scored +1.25 nats/dim over
-    the entropy without it; RESULTS.md, issue 15).
-    ``None`` reads ``x_m``; conditional couplings read ``x_m`` unbounded (not measured).
-    ``input_squash``: ``"tanh"`` for ``D = 2``, ``"asinh"`` for ``D >= 3`` (growing logarithmically beyond the
-    data, as in :func:`~pyro_flowzoo.flows.autoregressive.maf`; plain loop, worst of 3 seeds, against tanh:
-    ``banana4`` +0.028 / +0.038, ``banana16`` +0.218 / +0.230, ``sas6`` +0.026 / +0.027; at lr 3e-3 ``sas6``
-    +0.056 / +0.048, and +0.082 with ``input_bound=None``; RESULTS.md, issue 15).
-    ``shift_side`` (:func:`default_shift_side`): ``"latent"`` for unconditional ``D >= 3``, else ``"data"``
-    (:class:`~pyro_flowzoo.transforms.AffineCoupling`: the density direction reads ``e^{-s} y - t`` rather than
-    ``(y - t) e^{-s}``; the same family of maps, trained better). Plain loop, worst of 3 seeds, latent against
-    data: ``banana4`` +0.026 / +0.028, ``banana16`` +0.156 / +0.218, ``sas6`` +0.024 / +0.026, ``student_t4``
-    +0.028 / +0.031; over the lr and batch sweeps (2 seeds) lower in 12 of 16 cells, equal in 1, higher in 3
-    (``sas6`` at lr 3e-4 by 0.004, two by 0.001). On the 2-D sets it split (``rings`` +0.587 / +0.774, ``2spirals``
-    +0.265 / +0.222), and conditional flows trained worse on SLCP (neural posterior estimation, seeds 0-1: 1.437
-    and 1.375 nats/dim against 1.434 and 1.348), so both keep the data side.
+    Vector defaults (:func:`by_dimension`; the measurements behind them are in benchmarks/RESULTS.md, issue 15):
+
+    - sizes: for ``D = 2``, 12 couplings of ``(64, 64)`` (smiley, issue 8); for ``D >= 3``, 4 couplings of
+      :func:`small_hidden` (12 of (64, 64) overfit 2,000 points: ``sas6`` +0.110 against +0.024).
+    - ``mask="even_odd"``, zuko's choice too: neighbouring entries (chains, series, pairs) land on opposite
+      sides, so each is transformed given its neighbours. ``mask_anchor``
+      (:func:`~pyro_flowzoo.transforms.alternating_masks`): ``"data"`` for ``D >= 3``, the last coupling keeping
+      the even entries for any number of layers, as the autoregressive builders read the data in its natural
+      order; ``"latent"`` (the masks from before the anchoring) for ``D = 2``, where the 2-D sets split.
+    - ``input_bound=2.0`` (vectors, unconditional): every coupling network reads ``2 tanh(x_m / 2)`` of its
+      (standardized) inputs, ``2 asinh(x_m / 2)`` for ``D >= 3`` (``input_squash``), so shifts and log-scales
+      level off, or grow slowly, beyond the data instead of growing linearly (a heavy-tailed test set scored
+      +1.25 nats/dim over the entropy without it). ``None`` reads ``x_m``; conditional couplings read ``x_m``.
+    - ``shift_side`` (:func:`default_shift_side`): ``"latent"`` for unconditional ``D >= 3``, the density
+      direction reading ``e^{-s} y - t`` rather than ``(y - t) e^{-s}`` (the same family of maps, trained better:
+      ``banana16`` +0.156 against +0.218, plain loop, worst of 3 seeds); ``"data"`` for 2-D sets (they split)
+      and conditional flows (worse on SLCP).
 
     ``log_scale_bound=c`` (vectors): each coupling's log-scale is ``scale tanh(raw / c) + shift`` with
     ``scale`` starting at ``c``, a range of ``+-c`` from the start (``None``: ``c = 1``, the range grows only
