@@ -71,7 +71,7 @@ class MaskedAffineAutoregressive(ShiftSide, FlowTransform):
             :func:`~pyro_flowzoo.transforms.coupling.bound_input`.
         shift_side: ``"data"`` as above, or ``"latent"``: ``z_d = x_d e^{-s_d} - m_d`` (the shift in latent
             units, zuko's form; sampling ``x_d = (z_d + m_d) e^{s_d}``). The same family of maps, trained
-            differently (``maf``'s default for ``D >= 3``: benchmarks/RESULTS.md).
+            differently (``maf``'s default for unconditional ``D >= 3``: benchmarks/RESULTS.md).
 
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation",

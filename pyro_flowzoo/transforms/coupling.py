@@ -380,7 +380,7 @@ class AffineCoupling(_Coupling, FlowTransform):
             ``c = 1`` the range has to be learned through ``scale``).
         shift_side: ``"data"`` as above, or ``"latent"``: ``y_{\bar m} = \exp(s) \odot (x_{\bar m} + t)``, so the
             density direction reads ``x_{\bar m} = e^{-s} y_{\bar m} - t`` (the shift in latent units, zuko's form).
-            The same family of maps, trained differently (``realnvp`` in ``D >= 3``: benchmarks/RESULTS.md).
+            The same family of maps, trained differently (``realnvp``'s default for unconditional ``D >= 3``).
 
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
