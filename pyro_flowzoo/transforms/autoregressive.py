@@ -14,17 +14,10 @@ import torch
 from torch import Tensor
 
 from ..nn.made import MADE
-from .base import FlowTransform, ShiftSide, one_of
+from .base import FlowTransform, ShiftSide, one_of, shift_and_scale
 from .coupling import SQUASHES, bound_input
 
 __all__ = ["MaskedAffineAutoregressive"]
-
-
-def maf_to_latent(x: Tensor, shift: Tensor, neg_log_scale: Tensor, shift_side: str) -> Tensor:
-    """A MAF layer's density direction, given its MADE's shift and ``-s``."""
-    if shift_side == "data":
-        return (x - shift) * torch.exp(neg_log_scale)
-    return x * torch.exp(neg_log_scale) - shift
 
 
 def maf_sample(
@@ -35,12 +28,8 @@ def maf_sample(
     log_det = z.new_zeros(z.shape[:-1])
     for d in order:
         shift, neg_log_scale = shift_neg_log_scale(x)
-        m, nls = shift[..., d : d + 1], neg_log_scale[..., d : d + 1]
-        column = (
-            z[..., d : d + 1] * torch.exp(-nls) + m
-            if shift_side == "data"
-            else (z[..., d : d + 1] + m) * torch.exp(-nls)
-        )
+        factor = torch.exp(-neg_log_scale[..., d : d + 1])
+        column = shift_and_scale(z[..., d : d + 1], shift[..., d : d + 1], factor, False, shift_side)
         x = torch.cat([x[..., :d], column, x[..., d + 1 :]], -1)
         log_det = log_det - neg_log_scale[..., d]
     return x, log_det
@@ -115,7 +104,7 @@ class MaskedAffineAutoregressive(ShiftSide, FlowTransform):
 
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         shift, neg_log_scale = self._shift_neg_log_scale(x)
-        return maf_to_latent(x, shift, neg_log_scale, self.shift_side), -neg_log_scale.sum(-1)
+        return shift_and_scale(x, shift, torch.exp(neg_log_scale), True, self.shift_side), -neg_log_scale.sum(-1)
 
     def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return maf_sample(z, self.made.order, self._shift_neg_log_scale, self.shift_side)

@@ -24,6 +24,7 @@ __all__ = [
     "sum_rightmost",
     "one_of",
     "SHIFT_SIDES",
+    "shift_and_scale",
 ]
 
 
@@ -68,6 +69,20 @@ class FixedMask:
 #: Where an affine layer adds its shift, seen in the density direction (data ``y`` -> latent ``x``): ``"data"``,
 #: ``x = (y - t) e^{-s}`` (RealNVP's and MAF's papers), or ``"latent"``, ``x = y e^{-s} - t`` (zuko's).
 SHIFT_SIDES = ("data", "latent")
+
+
+def shift_and_scale(value: Tensor, shift: Tensor, factor: Tensor, to_latent: bool, shift_side: str) -> Tensor:
+    """An affine layer's map on the side of :data:`SHIFT_SIDES` given: ``factor`` is ``e^{-s}`` towards the
+    latent side (``to_latent=True``), ``e^{s}`` towards the data side.
+
+    Example:
+        >>> v, t, f = torch.tensor([3.0]), torch.tensor([1.0]), torch.tensor([2.0])
+        >>> [shift_and_scale(v, t, f, True, side).item() for side in SHIFT_SIDES]
+        [4.0, 5.0]
+    """
+    if to_latent:
+        return (value - shift) * factor if shift_side == "data" else value * factor - shift
+    return value * factor + shift if shift_side == "data" else (value + shift) * factor
 
 
 class ShiftSide:

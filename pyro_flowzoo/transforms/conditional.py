@@ -27,8 +27,8 @@ from torch.distributions import constraints
 
 from ..nn.made import MADE
 from ..nn.mlp import MLP
-from .autoregressive import maf_sample, maf_to_latent
-from .base import ConditionalFlowTransform, ConditionedTransform, FixedMask, ShiftSide
+from .autoregressive import maf_sample
+from .base import ConditionalFlowTransform, ConditionedTransform, FixedMask, ShiftSide, shift_and_scale
 from .mixture_cdf import _check_family, _latent_from_data, _params, mixture_ar_sample
 from .planar_radial import planar_u_hat, solve_planar
 from .spline import _split, rational_quadratic_spline, spline_ar_sample
@@ -105,7 +105,7 @@ class ConditionalMaskedAffineAutoregressive(ShiftSide, ConditionalFlowTransform)
 
     def inverse_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         shift, neg_log_scale = self._shift_neg_log_scale(x, context)
-        return maf_to_latent(x, shift, neg_log_scale, self.shift_side), -neg_log_scale.sum(-1)
+        return shift_and_scale(x, shift, torch.exp(neg_log_scale), True, self.shift_side), -neg_log_scale.sum(-1)
 
     def forward_and_log_det(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         z = _broadcast(z, context)

@@ -16,7 +16,15 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import ConditionalFlowTransform, FixedMask, FlowTransform, ShiftSide, one_of, sum_rightmost
+from .base import (
+    ConditionalFlowTransform,
+    FixedMask,
+    FlowTransform,
+    ShiftSide,
+    one_of,
+    shift_and_scale,
+    sum_rightmost,
+)
 
 __all__ = [
     "AdditiveCoupling",
@@ -187,13 +195,6 @@ def run_net(
     return out.reshape(batch + out.shape[1:])
 
 
-def _affine(change: Tensor, shift: Tensor, log_scale: Tensor, inverse: bool, shift_side: str) -> Tensor:
-    """A coupling's affine map of the changed entries: to the data side (``inverse=False``) or back."""
-    if shift_side == "data":  # y = x e^s + t
-        return (change - shift) * torch.exp(-log_scale) if inverse else change * torch.exp(log_scale) + shift
-    return change * torch.exp(-log_scale) - shift if inverse else (change + shift) * torch.exp(log_scale)
-
-
 class _Coupling(FixedMask, ShiftSide):
     """Shared arithmetic of the additive and affine couplings (conditional or not)."""
 
@@ -310,7 +311,8 @@ class _Coupling(FixedMask, ShiftSide):
             return self._merge(kept, out), x.new_zeros(h.shape[: h.dim() - event_dim])
         shift, raw = h.chunk(2, dim=self._axis)
         log_scale = self._log_scale(raw)
-        out = _affine(change, shift, log_scale, inverse, self.shift_side)
+        factor = torch.exp(-log_scale) if inverse else torch.exp(log_scale)
+        out = shift_and_scale(change, shift, factor, inverse, self.shift_side)
         return self._merge(kept, out), sum_rightmost(log_scale, event_dim)
 
     def _shift_log_scale(self, x: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
@@ -335,7 +337,7 @@ class _Coupling(FixedMask, ShiftSide):
         if log_scale is None:
             y = x + shift
             return y, y.new_zeros(y.shape[: y.dim() - self.event_dim])
-        y = _affine(x, shift, log_scale, False, self.shift_side)
+        y = shift_and_scale(x, shift, torch.exp(log_scale), False, self.shift_side)
         return y, sum_rightmost(log_scale, self.event_dim)
 
     def _inverse_pair(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -346,7 +348,7 @@ class _Coupling(FixedMask, ShiftSide):
         if log_scale is None:
             x = y - shift
             return x, x.new_zeros(x.shape[: x.dim() - self.event_dim])
-        x = _affine(y, shift, log_scale, True, self.shift_side)
+        x = shift_and_scale(y, shift, torch.exp(-log_scale), True, self.shift_side)
         return x, sum_rightmost(log_scale, self.event_dim)
 
 
