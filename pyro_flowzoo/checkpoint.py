@@ -4,7 +4,7 @@ A checkpoint is a plain dictionary of tensors and primitive containers (so that
 ``torch.load(weights_only=True)`` reads it without executing any pickled code)::
 
     {"format": "pyro_flowzoo/1", "builder": "realnvp", "hparams": {"event_shape": [2], ...},
-     "defaults": 4,               # the builders' defaults it was saved under (DEFAULTS_VERSION)
+     "defaults": 5,               # the builders' defaults it was saved under (DEFAULTS_VERSION)
      "state_dict": {...},         # the weights to use (best on validation / EMA when on)
      "metrics": {...},            # per-epoch history and the best validation NLL
      "train_state": {...} | None, # raw weights, optimizer, scheduler, RNG states: exact resume
@@ -37,7 +37,7 @@ FORMAT = "pyro_flowzoo/1"
 
 #: The version of the builders' defaults a new checkpoint records. ``hparams`` holds only what the user
 #: passed, so a checkpoint saved under older defaults is rebuilt with those (:func:`defaults_of_version`).
-DEFAULTS_VERSION = 4
+DEFAULTS_VERSION = 5
 PathLike = Union[str, os.PathLike]
 
 _PRIMITIVES = (str, int, float, bool, type(None))
@@ -176,12 +176,15 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
     side (``shift_side="data"``; now ``"latent"``), and ``maf`` there, conditional or not, had 5 layers of
     ``max(32, 2 D)`` units (now 3 of ``max(64, 2 D)``).
 
+    Versions 1 to 4: unconditional ``nsf_ar`` and ``nsf_coupling`` for ``D >= 3`` had no affine layer in front
+    of the splines (``affine_layer=False``).
+
     Example:
         >>> defaults_of_version(1, "nsf_coupling", {"event_shape": [2]})["num_layers"]
         4
         >>> defaults_of_version(2, "realnvp", {"event_shape": [6], "num_layers": 4})
         {'mask_anchor': 'latent', 'input_squash': 'tanh', 'shift_side': 'data', 'event_shape': [6], 'num_layers': 4}
-        >>> defaults_of_version(4, "nsf_coupling", {"event_shape": [2]})
+        >>> defaults_of_version(5, "nsf_coupling", {"event_shape": [2]})
         {'event_shape': [2]}
     """
     if version >= DEFAULTS_VERSION:
@@ -201,10 +204,14 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
             old["mask_anchor"] = "latent"
         if builder == "realnvp" and dim is not None and dim >= 3:
             old["input_squash"] = "tanh"
-    if builder in ("maf", "realnvp") and dim is not None and dim >= 3 and hparams.get("context_shape") is None:
-        old["shift_side"] = "data"
-    if builder == "maf" and dim is not None and dim >= 3:
-        old.update(num_layers=5, hidden_dims=[max(32, 2 * dim)] * 2)
+    unconditional = hparams.get("context_shape") is None
+    if version < 4 and dim is not None and dim >= 3:
+        if builder in ("maf", "realnvp") and unconditional:
+            old["shift_side"] = "data"
+        if builder == "maf":
+            old.update(num_layers=5, hidden_dims=[max(32, 2 * dim)] * 2)
+    if builder in ("nsf_ar", "nsf_coupling") and dim is not None and dim >= 3 and unconditional:
+        old["affine_layer"] = False
     # an explicit None is the builder's default, which is what the version's defaults replace
     return {**old, **{k: v for k, v in hparams.items() if not (v is None and k in old)}}
 

@@ -337,7 +337,12 @@ def test_unknown_or_misplaced_squash_is_refused():
 
 # -- checkpoints saved under the former defaults ---------------------------------------------------------
 _DATA = {"shift_side": "data"}  # the shift side of every version before 4
-_FORMER = ("mask_anchor", "input_squash", "shift_side")  # hyper-parameters whose defaults changed since version 2
+_FORMER = (
+    "mask_anchor",
+    "input_squash",
+    "shift_side",
+    "affine_layer",
+)  # hyper-parameters whose defaults changed since version 2
 
 
 @pytest.mark.parametrize(
@@ -432,7 +437,7 @@ def _masks(flow):
         ("realnvp", (4,), {"hidden_dims": (8,), "mask": "half", "input_squash": "tanh", "shift_side": "data"}),
         ("realnvp", (2,), {"hidden_dims": (8,), "mask": "half", "num_layers": 2}),
         ("nice", (5,), {"hidden_dims": (8,)}),  # 8 layers
-        ("nsf_coupling", (5,), {"hidden_dims": (8,)}),  # 2 layers for D >= 3
+        ("nsf_coupling", (5,), {"hidden_dims": (8,), "affine_layer": False}),  # 2 layers for D >= 3
         ("nsf_coupling", (2,), {"hidden_dims": (8,), "context_shape": (3,)}),  # 4 layers, conditional 2-D
     ],
 )
@@ -460,6 +465,8 @@ def test_version_2_checkpoints_keep_their_latent_anchored_masks(name, shape, for
         getattr(m, "input_squash", None) for m in flow.modules()
     }
     payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
+    if "affine_layer" in former:  # the same layers as today but for the masks (version 5 adds a layer)
+        payload["hparams"]["affine_layer"] = former["affine_layer"]
     hparams = {k: v for k, v in payload["hparams"].items() if k != "event_shape"}
     if _masks(fz.build(name, shape, **hparams)) == _masks(flow):  # 2-D realnvp, odd counts: the same masks today
         today, _ = flow_from_checkpoint(payload)
@@ -681,3 +688,44 @@ def test_resuming_takes_the_named_arguments_however_spelled(tmp_path):
     with pytest.raises(fz.checkpoint.CheckpointError, match=re.escape(advice)):
         fit(fz.build("maf", (4,), num_layers=None, hidden_dims=None), data, resume=tmp_path / "old.pt", **kw)
     assert fit(fz.build("maf", (4,), **former), data, resume=tmp_path / "old.pt", **{**kw, "steps": 4}).steps == 4
+
+
+# -- the splines' affine layer (defaults version 5) ---------------------------------------------------------
+@pytest.mark.parametrize("name", ["nsf_ar", "nsf_coupling"])
+def test_spline_builders_put_an_affine_layer_in_front_for_unconditional_d_above_two(name):
+    from pyro_flowzoo.infer.amortized import ENCODER_DEFAULTS
+    from pyro_flowzoo.infer.autoguide import GUIDE_DEFAULTS
+
+    def affine(flow):
+        return [(i, t.shift_side) for i, t in enumerate(flow.transforms) if isinstance(t, MaskedAffineAutoregressive)]
+
+    flow = fz.build(name, (6,))
+    assert affine(flow) == [(len(flow.transforms) - 2, "latent")]  # just before the data-side standardization
+    assert affine(fz.build(name, (2,))) == affine(fz.build(name, (6,), affine_layer=False)) == []
+    assert affine(fz.build(name, (4,), context_shape=(2,))) == []
+    assert len(affine(fz.build(name, (2,), affine_layer=True))) == 1
+    with pytest.raises(ValueError, match="affine_layer=True needs an unconditional flow"):
+        fz.build(name, (4,), context_shape=(2,), affine_layer=True)
+    assert GUIDE_DEFAULTS[name]["affine_layer"] is False and ENCODER_DEFAULTS[name]["affine_layer"] is False
+
+
+@pytest.mark.parametrize("name, shape", [("nsf_ar", (4,)), ("nsf_coupling", (5,))])
+def test_version_4_spline_checkpoints_come_back_without_the_affine_layer(name, shape, tmp_path):
+    from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
+
+    flow = fz.build(name, shape, hidden_dims=(8,), affine_layer=False)
+    x = 2 * torch.randn(16, *shape)
+    flow.log_prob(x)  # the first batch sets the standardization
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    expected = flow.log_prob(x)
+    payload = checkpoint_payload(flow)
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "affine_layer"}
+    payload["defaults"] = 4
+    save_checkpoint(tmp_path / "v4.pt", payload)
+    again, _ = flow_from_checkpoint(tmp_path / "v4.pt")
+    assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
+    payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
+    with pytest.raises(fz.checkpoint.CheckpointError):
+        flow_from_checkpoint(payload)  # today's flow has one layer more

@@ -43,12 +43,12 @@ def _hidden(latent_dim: int) -> tuple[int]:
 #: nats/image, at 1.6x (iaf) to 5.9x (ar_flow) its time per step. The couplings keep the masks measured
 #: there (``mask_anchor="latent"``; the builders anchor at the data side since, and a VAE's latents have no order),
 #: and realnvp and maf their shift on the data side (``shift_side="data"``; the builders' ``D >= 3`` default
-#: is ``"latent"`` since, not measured here).
+#: is ``"latent"`` since, not measured here); the splines have no affine layer in front (``affine_layer=False``).
 ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
     "realnvp": {"num_layers": 4, "hidden_dims": _hidden, "mask": "half", "mask_anchor": "latent", "shift_side": "data"},
     "nice": {"num_layers": 4, "hidden_dims": _hidden, "mask": "even_odd", "mask_anchor": "latent"},
     "maf": {"num_layers": 2, "hidden_dims": _hidden, "max_log_scale": 3.0, "shift_side": "data"},
-    "nsf_ar": {"num_layers": 2, "hidden_dims": _hidden, "num_bins": 8, "bound": 5.0},
+    "nsf_ar": {"num_layers": 2, "hidden_dims": _hidden, "num_bins": 8, "bound": 5.0, "affine_layer": False},
     "nsf_coupling": {
         "num_layers": 4,
         "hidden_dims": _hidden,
@@ -56,6 +56,7 @@ ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
         "bound": 5.0,
         "mask": "half",
         "mask_anchor": "latent",
+        "affine_layer": False,
     },
     "ar_flow": {"num_layers": 2, "hidden_dims": _hidden, "num_components": 4, "family": "logistic", "to_real": True},
     "planar": {"num_layers": 8, "hidden_dims": (32,)},

@@ -76,9 +76,16 @@ GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
     # then costs D conditioner passes (logistic regression, D = 31: maf 3.5x AutoIAFNormal's step time).
     "maf": {"num_layers": 1, "max_log_scale": 5.0, "input_bound": None, "shift_side": "data"},
     # Uniform knots: the density builders' centered ones for D = 2 (issue 15) were not measured as guides.
-    "nsf_ar": {"num_layers": 1, "num_bins": 8, "input_bound": None, "knots": "uniform"},
+    "nsf_ar": {"num_layers": 1, "num_bins": 8, "input_bound": None, "knots": "uniform", "affine_layer": False},
     # Spline couplings as the realnvp guide: prefix masks, a triangular map in the model's order.
-    "nsf_coupling": {"num_layers": prefix_layers, "mask": "prefix", "num_bins": 8, "knots": "uniform"},
+    # affine_layer=False (both splines): the density builders' affine layer (D >= 3) was not tried as a guide.
+    "nsf_coupling": {
+        "num_layers": prefix_layers,
+        "mask": "prefix",
+        "num_bins": 8,
+        "knots": "uniform",
+        "affine_layer": False,
+    },
     "ar_flow": {"num_layers": 2, "num_components": 4, "family": "logistic", "to_real": True},
     "planar": {"num_layers": 8},
     "radial": {"num_layers": 8},
