@@ -55,7 +55,10 @@ NFLOWS = ("realnvp", "maf", "nsf_ar", "nsf_coupling")
 
 
 def nflows_sizes(arch: str, dim: int) -> dict:
-    """Our builders' default sizes for ``dim``, for nflows (which ships no defaults for these families)."""
+    """Our builders' default sizes for ``dim``, for nflows (which ships no defaults for these families).
+
+    Only the flow layers: our splines' affine layer in front (``affine_layer``, ``D >= 3``) has no nflows twin here.
+    """
     from pyro_flowzoo.flows.vector import small_hidden
     from pyro_flowzoo.nn.made import default_made_hidden
 
