@@ -74,7 +74,11 @@ def affine_layers(dim: int, context_features: int, affine_layer: Optional[bool])
         return []
     if context_features or dim < 2:
         raise ValueError("affine_layer=True needs an unconditional flow on vectors (D,) with D >= 2")
-    return [MaskedAffineAutoregressive(dim, None, 3.0, False, 2.0, "asinh", shift_side="latent")]
+    return [
+        MaskedAffineAutoregressive(
+            dim, hidden_dims=None, max_log_scale=3.0, input_bound=2.0, input_squash="asinh", shift_side="latent"
+        )
+    ]
 
 
 def _elementwise_splines(
@@ -207,9 +211,8 @@ def maf(
     (both with the latent shift, measured through a scratch patch whose shift had the opposite sign):
     ``banana4`` +0.021 against +0.028, ``banana16`` +0.161 against +0.258, ``sas6`` +0.024 against +0.023,
     ``student_t4`` +0.027 against +0.022 (as built: +0.019, +0.176, +0.022, +0.028); over the lr and batch
-    sweeps (2 seeds)
-    lower in 11 of 16 cells, equal in 2, higher in 3, all heavy tails (lr 3e-3: ``sas6`` +0.044 against +0.038,
-    ``student_t4`` +0.051 against +0.032; batch 1024: ``student_t4`` +0.038 against +0.028).
+    sweeps (2 seeds) lower in 11 of 16 cells, equal in 2, higher in 3, all heavy tails (lr 3e-3: ``sas6`` +0.044
+    against +0.038, ``student_t4`` +0.051 against +0.032; batch 1024: ``student_t4`` +0.038 against +0.028).
 
     ``shift_side`` (:func:`~pyro_flowzoo.flows.vector.default_shift_side`): ``"latent"`` for unconditional
     ``D >= 3``, else ``"data"`` (:class:`MaskedAffineAutoregressive`: ``z = x e^{-s} - m`` rather than
