@@ -729,3 +729,133 @@ def test_version_4_spline_checkpoints_come_back_without_the_affine_layer(name, s
     payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
     with pytest.raises(fz.checkpoint.CheckpointError):
         flow_from_checkpoint(payload)  # today's flow has one layer more
+
+
+# -- the bounded shift of 2-D realnvp (defaults version 6) ------------------------------------------------
+def _bounded_case(name, make, dim, **kw):
+    return TransformCase(f"{name}-shift-bound", make, (dim,), sample_x=_wide((dim,)), perturb=1.0, **kw)
+
+
+BOUNDED_SHIFT = [
+    _bounded_case(
+        "MaskedAffineAutoregressive",
+        lambda: MaskedAffineAutoregressive(3, (8,), input_bound=2.0, shift_bound=0.7),
+        3,
+        autoregressive=True,
+    ),
+    _bounded_case(
+        "MaskedAffineAutoregressive-latent-reversed",
+        lambda: MaskedAffineAutoregressive(4, (8,), reverse=True, shift_side="latent", shift_bound=0.7),
+        4,
+        autoregressive="reversed",
+    ),
+    _bounded_case("AffineCoupling", lambda: AffineCoupling(half_mask(4), MLP(4, 8, (8,)), shift_bound=0.7), 4),
+    _bounded_case(
+        "AffineCoupling-split-latent",
+        lambda: AffineCoupling(
+            half_mask(2, False),
+            MLP(1, 2, (8,)),
+            split_channels=True,
+            input_bound=2.0,
+            shift_side="latent",
+            shift_bound=0.7,
+        ),
+        2,
+    ),
+    _bounded_case(
+        "ConditionalAffineCoupling",
+        lambda: ConditionalAffineCoupling(half_mask(3), MLP(3, 6, (8,), context_features=2), (2,), shift_bound=0.7),
+        3,
+        context_shape=(2,),
+    ),
+    _bounded_case(
+        "ConditionalMaskedAffineAutoregressive",
+        lambda: ConditionalMaskedAffineAutoregressive(3, 2, (8,), shift_bound=0.7),
+        3,
+        context_shape=(2,),
+        autoregressive=True,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", BOUNDED_SHIFT, ids=battery.tids(BOUNDED_SHIFT))
+@pytest.mark.parametrize("check", TRANSFORM_CHECKS, ids=lambda f: f.__name__[5:])
+def test_bounded_shift_passes_the_transform_battery(case, check):
+    check(case)
+
+
+@pytest.mark.parametrize("side", ["data", "latent"])
+def test_a_bounded_shift_is_b_tanh_t_over_b_in_both_directions(side):
+    torch.manual_seed(0)
+    b = 0.7
+    maf = MaskedAffineAutoregressive(3, (8,), shift_side=side, shift_bound=b).double()
+    coupling = AffineCoupling(half_mask(4), MLP(2, 4, (8,)), split_channels=True, shift_side=side, shift_bound=b)
+    coupling = coupling.double()
+    for p in list(maf.parameters()) + list(coupling.parameters()):
+        p.data.add_(3.0 * torch.randn_like(p))  # raw shifts far beyond the bound
+    x = 4 * torch.randn(64, 3, dtype=torch.float64)
+    raw_shift, raw = maf.made(x).unbind(-2)
+    assert raw_shift.abs().max() > 3 * b
+    shift, neg_log_scale = maf._shift_neg_log_scale(x)
+    assert torch.allclose(shift, b * torch.tanh(raw_shift / b)) and shift.abs().max() <= b
+    expected = (x - shift) * neg_log_scale.exp() if side == "data" else x * neg_log_scale.exp() - shift
+    assert torch.allclose(maf.inv(x), expected)
+    y = 4 * torch.randn(64, 4, dtype=torch.float64)
+    raw_shift, raw = coupling.net(y[:, :2]).chunk(2, -1)
+    shift, factor = b * torch.tanh(raw_shift / b), (-coupling._log_scale(raw)).exp()
+    changed = (y[:, 2:] - shift) * factor if side == "data" else y[:, 2:] * factor - shift
+    assert torch.allclose(coupling.inv(y), torch.cat([y[:, :2], changed], -1))
+    for t, v in ((maf, x), (coupling, y)):
+        assert torch.allclose(t(t.inv(v)), v, atol=1e-9)
+
+
+def test_builders_bound_shifts_only_when_asked():
+    def bounds(name, shape, **kw):
+        return {t.shift_bound for t in fz.build(name, shape, **kw).transforms if hasattr(t, "shift_side")}
+
+    for name in ("realnvp", "maf"):
+        assert bounds(name, (2,)) == bounds(name, (5,)) == bounds(name, (3,), context_shape=(2,)) == {None}
+        assert bounds(name, (2,), shift_bound=False) == bounds(name, (2,), shift_bound=0) == {None}
+        assert bounds(name, (2,), shift_bound=1.5) == bounds(name, (4,), context_shape=(2,), shift_bound=1.5) == {1.5}
+        for bad in (-1.0, math.inf, math.nan, True, "wide"):
+            with pytest.raises(ValueError, match="shift_bound must be a number > 0, or None / False"):
+                fz.build(name, (2,), shift_bound=bad)
+    for bad in (0.0, -2.0, math.inf, False):
+        with pytest.raises(ValueError, match="shift_bound must be a finite number > 0"):
+            AffineCoupling(half_mask(2), MLP(2, 4, (8,)), shift_bound=bad)
+    with pytest.raises(ValueError, match="shift_bound is for affine couplings only"):
+        fz.transforms.coupling._Coupling._init_coupling(
+            AdditiveCoupling(half_mask(2), MLP(2, 2, (8,))), half_mask(2), MLP(2, 2, (8,)), None, False, shift_bound=1.0
+        )
+    with pytest.raises(TypeError, match="does not take"):
+        fz.build("realnvp", (1, 4, 4), shift_bound=1.5)
+
+
+@pytest.mark.parametrize("name", ["realnvp", "maf"])
+def test_a_state_dict_with_another_shift_bound_is_refused(name, tmp_path):
+    """The bound changes the density computed by the same weights: loads across bounds are refused, twice;
+    checkpoints rebuild with their bound; float64 layers load float32 bounds."""
+    from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
+
+    kw = dict(hidden_dims=(8,), num_layers=3)
+    bounded, free = fz.build(name, (2,), shift_bound=1.5, **kw), fz.build(name, (2,), **kw)
+    x = 3 * torch.randn(16, 2)
+    bounded.log_prob(x)
+    with torch.no_grad():
+        for p in bounded.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    for _ in range(2):
+        with pytest.raises(
+            RuntimeError, match=r"shift_bound_value: the saved layer bounds its shift by 1.5, this one by None"
+        ):
+            free.load_state_dict(bounded.state_dict())
+    with pytest.raises(RuntimeError, match=r"bounds its shift by None, this one by 1.5"):
+        bounded.load_state_dict(free.state_dict())
+    with pytest.raises(RuntimeError, match=r"bounds its shift by 1.5, this one by 3.0"):
+        fz.build(name, (2,), shift_bound=3.0, **kw).load_state_dict(bounded.state_dict())
+    twin = fz.build(name, (2,), shift_bound=1.5, **kw).double()
+    twin.load_state_dict(bounded.state_dict())
+    assert torch.allclose(twin.log_prob(x.double()).float(), bounded.log_prob(x), atol=1e-5)
+    save_checkpoint(tmp_path / "b.pt", checkpoint_payload(bounded))
+    again, _ = flow_from_checkpoint(tmp_path / "b.pt")
+    assert torch.allclose(again.log_prob(x), bounded.log_prob(x), atol=1e-6)

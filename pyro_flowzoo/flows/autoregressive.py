@@ -9,7 +9,7 @@ couplings in their MLPs, planar and radial layers through a hypernetwork.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from torch import nn
 
@@ -38,7 +38,7 @@ from ..transforms.mixture_cdf import MixtureCDF
 from ..transforms.spline import KNOTS
 from .data_side import Support, data_side
 from .registry import register
-from .vector import by_dimension, context_features, default_shift_side, small_hidden, vector_dim
+from .vector import by_dimension, context_features, default_shift_side, shift_bound_of, small_hidden, vector_dim
 
 __all__ = ["ar_flow", "pixelcnn_flow", "maf", "nsf_ar", "nsf_coupling", "planar", "radial"]
 
@@ -197,6 +197,7 @@ def maf(
     input_bound: Optional[float] = 2.0,
     input_squash: Optional[str] = None,
     shift_side: Optional[str] = None,
+    shift_bound: Union[float, bool, None] = None,
 ) -> Flow:
     """Masked autoregressive flow for vectors ``(D,)``, ``D >= 2``: MAF layers in alternating orders.
 
@@ -238,6 +239,9 @@ def maf(
     twice). With 24 layers (``D = 2``) it compounds: ``rings`` blew up (+28,305). Conditional layers
     (``context_shape=``) read ``x`` unbounded (not measured).
 
+    ``shift_bound=b`` makes each layer's shift ``b tanh(m / b)`` (:class:`MaskedAffineAutoregressive`; ``None``,
+    the default: no bound), as in ``realnvp``.
+
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation", arXiv:1705.07057.
 
@@ -252,10 +256,11 @@ def maf(
     one_of("input_squash", input_squash, SQUASHES)  # here too: conditional layers do not take it
     k = context_features(context_shape)
     shift_side = default_shift_side(dim, k) if shift_side is None else shift_side
+    sides = dict(shift_side=shift_side, shift_bound=shift_bound_of(shift_bound))
     layers = [
-        MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, r, input_bound, input_squash, shift_side)
+        MaskedAffineAutoregressive(dim, hidden_dims, max_log_scale, r, input_bound, input_squash, **sides)
         if not k
-        else ConditionalMaskedAffineAutoregressive(dim, k, hidden_dims, max_log_scale, r, shift_side=shift_side)
+        else ConditionalMaskedAffineAutoregressive(dim, k, hidden_dims, max_log_scale, r, **sides)
         for r in _reversed(num_layers)
     ]
     return Flow(StandardNormal((dim,)), layers + data_side((dim,), support), context_shape=context_shape)

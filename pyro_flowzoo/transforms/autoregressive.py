@@ -61,6 +61,8 @@ class MaskedAffineAutoregressive(ShiftSide, FlowTransform):
         shift_side: ``"data"`` as above, or ``"latent"``: ``z_d = x_d e^{-s_d} - m_d`` (the shift in latent
             units, zuko's form; sampling ``x_d = (z_d + m_d) e^{s_d}``). The same family of maps, trained
             differently (``maf``'s default for unconditional ``D >= 3``: benchmarks/RESULTS.md).
+        shift_bound: ``b``: the shift is :math:`b \tanh(m_d / b)` in both directions (``None``: ``m_d``), as in
+            :class:`~pyro_flowzoo.transforms.AffineCoupling`.
 
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation",
@@ -82,9 +84,10 @@ class MaskedAffineAutoregressive(ShiftSide, FlowTransform):
         input_bound: Optional[float] = None,
         input_squash: str = "tanh",
         shift_side: str = "data",
+        shift_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=1)
-        self._init_shift_side(shift_side)
+        self._init_shift_side(shift_side, shift_bound)
         if not max_log_scale > 0:
             raise ValueError(f"MaskedAffineAutoregressive needs max_log_scale > 0, got {max_log_scale}")
         if input_bound is not None and not input_bound > 0:
@@ -100,7 +103,7 @@ class MaskedAffineAutoregressive(ShiftSide, FlowTransform):
             -2
         )  # contiguous rows; one backward node (stack), no zero-filled selects
         # -s = s_max tanh(-raw / s_max); the scaling also makes raw contiguous before tanh (faster on CPU).
-        return shift, torch.tanh(raw * (-1.0 / self.max_log_scale)) * self.max_log_scale
+        return self._bound_shift(shift), torch.tanh(raw * (-1.0 / self.max_log_scale)) * self.max_log_scale
 
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         shift, neg_log_scale = self._shift_neg_log_scale(x)
@@ -111,4 +114,5 @@ class MaskedAffineAutoregressive(ShiftSide, FlowTransform):
 
     def extra_repr(self) -> str:
         bounds = f"max_log_scale={self.max_log_scale}, input_bound={self.input_bound}, input_squash={self.input_squash}"
-        return f"dim={self.dim}, {bounds}, reverse={self.reverse}, shift_side={self.shift_side}"
+        sides = f"shift_side={self.shift_side}, shift_bound={self.shift_bound}"
+        return f"dim={self.dim}, {bounds}, reverse={self.reverse}, {sides}"

@@ -9,6 +9,7 @@ reused across calls with different tensors.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -86,31 +87,62 @@ def shift_and_scale(value: Tensor, shift: Tensor, factor: Tensor, to_latent: boo
 
 
 class ShiftSide:
-    """Mixin for affine layers with a ``shift_side`` (:data:`SHIFT_SIDES`): a state dict of the other side is refused.
+    r"""Mixin for affine layers with a ``shift_side`` (:data:`SHIFT_SIDES`) and an optional ``shift_bound``.
 
     Both sides give the same family of maps, but the same weights compute another density on the other side.
     A ``"latent"`` layer keeps a marker buffer ``latent_shift``; a state dict with keys of the layer but without
-    it (any saved before the option existed) is a ``"data"`` layer's. ``load_state_dict`` raises on a mismatch
-    (a checkpoint turns it into a ``CheckpointError``). As for any refused load in torch, the layer's
-    sub-modules (its network) may have been loaded before the error: reload or rebuild the flow after one.
+    it (any saved before the option existed) is a ``"data"`` layer's. ``shift_bound = b`` makes the shift
+    :math:`b \tanh(t / b)` (:meth:`_bound_shift`, both directions, so the layer stays an exact bijection) and is
+    kept as a buffer ``shift_bound_value``; a state dict without it is an unbounded layer's. ``load_state_dict``
+    raises on a mismatch of either (a checkpoint turns it into a ``CheckpointError``). As for any refused load
+    in torch, the layer's sub-modules (its network) may have been loaded before the error: reload or rebuild
+    the flow after one.
     """
 
     shift_side = "data"
+    shift_bound: Optional[float] = None
 
-    def _init_shift_side(self, shift_side: str) -> None:
+    def _init_shift_side(self, shift_side: str, shift_bound: Optional[float] = None) -> None:
         self.shift_side = one_of("shift_side", shift_side, SHIFT_SIDES)
         if shift_side == "latent":
             self.register_buffer("latent_shift", torch.ones(()))  # type: ignore[attr-defined]
+        if shift_bound is not None:
+            if (
+                isinstance(shift_bound, bool)
+                or not isinstance(shift_bound, (int, float))
+                or not 0 < shift_bound < math.inf
+            ):
+                raise ValueError(f"shift_bound must be a finite number > 0 (or None: unbounded), got {shift_bound!r}")
+            self.shift_bound = float(shift_bound)
+            self.register_buffer("shift_bound_value", torch.tensor(self.shift_bound))  # type: ignore[attr-defined]
+
+    def _bound_shift(self, shift: Tensor) -> Tensor:
+        b = self.shift_bound
+        return shift if b is None else torch.tanh(shift * (1.0 / b)) * b
 
     def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
-        saved = "latent" if prefix + "latent_shift" in state_dict else "data"
-        # a partial state dict (strict=False) without this layer's keys says nothing about its side
-        if saved != self.shift_side and any(k.startswith(prefix) for k in state_dict):
-            args[-1].append(  # error_msgs
-                f"{prefix}latent_shift: the saved layer adds its shift on the {saved} side, this one on the "
-                f'{self.shift_side} side (flows saved under defaults version 3 or before: shift_side="data")'
-            )
-            return
+        # a partial state dict (strict=False) without this layer's keys says nothing about its options
+        if any(k.startswith(prefix) for k in state_dict):
+            saved = "latent" if prefix + "latent_shift" in state_dict else "data"
+            bound = state_dict.get(prefix + "shift_bound_value")
+            if isinstance(bound, Tensor) and not bound.is_meta:
+                bound = float(bound)  # a buffer, float32 or float64: compared to a relative 1e-6 below
+            elif bound is not None:
+                bound = self.shift_bound
+            if saved != self.shift_side:
+                args[-1].append(  # error_msgs
+                    f"{prefix}latent_shift: the saved layer adds its shift on the {saved} side, this one on the "
+                    f'{self.shift_side} side (flows saved under defaults version 3 or before: shift_side="data")'
+                )
+                return
+            if (bound is None) != (self.shift_bound is None) or (
+                bound is not None and not math.isclose(bound, self.shift_bound, rel_tol=1e-6)
+            ):
+                args[-1].append(
+                    f"{prefix}shift_bound_value: the saved layer bounds its shift by {bound}, "
+                    f"this one by {self.shift_bound}"
+                )
+                return
         super()._load_from_state_dict(state_dict, prefix, *args)  # type: ignore[misc]
 
 

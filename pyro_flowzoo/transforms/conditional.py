@@ -71,6 +71,7 @@ class ConditionalMaskedAffineAutoregressive(ShiftSide, ConditionalFlowTransform)
         max_log_scale: bound on ``|s|``.
         reverse: condition each entry on the entries after it.
         shift_side: ``"data"`` as above or ``"latent"`` (``z_d = x_d e^{-s_d} - m_d``), as in the unconditional layer.
+        shift_bound: ``b``: the shift is :math:`b \tanh(m_d / b)` (``None``: ``m_d``), as in the unconditional layer.
 
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation", arXiv:1705.07057.
@@ -90,9 +91,10 @@ class ConditionalMaskedAffineAutoregressive(ShiftSide, ConditionalFlowTransform)
         max_log_scale: float = 3.0,
         reverse: bool = False,
         shift_side: str = "data",
+        shift_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=1, context_shape=(context_features,))
-        self._init_shift_side(shift_side)
+        self._init_shift_side(shift_side, shift_bound)
         _check_features("ConditionalMaskedAffineAutoregressive", context_features)
         if not max_log_scale > 0:
             raise ValueError(f"ConditionalMaskedAffineAutoregressive needs max_log_scale > 0, got {max_log_scale}")
@@ -101,7 +103,7 @@ class ConditionalMaskedAffineAutoregressive(ShiftSide, ConditionalFlowTransform)
 
     def _shift_neg_log_scale(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         shift, raw = self.made(x, context).unbind(-2)
-        return shift, torch.tanh(raw * (-1.0 / self.max_log_scale)) * self.max_log_scale
+        return self._bound_shift(shift), torch.tanh(raw * (-1.0 / self.max_log_scale)) * self.max_log_scale
 
     def inverse_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         shift, neg_log_scale = self._shift_neg_log_scale(x, context)
@@ -112,7 +114,8 @@ class ConditionalMaskedAffineAutoregressive(ShiftSide, ConditionalFlowTransform)
         return maf_sample(z, self.made.order, lambda x: self._shift_neg_log_scale(x, context), self.shift_side)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, context={self.context_shape}, reverse={self.reverse}, shift_side={self.shift_side}"
+        sides = f"shift_side={self.shift_side}, shift_bound={self.shift_bound}"
+        return f"dim={self.dim}, context={self.context_shape}, reverse={self.reverse}, {sides}"
 
 
 class ConditionalNeuralSplineAutoregressive(ConditionalFlowTransform):

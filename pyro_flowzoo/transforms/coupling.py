@@ -214,10 +214,13 @@ class _Coupling(FixedMask, ShiftSide):
         log_scale_bound: Optional[float] = None,
         input_squash: str = "tanh",
         shift_side: str = "data",
+        shift_bound: Optional[float] = None,
     ) -> None:
         if input_bound is not None and not input_bound > 0:
             raise ValueError(f"input_bound must be > 0 (or None), got {input_bound}")
-        self._init_shift_side(shift_side)
+        if shift_bound is not None and not affine:
+            raise ValueError("shift_bound is for affine couplings only")
+        self._init_shift_side(shift_side, shift_bound)
         self.input_squash = one_of("input_squash", input_squash, SQUASHES)
         if log_scale_bound is not None and not (affine and log_scale_bound > 0):
             raise ValueError(f"log_scale_bound must be > 0 (or None), for affine couplings only; got {log_scale_bound}")
@@ -310,7 +313,7 @@ class _Coupling(FixedMask, ShiftSide):
             out = change - h if inverse else change + h
             return self._merge(kept, out), x.new_zeros(h.shape[: h.dim() - event_dim])
         shift, raw = h.chunk(2, dim=self._axis)
-        log_scale = self._log_scale(raw)
+        shift, log_scale = self._bound_shift(shift), self._log_scale(raw)
         factor = torch.exp(-log_scale) if inverse else torch.exp(log_scale)
         out = shift_and_scale(change, shift, factor, inverse, self.shift_side)
         return self._merge(kept, out), sum_rightmost(log_scale, event_dim)
@@ -327,7 +330,7 @@ class _Coupling(FixedMask, ShiftSide):
         if not self.affine:
             return h.masked_fill(keep, 0.0), None
         shift, raw = h.chunk(2, dim=-self.event_dim)
-        log_scale = self._log_scale(raw)
+        shift, log_scale = self._bound_shift(shift), self._log_scale(raw)
         return shift.masked_fill(keep, 0.0), log_scale.masked_fill(keep, 0.0)
 
     def _forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -383,6 +386,8 @@ class AffineCoupling(_Coupling, FlowTransform):
         shift_side: ``"data"`` as above, or ``"latent"``: ``y_{\bar m} = \exp(s) \odot (x_{\bar m} + t)``, so the
             density direction reads ``x_{\bar m} = e^{-s} y_{\bar m} - t`` (the shift in latent units, zuko's form).
             The same family of maps, trained differently (``realnvp``'s default for unconditional ``D >= 3``).
+        shift_bound: ``b``: the shift is :math:`b \tanh(t / b)` in both directions, so no point is moved by more
+            than ``b`` by the shift of this layer (``None``: ``t``).
 
     References:
         Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803.
@@ -405,14 +410,25 @@ class AffineCoupling(_Coupling, FlowTransform):
         log_scale_bound: Optional[float] = None,
         input_squash: str = "tanh",
         shift_side: str = "data",
+        shift_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=mask.dim())
         self._init_coupling(
-            mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound, input_squash, shift_side
+            mask,
+            net,
+            scale_shape,
+            True,
+            split_channels,
+            input_bound,
+            log_scale_bound,
+            input_squash,
+            shift_side,
+            shift_bound,
         )
 
     def extra_repr(self) -> str:
-        return f"input_bound={self.input_bound}, input_squash={self.input_squash}, shift_side={self.shift_side}"
+        options = f"input_squash={self.input_squash}, shift_side={self.shift_side}, shift_bound={self.shift_bound}"
+        return f"input_bound={self.input_bound}, {options}"
 
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._forward(x)
@@ -461,7 +477,8 @@ class ConditionalAffineCoupling(_Coupling, ConditionalFlowTransform):
 
     .. math:: y_{\bar m} = \exp(s(x_m, c)) \odot x_{\bar m} + t(x_m, c)
 
-    ``shift_side="latent"`` adds the shift before the scale instead, as in :class:`AffineCoupling`.
+    ``shift_side="latent"`` adds the shift before the scale instead, and ``shift_bound`` bounds it, as in
+    :class:`AffineCoupling`.
 
     References:
         Dinh et al., arXiv:1605.08803; Winkler et al., "Learning Likelihoods with Conditional
@@ -484,10 +501,11 @@ class ConditionalAffineCoupling(_Coupling, ConditionalFlowTransform):
         input_bound: Optional[float] = None,
         log_scale_bound: Optional[float] = None,
         shift_side: str = "data",
+        shift_bound: Optional[float] = None,
     ) -> None:
         super().__init__(event_dim=mask.dim(), context_shape=tuple(context_shape))
         self._init_coupling(
-            mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound, "tanh", shift_side
+            mask, net, scale_shape, True, split_channels, input_bound, log_scale_bound, "tanh", shift_side, shift_bound
         )
 
     def forward_and_log_det(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
