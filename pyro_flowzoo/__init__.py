@@ -1,7 +1,7 @@
 """pyro_flowzoo: the family of normalizing flows as Pyro transforms."""
 
 from . import data, flows, infer, metrics, nn, train, transforms
-from .flow import BaseDistribution, Flow, StandardLogistic, StandardNormal, StandardUniform
+from .flow import BaseDistribution, Flow, StandardLogistic, StandardNormal, StandardStudentT, StandardUniform
 from .flows import FLOWS, build
 from .metrics import bits_per_dim, nats_per_dim
 from .train import evaluate_nll, fit
@@ -12,6 +12,7 @@ __all__ = [
     "Flow",
     "BaseDistribution",
     "StandardNormal",
+    "StandardStudentT",
     "StandardLogistic",
     "StandardUniform",
     "FLOWS",

@@ -4,7 +4,7 @@ A checkpoint is a plain dictionary of tensors and primitive containers (so that
 ``torch.load(weights_only=True)`` reads it without executing any pickled code)::
 
     {"format": "pyro_flowzoo/1", "builder": "realnvp", "hparams": {"event_shape": [2], ...},
-     "defaults": 5,               # the builders' defaults it was saved under (DEFAULTS_VERSION)
+     "defaults": 6,               # the builders' defaults it was saved under (DEFAULTS_VERSION)
      "state_dict": {...},         # the weights to use (best on validation / EMA when on)
      "metrics": {...},            # per-epoch history and the best validation NLL
      "train_state": {...} | None, # raw weights, optimizer, scheduler, RNG states: exact resume
@@ -37,10 +37,13 @@ FORMAT = "pyro_flowzoo/1"
 
 #: The version of the builders' defaults a new checkpoint records. ``hparams`` holds only what the user
 #: passed, so a checkpoint saved under older defaults is rebuilt with those (:func:`defaults_of_version`).
-DEFAULTS_VERSION = 5
+DEFAULTS_VERSION = 6
 PathLike = Union[str, os.PathLike]
 
 _PRIMITIVES = (str, int, float, bool, type(None))
+
+#: Builders whose unconditional 2-D flows have a Student-t base since defaults version 6.
+T_BASE_BUILDERS = ("realnvp", "maf")
 
 
 def error_line(e: BaseException) -> str:
@@ -179,13 +182,15 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
     Versions 1 to 4: unconditional ``nsf_ar`` and ``nsf_coupling`` for ``D >= 3`` had no affine layer in front
     of the splines (``affine_layer=False``).
 
+    Versions 1 to 5: unconditional 2-D ``realnvp`` and ``maf`` had a normal base (``base_df=False``; now Student-t).
+
     Example:
         >>> defaults_of_version(1, "nsf_coupling", {"event_shape": [2]})["num_layers"]
         4
         >>> defaults_of_version(2, "realnvp", {"event_shape": [6], "num_layers": 4})
         {'mask_anchor': 'latent', 'input_squash': 'tanh', 'shift_side': 'data', 'event_shape': [6], 'num_layers': 4}
-        >>> defaults_of_version(5, "nsf_coupling", {"event_shape": [2]})
-        {'event_shape': [2]}
+        >>> defaults_of_version(5, "maf", {"event_shape": [2]})
+        {'base_df': False, 'event_shape': [2]}
     """
     if version >= DEFAULTS_VERSION:
         return dict(hparams)
@@ -210,8 +215,10 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
             old["shift_side"] = "data"
         if builder == "maf":
             old.update(num_layers=5, hidden_dims=[max(32, 2 * dim)] * 2)
-    if builder in ("nsf_ar", "nsf_coupling") and dim is not None and dim >= 3 and unconditional:
+    if version < 5 and builder in ("nsf_ar", "nsf_coupling") and dim is not None and dim >= 3 and unconditional:
         old["affine_layer"] = False
+    if builder in T_BASE_BUILDERS and dim == 2 and unconditional:
+        old["base_df"] = False
     # an explicit None is the builder's default, which is what the version's defaults replace
     return {**old, **{k: v for k, v in hparams.items() if not (v is None and k in old)}}
 

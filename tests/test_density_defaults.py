@@ -342,6 +342,7 @@ _FORMER = (
     "input_squash",
     "shift_side",
     "affine_layer",
+    "base_df",
 )  # hyper-parameters whose defaults changed since version 2
 
 
@@ -432,10 +433,10 @@ def _masks(flow):
     [
         ("realnvp", (3,), {"hidden_dims": (8,), "input_squash": "tanh", "shift_side": "data"}),  # 4 layers, D >= 3
         ("realnvp", (6,), {"hidden_dims": (8,), "num_layers": None, "mask": None, "input_squash": "tanh"} | _DATA),
-        ("realnvp", (2,), {"hidden_dims": (8,)}),  # 12 layers for D = 2
-        ("realnvp", (2,), {"hidden_dims": (8,), "num_layers": 3}),
+        ("realnvp", (2,), {"hidden_dims": (8,), "base_df": False}),  # 12 layers for D = 2
+        ("realnvp", (2,), {"hidden_dims": (8,), "num_layers": 3, "base_df": False}),
         ("realnvp", (4,), {"hidden_dims": (8,), "mask": "half", "input_squash": "tanh", "shift_side": "data"}),
-        ("realnvp", (2,), {"hidden_dims": (8,), "mask": "half", "num_layers": 2}),
+        ("realnvp", (2,), {"hidden_dims": (8,), "mask": "half", "num_layers": 2, "base_df": False}),
         ("nice", (5,), {"hidden_dims": (8,)}),  # 8 layers
         ("nsf_coupling", (5,), {"hidden_dims": (8,), "affine_layer": False}),  # 2 layers for D >= 3
         ("nsf_coupling", (2,), {"hidden_dims": (8,), "context_shape": (3,)}),  # 4 layers, conditional 2-D
@@ -465,8 +466,9 @@ def test_version_2_checkpoints_keep_their_latent_anchored_masks(name, shape, for
         getattr(m, "input_squash", None) for m in flow.modules()
     }
     payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
-    if "affine_layer" in former:  # the same layers as today but for the masks (version 5 adds a layer)
-        payload["hparams"]["affine_layer"] = former["affine_layer"]
+    for option in ("affine_layer", "base_df"):  # the same flow as today but for the masks (versions 5 and 6)
+        if option in former:
+            payload["hparams"][option] = former[option]
     hparams = {k: v for k, v in payload["hparams"].items() if k != "event_shape"}
     if _masks(fz.build(name, shape, **hparams)) == _masks(flow):  # 2-D realnvp, odd counts: the same masks today
         today, _ = flow_from_checkpoint(payload)
@@ -859,3 +861,86 @@ def test_a_state_dict_with_another_shift_bound_is_refused(name, tmp_path):
     save_checkpoint(tmp_path / "b.pt", checkpoint_payload(bounded))
     again, _ = flow_from_checkpoint(tmp_path / "b.pt")
     assert torch.allclose(again.log_prob(x), bounded.log_prob(x), atol=1e-6)
+
+
+# -- the Student-t base of 2-D realnvp and maf (defaults version 6) -----------------------------------------
+def test_student_t_base_is_pyros_student_t():
+    from pyro_flowzoo.flow import StandardStudentT
+
+    base = StandardStudentT((3,), df=4.0).double()
+    assert base.df.dtype == torch.float64 and "df" in base.state_dict()
+    z = 5 * torch.randn(7, 3, dtype=torch.float64)
+    expected = torch.distributions.StudentT(4.0, 0.0, 1.0).log_prob(z).sum(-1)
+    assert torch.allclose(base.log_prob(z), expected) and torch.allclose(base.dist().log_prob(z), expected)
+    torch.manual_seed(0)
+    draws = base.sample((20000,))
+    assert draws.shape == (20000, 3) and draws.dtype == torch.float64
+    # Student-t(4): P(|t| > 4.604) = 0.01 (the 0.995 quantile); a normal would give 4e-6
+    assert 0.007 < (draws.abs() > 4.604).double().mean() < 0.013
+    assert (base.sample(5000, temperature=0.5).abs() > 4.604).double().mean() < 0.001
+    for bad in (0.0, -1.0, math.inf, True):
+        with pytest.raises(ValueError, match="StandardStudentT needs a finite df > 0"):
+            StandardStudentT((2,), df=bad)
+
+
+def test_2d_realnvp_and_maf_default_to_a_student_t_base():
+    from pyro_flowzoo.flow import StandardNormal, StandardStudentT
+    from pyro_flowzoo.infer.autoguide import GUIDE_DEFAULTS
+
+    def base(name, shape, **kw):
+        b = fz.build(name, shape, **kw).base
+        return (type(b).__name__, float(b.df)) if isinstance(b, StandardStudentT) else type(b).__name__
+
+    for name in ("realnvp", "maf"):
+        assert base(name, (2,)) == ("StandardStudentT", 10.0)
+        assert base(name, (3,)) == base(name, (2,), context_shape=(2,)) == "StandardNormal"
+        assert base(name, (2,), base_df=False) == base(name, (2,), base_df=math.inf) == "StandardNormal"
+        assert (
+            base(name, (6,), base_df=3) == base(name, (2,), context_shape=(1,), base_df=3) == ("StandardStudentT", 3.0)
+        )
+        assert GUIDE_DEFAULTS[name]["base_df"] is False
+        for bad in (0, -2.0, True, "heavy"):
+            with pytest.raises(ValueError, match="base_df must be a number > 0, or False / inf"):
+                fz.build(name, (2,), base_df=bad)
+    for name in ("nsf_ar", "nsf_coupling", "nice", "ar_flow"):
+        assert not isinstance(fz.build(name, (2,)).base, StandardStudentT)
+    assert isinstance(
+        fz.build("realnvp", (1, 4, 4), num_scales=1, num_blocks=1, hidden_channels=4).base, StandardNormal
+    )
+    with pytest.raises(TypeError, match="does not take"):
+        fz.build("realnvp", (1, 4, 4), base_df=5.0)
+
+
+def test_a_conditional_flow_takes_a_student_t_base():
+    flow = fz.build("maf", (2,), context_shape=(3,), hidden_dims=(8,), num_layers=2, base_df=4.0)
+    c = torch.randn(5, 3)
+    assert flow.sample((7,), context=c).shape == (7, 5, 2)
+    assert flow.dist.condition(c).sample((7,)).shape == (7, 5, 2)
+    x = torch.randn(5, 2)
+    assert torch.allclose(flow.dist.condition(c).log_prob(x), flow.log_prob(x, context=c), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["realnvp", "maf"])
+def test_version_5_checkpoints_of_2d_flows_keep_their_normal_base(name, tmp_path):
+    """Up to defaults version 5, 2-D realnvp and maf had a normal base: such a checkpoint comes back so, with the
+    same density; read as today's it is refused rather than scored under another base."""
+    from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
+    from pyro_flowzoo.flow import StandardNormal
+
+    flow = fz.build(name, (2,), hidden_dims=(8,), num_layers=3, base_df=False)
+    x = 3 * torch.randn(16, 2)
+    flow.log_prob(x)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    expected = flow.log_prob(x)
+    payload = checkpoint_payload(flow)
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "base_df"}
+    payload["defaults"] = 5
+    save_checkpoint(tmp_path / "v5.pt", payload)
+    again, _ = flow_from_checkpoint(tmp_path / "v5.pt")
+    assert isinstance(again.base, StandardNormal)
+    assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
+    payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
+    with pytest.raises(fz.checkpoint.CheckpointError, match="base.df"):
+        flow_from_checkpoint(payload)

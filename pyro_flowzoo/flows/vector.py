@@ -7,7 +7,7 @@ from typing import Optional, Sequence, TypeVar, Union
 
 from torch import Tensor, nn
 
-from ..flow import Flow, StandardLogistic, StandardNormal
+from ..flow import BaseDistribution, Flow, StandardLogistic, StandardNormal, StandardStudentT
 from ..nn import MLP
 from ..transforms import (
     AdditiveCoupling,
@@ -82,6 +82,36 @@ def shift_bound_of(shift_bound: Union[float, bool, None]) -> Optional[float]:
     if isinstance(shift_bound, bool) or not isinstance(shift_bound, (int, float)) or not 0 < shift_bound < math.inf:
         raise ValueError(f"shift_bound must be a number > 0, or None / False for no bound, got {shift_bound!r}")
     return float(shift_bound)
+
+
+#: The Student-t base's degrees of freedom for unconditional 2-D sets (:func:`vector_base`).
+BASE_DF_2D = 10.0
+
+
+def vector_base(dim: int, context_features: int, base_df: Union[float, bool, None]) -> BaseDistribution:
+    """The base of ``realnvp``, ``maf``, ``nsf_ar`` and ``nsf_coupling``: :class:`StandardStudentT` with ``base_df``
+    degrees of freedom, or :class:`StandardNormal` for ``base_df=False`` (or ``math.inf``).
+
+    ``None`` is the default: a Student-t base with :data:`BASE_DF_2D` for unconditional 2-D sets, else normal.
+    On thin 2-D sets the deep 2-D stacks send a few test points at the training data's edge far into the base's
+    tail; under a normal base those few carried a third of the mean gap (their cost grows with the square of
+    the distance, under a t base with its logarithm) and changed with rounding (RESULTS.md, issue 15).
+
+    Example:
+        >>> type(vector_base(2, 0, None)).__name__, type(vector_base(4, 0, None)).__name__
+        ('StandardStudentT', 'StandardNormal')
+        >>> float(vector_base(3, 0, 4).df), type(vector_base(2, 0, False)).__name__
+        (4.0, 'StandardNormal')
+    """
+    if base_df is None:
+        base_df = BASE_DF_2D if dim == 2 and not context_features else False
+    if base_df is False or (
+        not isinstance(base_df, bool) and isinstance(base_df, (int, float)) and base_df == math.inf
+    ):
+        return StandardNormal((dim,))
+    if isinstance(base_df, bool) or not isinstance(base_df, (int, float)) or not base_df > 0:
+        raise ValueError(f"base_df must be a number > 0, or False / inf for a normal base, got {base_df!r}")
+    return StandardStudentT((dim,), float(base_df))
 
 
 def vector_dim(name: str, event_shape: tuple[int, ...], min_dim: int = 2, images: bool = False) -> int:
@@ -207,6 +237,7 @@ def realnvp(
     input_squash: Optional[str] = None,
     shift_side: Optional[str] = None,
     shift_bound: Union[float, bool, None] = None,
+    base_df: Union[float, bool, None] = None,
     **image_hparams,
 ) -> Flow:
     """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
@@ -237,6 +268,12 @@ def realnvp(
       against +0.631; worst +1.198 against +0.931), lowered pinwheel's (+0.088 against +0.093) and raised
       smiley's (+0.036 against +0.034): the couplings' scales compound as well as their shifts.
 
+    - ``base_df`` (:func:`vector_base`): a Student-t base with 10 degrees of freedom for unconditional 2-D
+      sets, a normal base elsewhere (``False``: normal). Plain loop, seeds 0-2, worst gap, t / normal: rings
+      +0.479 / +0.774, 2spirals +0.220 / +0.222, smiley +0.028 / +0.035, pinwheel +0.082 / +0.096, moons +0.043 /
+      +0.043, 8gaussians +0.021 / +0.021 (5 degrees: rings +0.413, moons +0.060 over 6 seeds). At ``D >= 3`` a
+      t base (5) was worse on ``banana4`` (+0.041 against +0.026) and ``sas6`` (RESULTS.md, issue 15).
+
     ``log_scale_bound=c`` (vectors): each coupling's log-scale is ``scale tanh(raw / c) + shift`` with
     ``scale`` starting at ``c``, a range of ``+-c`` from the start (``None``: ``c = 1``, the range grows only
     as ``scale`` is learned). ``mask="prefix"`` gives a triangular map in the natural order
@@ -264,6 +301,7 @@ def realnvp(
             input_squash=input_squash,
             shift_side=shift_side,
             shift_bound=shift_bound,
+            base_df=base_df,
         )
         return realnvp_image(event_shape, context_shape=context_shape, **image_hparams)
     if image_hparams:
@@ -282,4 +320,5 @@ def realnvp(
     transforms = _affine_couplings(
         masks, hidden_dims, k, input_bound, log_scale_bound, input_squash, shift_side, shift_bound
     )
-    return Flow(StandardNormal((dim,)), transforms + data_side((dim,), support), context_shape=context_shape)
+    base = vector_base(dim, k, base_df)
+    return Flow(base, transforms + data_side((dim,), support), context_shape=context_shape)
