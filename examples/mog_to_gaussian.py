@@ -26,8 +26,9 @@ from pyro_flowzoo.train import evaluate_nll, fit
 FLOWS = {
     "planar": dict(num_layers=16),
     "radial": dict(num_layers=16),
-    "realnvp": dict(num_layers=8, hidden_dims=(64, 64)),
-    "maf": dict(num_layers=5),
+    # base_df=False: pushed to a unit Gaussian (the builders' 2-D default is a Student-t base)
+    "realnvp": dict(num_layers=8, hidden_dims=(64, 64), base_df=False),
+    "maf": dict(num_layers=5, base_df=False),
     "nsf_ar": dict(num_layers=3),
 }
 

@@ -217,7 +217,7 @@ def defaults_of_version(version: int, builder: str, hparams: dict[str, Any]) -> 
             old.update(num_layers=5, hidden_dims=[max(32, 2 * dim)] * 2)
     if version < 5 and builder in ("nsf_ar", "nsf_coupling") and dim is not None and dim >= 3 and unconditional:
         old["affine_layer"] = False
-    if builder in T_BASE_BUILDERS and dim == 2 and unconditional:
+    if version < 6 and builder in T_BASE_BUILDERS and dim == 2 and unconditional:
         old["base_df"] = False
     # an explicit None is the builder's default, which is what the version's defaults replace
     return {**old, **{k: v for k, v in hparams.items() if not (v is None and k in old)}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Optional, Sequence, Union
 
 import pyro.distributions as dist
@@ -58,6 +59,20 @@ class BaseDistribution(nn.Module):
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"
 
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        # a Student-t base keeps ``df``, the other bases have no such key: name the mismatch, not a missing key
+        saved, mine = prefix + "df" in state_dict, "df" in self._buffers
+        if saved != mine and any(k.startswith(prefix) for k in state_dict):
+            args[-1].append(  # error_msgs
+                f"{prefix}df: the saved flow has a Student-t base, this one a {type(self).__name__} (build it with "
+                "base_df=<the saved df>)"
+                if saved
+                else f"{prefix}df: the saved flow has no Student-t base, this one has (build it with base_df=False; "
+                "2-D realnvp and maf saved under defaults version 5 or before had a normal base)"
+            )
+            return
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
 
 class StandardNormal(BaseDistribution):
     """Standard normal base, ``N(0, I)``; ``temperature`` T samples ``N(0, T^2 I)``."""
@@ -88,11 +103,12 @@ class StandardStudentT(BaseDistribution):
         -1.9372
     """
 
-    def __init__(self, event_shape: Shape, df: float = 5.0) -> None:
+    def __init__(self, event_shape: Shape, df: float = 10.0) -> None:
         super().__init__(event_shape)
-        if isinstance(df, bool) or not isinstance(df, (int, float)) or not 0 < df < math.inf:
+        if isinstance(df, bool) or not isinstance(df, numbers.Real) or not 0 < df < math.inf:
             raise ValueError(f"StandardStudentT needs a finite df > 0, got {df!r}")
         self.register_buffer("df", torch.tensor(float(df)))
+        self._df = float(df)  # for printing without reading the buffer (meta tensors, devices)
 
     def dist(self, temperature: float = 1.0) -> dist.TorchDistribution:
         return dist.StudentT(self.df.expand(self.event_shape), self.loc, self.scale * temperature).to_event(
@@ -112,7 +128,7 @@ class StandardStudentT(BaseDistribution):
         return sum_rightmost(per_entry, len(self.event_shape))
 
     def extra_repr(self) -> str:
-        return f"event_shape={tuple(self.event_shape)}, df={float(self.df)}"
+        return f"event_shape={tuple(self.event_shape)}, df={self._df}"
 
 
 class StandardLogistic(BaseDistribution):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional, Sequence, TypeVar, Union
 
 from torch import Tensor, nn
@@ -79,8 +80,8 @@ def shift_bound_of(shift_bound: Union[float, bool, None]) -> Optional[float]:
     """
     if shift_bound is None or shift_bound is False or (not isinstance(shift_bound, bool) and shift_bound == 0):
         return None
-    if isinstance(shift_bound, bool) or not isinstance(shift_bound, (int, float)) or not 0 < shift_bound < math.inf:
-        raise ValueError(f"shift_bound must be a number > 0, or None / False for no bound, got {shift_bound!r}")
+    if isinstance(shift_bound, bool) or not isinstance(shift_bound, numbers.Real) or not 0 < shift_bound < math.inf:
+        raise ValueError(f"shift_bound must be a finite number > 0, or None / False for no bound, got {shift_bound!r}")
     return float(shift_bound)
 
 
@@ -89,8 +90,8 @@ BASE_DF_2D = 10.0
 
 
 def vector_base(dim: int, context_features: int, base_df: Union[float, bool, None]) -> BaseDistribution:
-    """The base of ``realnvp``, ``maf``, ``nsf_ar`` and ``nsf_coupling``: :class:`StandardStudentT` with ``base_df``
-    degrees of freedom, or :class:`StandardNormal` for ``base_df=False`` (or ``math.inf``).
+    """The base of vector ``realnvp`` and ``maf``: :class:`StandardStudentT` with ``base_df`` degrees of freedom, or
+    :class:`StandardNormal` for ``base_df=False`` (or ``math.inf``).
 
     ``None`` is the default: a Student-t base with :data:`BASE_DF_2D` for unconditional 2-D sets, else normal.
     On thin 2-D sets the deep 2-D stacks send a few test points at the training data's edge far into the base's
@@ -106,10 +107,10 @@ def vector_base(dim: int, context_features: int, base_df: Union[float, bool, Non
     if base_df is None:
         base_df = BASE_DF_2D if dim == 2 and not context_features else False
     if base_df is False or (
-        not isinstance(base_df, bool) and isinstance(base_df, (int, float)) and base_df == math.inf
+        not isinstance(base_df, bool) and isinstance(base_df, numbers.Real) and base_df == math.inf
     ):
         return StandardNormal((dim,))
-    if isinstance(base_df, bool) or not isinstance(base_df, (int, float)) or not base_df > 0:
+    if isinstance(base_df, bool) or not isinstance(base_df, numbers.Real) or not base_df > 0:
         raise ValueError(f"base_df must be a number > 0, or False / inf for a normal base, got {base_df!r}")
     return StandardStudentT((dim,), float(base_df))
 
@@ -240,7 +241,7 @@ def realnvp(
     base_df: Union[float, bool, None] = None,
     **image_hparams,
 ) -> Flow:
-    """RealNVP: alternating affine couplings with tanh-bounded log-scales and a standard normal base.
+    """RealNVP: alternating affine couplings with tanh-bounded log-scales, a normal base (Student-t for 2-D sets).
 
     On images ``(C, H, W)`` this is the multi-scale architecture of the paper (see ``flows.image``).
     With ``context_shape=(K,)`` every coupling network also reads the context.

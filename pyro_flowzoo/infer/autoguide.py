@@ -63,21 +63,19 @@ GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
     # scale spans e^{+-4.5}); input_bound=None: a bound would stop a banana's shift x_1^2 from growing in the
     # tails. Measured against the alternating 4-coupling guide in RESULTS.md (issue 14). shift_side="data" (and
     # maf's): the density builders' "latent" shift (D >= 3) was worse as a guide (10 seeds, worst: banana 0.074
-    # against 0.047, funnel6 0.184 against 0.076; RESULTS.md, eighth session). base_df=False (and maf's): the
-    # density builders' Student-t base for 2-D sets was not measured as a guide (the Laplace start fits a Gaussian).
+    # against 0.047, funnel6 0.184 against 0.076; RESULTS.md, eighth session).
     "realnvp": {
         "num_layers": prefix_layers,
         "mask": "prefix",
         "input_bound": None,
         "log_scale_bound": 5.0,
         "shift_side": "data",
-        "base_df": False,
     },
     # One autoregressive layer in the model's order, used forward (not as an IAF) so that the path-derivative
     # score applies: banana 0.020 and funnel6 0.145 (worst of 5 seeds) against 0.262 and 0.313 (3 seeds) with
     # three inverted layers; nsf_ar 0.055 and 0.568 against 0.276 and 0.726 (RESULTS.md, issue 14). Sampling
     # then costs D conditioner passes (logistic regression, D = 31: maf 3.5x AutoIAFNormal's step time).
-    "maf": {"num_layers": 1, "max_log_scale": 5.0, "input_bound": None, "shift_side": "data", "base_df": False},
+    "maf": {"num_layers": 1, "max_log_scale": 5.0, "input_bound": None, "shift_side": "data"},
     # Uniform knots: the density builders' centered ones for D = 2 (issue 15) were not measured as guides.
     "nsf_ar": {"num_layers": 1, "num_bins": 8, "input_bound": None, "knots": "uniform", "affine_layer": False},
     # Spline couplings as the realnvp guide: prefix masks, a triangular map in the model's order.
@@ -393,7 +391,8 @@ class AutoFlowGuide(AutoContinuous):
     All latent sites are mapped to the unconstrained space (``biject_to(support).inv``) and packed
     into one vector of size ``D`` (:class:`~pyro.infer.autoguide.AutoContinuous` does that
     bookkeeping). The posterior over that vector is a flow ``T`` from :data:`~pyro_flowzoo.FLOWS`
-    applied to a learned Gaussian, elementwise splines ``S`` at the base:
+    applied to a learned Gaussian, elementwise splines ``S`` at the base (the flow's layers are used, its own
+    base distribution is not: the guide's base is always ``N(0, I)``):
 
     .. math::
         \zeta = T(\mu + \mathrm{diag}(\sigma) L\, S(z)), \qquad z \sim N(0, I), \qquad

@@ -10,6 +10,7 @@ reused across calls with different tensors.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
 import torch
@@ -109,7 +110,7 @@ class ShiftSide:
         if shift_bound is not None:
             if (
                 isinstance(shift_bound, bool)
-                or not isinstance(shift_bound, (int, float))
+                or not isinstance(shift_bound, numbers.Real)
                 or not 0 < shift_bound < math.inf
             ):
                 raise ValueError(f"shift_bound must be a finite number > 0 (or None: unbounded), got {shift_bound!r}")
@@ -127,8 +128,8 @@ class ShiftSide:
             bound = state_dict.get(prefix + "shift_bound_value")
             if isinstance(bound, Tensor) and not bound.is_meta:
                 bound = float(bound)  # a buffer, float32 or float64: compared to a relative 1e-6 below
-            elif bound is not None:
-                bound = self.shift_bound
+            elif bound is not None:  # a meta tensor: bounded, of a value that cannot be read
+                bound = self.shift_bound if self.shift_bound is not None else math.nan
             if saved != self.shift_side:
                 args[-1].append(  # error_msgs
                     f"{prefix}latent_shift: the saved layer adds its shift on the {saved} side, this one on the "
@@ -138,9 +139,13 @@ class ShiftSide:
             if (bound is None) != (self.shift_bound is None) or (
                 bound is not None and not math.isclose(bound, self.shift_bound, rel_tol=1e-6)
             ):
+
+                def said(b: Optional[float]) -> str:
+                    return "is unbounded" if b is None else f"bounds its shift by {b}"
+
                 args[-1].append(
-                    f"{prefix}shift_bound_value: the saved layer bounds its shift by {bound}, "
-                    f"this one by {self.shift_bound}"
+                    f"{prefix}shift_bound_value: the saved layer {said(bound)}, this one {said(self.shift_bound)} "
+                    "(build it with the saved shift_bound)"
                 )
                 return
         super()._load_from_state_dict(state_dict, prefix, *args)  # type: ignore[misc]

@@ -219,7 +219,9 @@ class _Coupling(FixedMask, ShiftSide):
         if input_bound is not None and not input_bound > 0:
             raise ValueError(f"input_bound must be > 0 (or None), got {input_bound}")
         if shift_bound is not None and not affine:
-            raise ValueError("shift_bound is for affine couplings only")
+            raise ValueError(
+                f"shift_bound is for affine couplings only, got shift_bound={shift_bound!r} for an additive one"
+            )
         self._init_shift_side(shift_side, shift_bound)
         self.input_squash = one_of("input_squash", input_squash, SQUASHES)
         if log_scale_bound is not None and not (affine and log_scale_bound > 0):
