@@ -524,48 +524,59 @@ def test_data_side_coupling_masks_by_builder_and_dimension():
 
 
 # -- the shift side of the affine layers (defaults version 4) ---------------------------------------------
-def _latent_case(name, make, dim, **kw):
-    return TransformCase(f"{name}-latent-shift", make, (dim,), perturb=0.5, **kw)
+def _affine_cases(tag, wide=False, **option):
+    """The four affine layers (coupling and MAF, each also conditional) with one option set, for the battery."""
+
+    def case(name, make, dim, **kw):
+        draws = {"sample_x": _wide((dim,))} if wide else {}
+        return TransformCase(f"{name}-{tag}", make, (dim,), perturb=1.0 if wide else 0.5, **draws, **kw)
+
+    return [
+        case(
+            "MaskedAffineAutoregressive",
+            lambda: MaskedAffineAutoregressive(3, (8,), input_bound=2.0, input_squash="asinh", **option),
+            3,
+            autoregressive=True,
+        ),
+        case(
+            "MaskedAffineAutoregressive-reversed",
+            lambda: MaskedAffineAutoregressive(4, (8,), reverse=True, **option),
+            4,
+            autoregressive="reversed",
+        ),
+        case("AffineCoupling", lambda: AffineCoupling(half_mask(4), MLP(4, 8, (8,)), **option), 4),
+        case(
+            "AffineCoupling-split",
+            lambda: AffineCoupling(half_mask(5, False), MLP(3, 4, (8,)), split_channels=True, **option),
+            5,
+        ),
+        case(
+            "ConditionalAffineCoupling",
+            lambda: ConditionalAffineCoupling(half_mask(3), MLP(3, 6, (8,), context_features=2), (2,), **option),
+            3,
+            context_shape=(2,),
+        ),
+        case(
+            "ConditionalMaskedAffineAutoregressive",
+            lambda: ConditionalMaskedAffineAutoregressive(3, 2, (8,), **option),
+            3,
+            context_shape=(2,),
+            autoregressive=True,
+        ),
+    ]
 
 
-LATENT_SHIFT = [
-    _latent_case(
-        "MaskedAffineAutoregressive",
-        lambda: MaskedAffineAutoregressive(3, (8,), input_bound=2.0, input_squash="asinh", shift_side="latent"),
-        3,
-        autoregressive=True,
-    ),
-    _latent_case(
-        "MaskedAffineAutoregressive-reversed",
-        lambda: MaskedAffineAutoregressive(4, (8,), reverse=True, shift_side="latent"),
-        4,
-        autoregressive="reversed",
-    ),
-    _latent_case("AffineCoupling", lambda: AffineCoupling(half_mask(4), MLP(4, 8, (8,)), shift_side="latent"), 4),
-    _latent_case(
-        "AffineCoupling-split",
-        lambda: AffineCoupling(half_mask(5, False), MLP(3, 4, (8,)), split_channels=True, shift_side="latent"),
-        5,
-    ),
-    _latent_case(
-        "ConditionalAffineCoupling",
-        lambda: ConditionalAffineCoupling(half_mask(3), MLP(3, 6, (8,), context_features=2), (2,), shift_side="latent"),
-        3,
-        context_shape=(2,),
-    ),
-    _latent_case(
-        "ConditionalMaskedAffineAutoregressive",
-        lambda: ConditionalMaskedAffineAutoregressive(3, 2, (8,), shift_side="latent"),
-        3,
-        context_shape=(2,),
-        autoregressive=True,
-    ),
-]
+# the bounded shift (an option, not a default) joins the battery here too, on both sides, on wide draws
+AFFINE_OPTIONS = (
+    _affine_cases("latent-shift", shift_side="latent")
+    + _affine_cases("shift-bound", wide=True, shift_bound=0.7)
+    + _affine_cases("latent-shift-bound", wide=True, shift_side="latent", shift_bound=0.7)
+)
 
 
-@pytest.mark.parametrize("case", LATENT_SHIFT, ids=battery.tids(LATENT_SHIFT))
+@pytest.mark.parametrize("case", AFFINE_OPTIONS, ids=battery.tids(AFFINE_OPTIONS))
 @pytest.mark.parametrize("check", TRANSFORM_CHECKS, ids=lambda f: f.__name__[5:])
-def test_latent_shift_passes_the_transform_battery(case, check):
+def test_affine_layer_options_pass_the_transform_battery(case, check):
     check(case)
 
 
@@ -711,81 +722,35 @@ def test_spline_builders_put_an_affine_layer_in_front_for_unconditional_d_above_
     assert GUIDE_DEFAULTS[name]["affine_layer"] is False and ENCODER_DEFAULTS[name]["affine_layer"] is False
 
 
-@pytest.mark.parametrize("name, shape", [("nsf_ar", (4,)), ("nsf_coupling", (5,))])
-def test_version_4_spline_checkpoints_come_back_without_the_affine_layer(name, shape, tmp_path):
+def _reloaded_as_version(flow, x, version, drop, path, scale=0.1):
+    """Saves ``flow`` (moved off its start) as a checkpoint of defaults ``version`` whose hyper-parameters lack
+    ``drop``, checks it rebuilds with the same density and returns ``(payload, rebuilt flow)``."""
     from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
 
-    flow = fz.build(name, shape, hidden_dims=(8,), affine_layer=False)
-    x = 2 * torch.randn(16, *shape)
     flow.log_prob(x)  # the first batch sets the standardization
     with torch.no_grad():
         for p in flow.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+            p.add_(scale * torch.randn_like(p))
     expected = flow.log_prob(x)
     payload = checkpoint_payload(flow)
-    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "affine_layer"}
-    payload["defaults"] = 4
-    save_checkpoint(tmp_path / "v4.pt", payload)
-    again, _ = flow_from_checkpoint(tmp_path / "v4.pt")
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k not in drop}
+    payload["defaults"] = version
+    save_checkpoint(path, payload)
+    again, _ = flow_from_checkpoint(path)
     assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
+    return payload, again
+
+
+@pytest.mark.parametrize("name, shape", [("nsf_ar", (4,)), ("nsf_coupling", (5,))])
+def test_version_4_spline_checkpoints_come_back_without_the_affine_layer(name, shape, tmp_path):
+    flow = fz.build(name, shape, hidden_dims=(8,), affine_layer=False)
+    payload, _ = _reloaded_as_version(flow, 2 * torch.randn(16, *shape), 4, ("affine_layer",), tmp_path / "v4.pt")
     payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
     with pytest.raises(fz.checkpoint.CheckpointError):
-        flow_from_checkpoint(payload)  # today's flow has one layer more
+        fz.checkpoint.flow_from_checkpoint(payload)  # today's flow has one layer more
 
 
 # -- the bounded shift (an option, not a default) ----------------------------------------------------------
-def _bounded_case(name, make, dim, **kw):
-    return TransformCase(f"{name}-shift-bound", make, (dim,), sample_x=_wide((dim,)), perturb=1.0, **kw)
-
-
-BOUNDED_SHIFT = [
-    _bounded_case(
-        "MaskedAffineAutoregressive",
-        lambda: MaskedAffineAutoregressive(3, (8,), input_bound=2.0, shift_bound=0.7),
-        3,
-        autoregressive=True,
-    ),
-    _bounded_case(
-        "MaskedAffineAutoregressive-latent-reversed",
-        lambda: MaskedAffineAutoregressive(4, (8,), reverse=True, shift_side="latent", shift_bound=0.7),
-        4,
-        autoregressive="reversed",
-    ),
-    _bounded_case("AffineCoupling", lambda: AffineCoupling(half_mask(4), MLP(4, 8, (8,)), shift_bound=0.7), 4),
-    _bounded_case(
-        "AffineCoupling-split-latent",
-        lambda: AffineCoupling(
-            half_mask(2, False),
-            MLP(1, 2, (8,)),
-            split_channels=True,
-            input_bound=2.0,
-            shift_side="latent",
-            shift_bound=0.7,
-        ),
-        2,
-    ),
-    _bounded_case(
-        "ConditionalAffineCoupling",
-        lambda: ConditionalAffineCoupling(half_mask(3), MLP(3, 6, (8,), context_features=2), (2,), shift_bound=0.7),
-        3,
-        context_shape=(2,),
-    ),
-    _bounded_case(
-        "ConditionalMaskedAffineAutoregressive",
-        lambda: ConditionalMaskedAffineAutoregressive(3, 2, (8,), shift_bound=0.7),
-        3,
-        context_shape=(2,),
-        autoregressive=True,
-    ),
-]
-
-
-@pytest.mark.parametrize("case", BOUNDED_SHIFT, ids=battery.tids(BOUNDED_SHIFT))
-@pytest.mark.parametrize("check", TRANSFORM_CHECKS, ids=lambda f: f.__name__[5:])
-def test_bounded_shift_passes_the_transform_battery(case, check):
-    check(case)
-
-
 @pytest.mark.parametrize("side", ["data", "latent"])
 def test_a_bounded_shift_is_b_tanh_t_over_b_in_both_directions(side):
     torch.manual_seed(0)
@@ -923,26 +888,14 @@ def test_a_conditional_flow_takes_a_student_t_base():
 def test_version_5_checkpoints_of_2d_flows_keep_their_normal_base(name, tmp_path):
     """Up to defaults version 5, 2-D realnvp and maf had a normal base: such a checkpoint comes back so, with the
     same density; read as today's it is refused rather than scored under another base."""
-    from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
     from pyro_flowzoo.flow import StandardNormal
 
     flow = fz.build(name, (2,), hidden_dims=(8,), num_layers=3, base_df=False)
-    x = 3 * torch.randn(16, 2)
-    flow.log_prob(x)
-    with torch.no_grad():
-        for p in flow.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    expected = flow.log_prob(x)
-    payload = checkpoint_payload(flow)
-    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "base_df"}
-    payload["defaults"] = 5
-    save_checkpoint(tmp_path / "v5.pt", payload)
-    again, _ = flow_from_checkpoint(tmp_path / "v5.pt")
+    payload, again = _reloaded_as_version(flow, 3 * torch.randn(16, 2), 5, ("base_df",), tmp_path / "v5.pt", 0.3)
     assert isinstance(again.base, StandardNormal)
-    assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
     payload["defaults"] = fz.checkpoint.DEFAULTS_VERSION
     with pytest.raises(fz.checkpoint.CheckpointError, match="base.df: the saved flow has no Student-t base"):
-        flow_from_checkpoint(payload)
+        fz.checkpoint.flow_from_checkpoint(payload)
     t_flow = fz.build(name, (2,), hidden_dims=(8,), num_layers=3)
     with pytest.raises(RuntimeError, match=r"base.df: the saved flow has a Student-t base, this one a StandardNormal"):
         flow.load_state_dict(t_flow.state_dict())
@@ -952,21 +905,9 @@ def test_version_5_checkpoints_of_2d_flows_keep_their_normal_base(name, tmp_path
 def test_version_5_spline_checkpoints_keep_the_affine_layer(name, shape, tmp_path):
     """Version 5 added the splines' affine layer; version 6 changed only 2-D bases: a version-5 checkpoint of
     a spline flow at D >= 3 rebuilds with its layer and density."""
-    from pyro_flowzoo.checkpoint import checkpoint_payload, flow_from_checkpoint, save_checkpoint
-
     flow = fz.build(name, shape, hidden_dims=(8,))
-    x = 2 * torch.randn(16, *shape)
-    flow.log_prob(x)
-    with torch.no_grad():
-        for p in flow.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    expected = flow.log_prob(x)
-    payload = checkpoint_payload(flow)
-    payload["defaults"] = 5
-    save_checkpoint(tmp_path / "v5.pt", payload)
-    again, _ = flow_from_checkpoint(tmp_path / "v5.pt")
+    _, again = _reloaded_as_version(flow, 2 * torch.randn(16, *shape), 5, (), tmp_path / "v5.pt")
     assert sum(isinstance(t, MaskedAffineAutoregressive) for t in again.transforms) == 1
-    assert torch.allclose(again.log_prob(x), expected, atol=1e-5)
 
 
 def test_a_meta_bound_in_a_state_dict_is_not_taken_for_a_match():
