@@ -26,7 +26,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .flow import Flow, StandardLogistic, StandardUniform
+from .flow import Flow, StandardLogistic, StandardStudentT, StandardUniform
 
 if TYPE_CHECKING:
     from .data import DataSplit
@@ -256,8 +256,9 @@ def latent_2d(
 ) -> Figure:
     r"""Data and their latent codes :math:`z = T^{-1}(x)` side by side, coloured by label.
 
-    For a standard normal base the right panel should look like :math:`N(0, I)` (circles mark radii 1, 2, 3);
-    for a uniform base (mixture-CDF flows) like the uniform unit square.
+    For a standard normal base the right panel should look like :math:`N(0, I)` (circles mark radii 1, 2, 3), for
+    a Student-t base (2-D ``realnvp`` and ``maf``) like it with a few points farther out (the title names the
+    base); for a uniform base (mixture-CDF flows) like the uniform unit square.
     Vector flows of any dimension are accepted: the first two coordinates are shown.
 
     Example:
@@ -292,7 +293,8 @@ def latent_2d(
         for r in (1, 2, 3):
             ax_z.plot(r * np.cos(t), r * np.sin(t), color="0.6", lw=0.6)
         lim = 6.0 if isinstance(flow.base, StandardLogistic) else 4.0
-        _style(ax_z, (-lim, lim, -lim, lim), "latent z = T^-1(x)")
+        t_base = f" (Student-t base, {float(flow.base.df):g} df)" if isinstance(flow.base, StandardStudentT) else ""
+        _style(ax_z, (-lim, lim, -lim, lim), "latent z = T^-1(x)" + t_base)
     return _finish(fig, path, title)
 
 
