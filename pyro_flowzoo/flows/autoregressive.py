@@ -248,13 +248,9 @@ def maf(
     twice). With 24 layers (``D = 2``) it compounds: ``rings`` blew up (+28,305). Conditional layers
     (``context_shape=``) read ``x`` unbounded (not measured).
 
-    ``base_df`` (:func:`~pyro_flowzoo.flows.vector.vector_base`): a Student-t base with 10 degrees of freedom
-    for unconditional 2-D sets, else normal (``False``: normal). Plain loop, seeds 0-2, worst gap, t / normal:
-    rings +0.468 / +0.739, 2spirals +0.163 / +0.695, pinwheel +0.079 / +0.082, moons +0.028 / +0.027, smiley
-    +0.028 / +0.030, 8gaussians +0.018 / +0.020 (RESULTS.md, issue 15).
-
-    ``shift_bound=b`` makes each layer's shift ``b tanh(m / b)`` (:class:`MaskedAffineAutoregressive`; ``None``,
-    the default: no bound), as in ``realnvp``.
+    ``base_df`` (:func:`~pyro_flowzoo.flows.vector.vector_base`, with the measurements): a Student-t base with
+    10 degrees of freedom for unconditional 2-D sets (rings +0.468 against +0.739), else normal (``False``).
+    ``shift_bound=b``: each layer's shift is ``b tanh(m / b)`` (``None``, the default: unbounded).
 
     References:
         Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation", arXiv:1705.07057.

@@ -74,6 +74,10 @@ def default_shift_side(dim: int, context_features: int) -> str:
 def shift_bound_of(shift_bound: Union[float, bool, None]) -> Optional[float]:
     """A builder's ``shift_bound`` for its affine layers: a number ``b > 0``, or ``None`` / ``False`` / ``0`` for none.
 
+    Not a default anywhere: 1.5 on 2-D ``realnvp`` (plain loop; RESULTS.md, issue 15) left rings' mean gap
+    unchanged over 12 seeds (+0.629 against +0.631; worst +1.198 against +0.931), lowered pinwheel's (+0.088
+    against +0.093) and raised smiley's (+0.036 against +0.034): the couplings' scales compound as their shifts do.
+
     Example:
         >>> shift_bound_of(None), shift_bound_of(False), shift_bound_of(3)
         (None, None, 3.0)
@@ -97,6 +101,13 @@ def vector_base(dim: int, context_features: int, base_df: Union[float, bool, Non
     On thin 2-D sets the deep 2-D stacks send a few test points at the training data's edge far into the base's
     tail; under a normal base those few carried a third of the mean gap (their cost grows with the square of
     the distance, under a t base with its logarithm) and changed with rounding (RESULTS.md, issue 15).
+
+    Plain loop, seeds 0-2, worst gap, t 10 / normal: ``realnvp`` rings +0.479 / +0.774, 2spirals +0.220 / +0.222,
+    smiley +0.028 / +0.035, pinwheel +0.082 / +0.096, moons +0.043 / +0.043, 8gaussians +0.021 / +0.021; ``maf``
+    rings +0.468 / +0.739, 2spirals +0.163 / +0.695, pinwheel +0.079 / +0.082, moons +0.028 / +0.027, smiley
+    +0.028 / +0.030, 8gaussians +0.018 / +0.020. 5 degrees gained more on rings (+0.413) and lost moons (+0.060
+    over 6 seeds). At ``D >= 3`` a t base (5) was worse on ``banana4`` (realnvp +0.041 against +0.026) and
+    ``sas6``, better on ``student_t4``.
 
     Example:
         >>> type(vector_base(2, 0, None)).__name__, type(vector_base(4, 0, None)).__name__
@@ -263,17 +274,10 @@ def realnvp(
       direction reading ``e^{-s} y - t`` rather than ``(y - t) e^{-s}`` (the same family of maps, trained better:
       ``banana16`` +0.156 against +0.218, plain loop, worst of 3 seeds); ``"data"`` for 2-D sets (they split)
       and conditional flows (worse on SLCP).
-    - ``shift_bound=None``: unbounded shifts. ``shift_bound=b`` makes each coupling's shift ``b tanh(t / b)``
-      (:func:`shift_bound_of`), so no one layer's shift moves a point by more than ``b``. Not a default: 1.5 on
-      the 2-D sets (plain loop; RESULTS.md, issue 15) left rings' mean gap unchanged over 12 seeds (+0.629
-      against +0.631; worst +1.198 against +0.931), lowered pinwheel's (+0.088 against +0.093) and raised
-      smiley's (+0.036 against +0.034): the couplings' scales compound as well as their shifts.
-
-    - ``base_df`` (:func:`vector_base`): a Student-t base with 10 degrees of freedom for unconditional 2-D
-      sets, a normal base elsewhere (``False``: normal). Plain loop, seeds 0-2, worst gap, t / normal: rings
-      +0.479 / +0.774, 2spirals +0.220 / +0.222, smiley +0.028 / +0.035, pinwheel +0.082 / +0.096, moons +0.043 /
-      +0.043, 8gaussians +0.021 / +0.021 (5 degrees: rings +0.413, moons +0.060 over 6 seeds). At ``D >= 3`` a
-      t base (5) was worse on ``banana4`` (+0.041 against +0.026) and ``sas6`` (RESULTS.md, issue 15).
+    - ``base_df`` (:func:`vector_base`, with the measurements): a Student-t base with 10 degrees of freedom for
+      unconditional 2-D sets (rings +0.479 against +0.774 with a normal one), else normal (``False``: normal).
+    - ``shift_bound=None``: unbounded shifts; ``b`` makes each coupling's shift ``b tanh(t / b)``
+      (:func:`shift_bound_of`, measured there and not a default).
 
     ``log_scale_bound=c`` (vectors): each coupling's log-scale is ``scale tanh(raw / c) + shift`` with
     ``scale`` starting at ``c``, a range of ``+-c`` from the start (``None``: ``c = 1``, the range grows only
@@ -291,19 +295,9 @@ def realnvp(
     if len(event_shape) == 3:
         from .image import realnvp_image
 
-        _reject_vector_hparams(
-            "realnvp",
-            num_layers=num_layers,
-            hidden_dims=hidden_dims,
-            mask=mask,
-            support=support,
-            log_scale_bound=log_scale_bound,
-            mask_anchor=mask_anchor,
-            input_squash=input_squash,
-            shift_side=shift_side,
-            shift_bound=shift_bound,
-            base_df=base_df,
-        )
+        vector = dict(num_layers=num_layers, hidden_dims=hidden_dims, mask=mask, support=support, base_df=base_df)
+        vector.update(log_scale_bound=log_scale_bound, mask_anchor=mask_anchor, input_squash=input_squash)
+        _reject_vector_hparams("realnvp", shift_side=shift_side, shift_bound=shift_bound, **vector)
         return realnvp_image(event_shape, context_shape=context_shape, **image_hparams)
     if image_hparams:
         raise TypeError(f"realnvp on vectors: unknown hyper-parameter(s) {sorted(image_hparams)}")
@@ -317,9 +311,6 @@ def realnvp(
     masks = alternating_masks(dim, num_layers, mask, mask_anchor)
     k = context_features(context_shape)
     shift_side = default_shift_side(dim, k) if shift_side is None else shift_side
-    shift_bound = shift_bound_of(shift_bound)
-    transforms = _affine_couplings(
-        masks, hidden_dims, k, input_bound, log_scale_bound, input_squash, shift_side, shift_bound
-    )
-    base = vector_base(dim, k, base_df)
-    return Flow(base, transforms + data_side((dim,), support), context_shape=context_shape)
+    bounds = input_bound, log_scale_bound, input_squash, shift_side, shift_bound_of(shift_bound)
+    layers = _affine_couplings(masks, hidden_dims, k, *bounds)
+    return Flow(vector_base(dim, k, base_df), layers + data_side((dim,), support), context_shape=context_shape)
