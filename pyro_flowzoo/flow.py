@@ -107,8 +107,7 @@ class StandardStudentT(BaseDistribution):
         super().__init__(event_shape)
         if isinstance(df, bool) or not isinstance(df, numbers.Real) or not 0 < df < math.inf:
             raise ValueError(f"StandardStudentT needs a finite df > 0, got {df!r}")
-        self.register_buffer("df", torch.tensor(float(df)))
-        self._df = float(df)  # for printing without reading the buffer (meta tensors, devices)
+        self.register_buffer("df", torch.tensor(float(df)))  # loads with the flow: a saved df wins
 
     def dist(self, temperature: float = 1.0) -> dist.TorchDistribution:
         return dist.StudentT(self.df.expand(self.event_shape), self.loc, self.scale * temperature).to_event(
@@ -128,7 +127,7 @@ class StandardStudentT(BaseDistribution):
         return sum_rightmost(per_entry, len(self.event_shape))
 
     def extra_repr(self) -> str:
-        return f"event_shape={tuple(self.event_shape)}, df={self._df}"
+        return f"event_shape={tuple(self.event_shape)}, df={'?' if self.df.is_meta else float(self.df)}"
 
 
 class StandardLogistic(BaseDistribution):
