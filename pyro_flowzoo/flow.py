@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Optional, Sequence, Union
 
 import pyro.distributions as dist
@@ -17,7 +16,7 @@ from pyro.distributions.util import sum_rightmost
 from torch import Tensor, nn
 from torch.distributions import Transform
 
-from .transforms.base import _FlowTransformMixin
+from .transforms.base import _FlowTransformMixin, finite_positive
 from .transforms.compose import pull_back, push_forward
 
 __all__ = ["Flow", "BaseDistribution", "StandardNormal", "StandardStudentT", "StandardLogistic", "StandardUniform"]
@@ -105,7 +104,7 @@ class StandardStudentT(BaseDistribution):
 
     def __init__(self, event_shape: Shape, df: float = 10.0) -> None:
         super().__init__(event_shape)
-        if isinstance(df, bool) or not isinstance(df, numbers.Real) or not 0 < df < math.inf:
+        if not finite_positive(df):
             raise ValueError(f"StandardStudentT needs a finite df > 0, got {df!r}")
         self.register_buffer("df", torch.tensor(float(df)))  # loads with the flow: a saved df wins
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Optional, Sequence, TypeVar, Union
 
 from torch import Tensor, nn
@@ -18,7 +17,7 @@ from ..transforms import (
     Scaling,
     alternating_masks,
 )
-from ..transforms.base import one_of
+from ..transforms.base import finite_positive, one_of
 from ..transforms.coupling import SQUASHES
 from .data_side import Support, data_side
 from .registry import register
@@ -82,9 +81,9 @@ def shift_bound_of(shift_bound: Union[float, bool, None]) -> Optional[float]:
         >>> shift_bound_of(None), shift_bound_of(False), shift_bound_of(3)
         (None, None, 3.0)
     """
-    if shift_bound is None or shift_bound is False or (not isinstance(shift_bound, bool) and shift_bound == 0):
+    if shift_bound is None or shift_bound is False or shift_bound == 0:
         return None
-    if isinstance(shift_bound, bool) or not isinstance(shift_bound, numbers.Real) or not 0 < shift_bound < math.inf:
+    if not finite_positive(shift_bound):
         raise ValueError(f"shift_bound must be a finite number > 0, or None / False for no bound, got {shift_bound!r}")
     return float(shift_bound)
 
@@ -118,11 +117,9 @@ def vector_base(dim: int, context_features: int, base_df: Union[float, bool, Non
     """
     if base_df is None:
         base_df = BASE_DF_2D if dim == 2 and not context_features else False
-    if base_df is False or (
-        not isinstance(base_df, bool) and isinstance(base_df, numbers.Real) and base_df == math.inf
-    ):
+    if base_df is False or base_df == math.inf:
         return StandardNormal((dim,))
-    if isinstance(base_df, bool) or not isinstance(base_df, numbers.Real) or not base_df > 0:
+    if not finite_positive(base_df):
         raise ValueError(f"base_df must be a number > 0, or False / inf for a normal base, got {base_df!r}")
     return StandardStudentT((dim,), float(base_df))
 

@@ -68,6 +68,16 @@ class FixedMask:
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 
+def finite_positive(value: object) -> bool:
+    """Whether ``value`` is a real number in ``(0, inf)`` (not a bool): the check of every such option.
+
+    Example:
+        >>> [finite_positive(v) for v in (1.5, 0, float("inf"), True, "2")]
+        [True, False, False, False, False]
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < math.inf
+
+
 #: Where an affine layer adds its shift, seen in the density direction (data ``y`` -> latent ``x``): ``"data"``,
 #: ``x = (y - t) e^{-s}`` (RealNVP's and MAF's papers), or ``"latent"``, ``x = y e^{-s} - t`` (zuko's).
 SHIFT_SIDES = ("data", "latent")
@@ -108,11 +118,7 @@ class ShiftSide:
         if shift_side == "latent":
             self.register_buffer("latent_shift", torch.ones(()))  # type: ignore[attr-defined]
         if shift_bound is not None:
-            if (
-                isinstance(shift_bound, bool)
-                or not isinstance(shift_bound, numbers.Real)
-                or not 0 < shift_bound < math.inf
-            ):
+            if not finite_positive(shift_bound):
                 raise ValueError(f"shift_bound must be a finite number > 0 (or None: unbounded), got {shift_bound!r}")
             self.shift_bound = float(shift_bound)
             self.register_buffer("shift_bound_value", torch.tensor(self.shift_bound))  # type: ignore[attr-defined]
